@@ -1,0 +1,1 @@
+//! The Execution Coordinator daemon library: actors and Kafka adapters.

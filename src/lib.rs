@@ -1,0 +1,13 @@
+//! Pure decision logic of the Execution Coordinator.
+//!
+//! Nothing in this crate reads the clock, spawns, or does I/O: callers pass `now` and get
+//! decisions back, so every rule is unit-, property- and bench-testable.
+
+pub mod config;
+pub mod events;
+pub mod pool;
+pub mod priority;
+pub mod quantity;
+pub mod queue;
+
+pub use priority::Priority;
