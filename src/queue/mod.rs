@@ -1,0 +1,368 @@
+//! The pending-execution queue of SPEC §3.1–§3.3 and §3.5.
+//!
+//! Five priority levels, FIFO by arrival within a level, a maximum size and a per-user limit,
+//! true dispatch positions, requeue one level lower keeping the arrival, stale expiry and
+//! duplicate detection. Every operation that touches one entry is O(log n).
+
+mod order;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+
+pub use order::OrderSet;
+
+use crate::Priority;
+
+/// Milliseconds since an epoch the caller chooses (the daemon uses the UNIX epoch).
+pub type Millis = u64;
+
+/// Admission and expiry limits of the queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueLimits {
+    /// Requests beyond this many queued executions are rejected.
+    pub max_queue_size: usize,
+    /// Queued executions allowed per user.
+    pub max_executions_per_user: usize,
+    /// Executions queued longer than this are expired.
+    pub stale_timeout: Duration,
+    /// Whether a requeue after "insufficient resources" lowers the priority one level.
+    pub requeue_demotes: bool,
+    /// How many finished execution ids are remembered for duplicate detection.
+    pub dedup_capacity: usize,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        Self {
+            max_queue_size: 10_000,
+            max_executions_per_user: 100,
+            stale_timeout: Duration::from_secs(3600),
+            requeue_demotes: true,
+            dedup_capacity: 100_000,
+        }
+    }
+}
+
+/// Why a request was not queued.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum Rejection {
+    /// The queue already holds `max` executions.
+    #[error("queue is full ({max} executions queued); retry later")]
+    QueueFull {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The user already has `max` executions queued.
+    #[error(
+        "user {user} already has {max} executions queued, the per-user limit; \
+         wait for some of them to start"
+    )]
+    UserLimit {
+        /// The user, or "anonymous".
+        user: String,
+        /// The configured per-user maximum.
+        max: usize,
+    },
+    /// The execution id is queued already or finished recently.
+    #[error("execution {execution_id} is already queued or finished recently")]
+    Duplicate {
+        /// The repeated id.
+        execution_id: String,
+    },
+}
+
+/// One execution waiting in the queue, with the request it carries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedExecution<T> {
+    /// The execution id (Kafka key).
+    pub execution_id: String,
+    /// The user the per-user limit counts against.
+    pub user_id: String,
+    /// The level it is queued at now (lower after a demoting requeue).
+    pub priority: Priority,
+    /// Arrival order: FIFO within a level, kept across requeues.
+    pub arrival: u64,
+    /// When it was first queued.
+    pub enqueued_at: Millis,
+    /// How many times it went back to the queue for lack of resources.
+    pub requeues: u32,
+    /// The request itself.
+    pub payload: T,
+}
+
+impl<T> QueuedExecution<T> {
+    /// How long it has waited at `now`.
+    pub fn waited(&self, now: Millis) -> Duration {
+        Duration::from_millis(now.saturating_sub(self.enqueued_at))
+    }
+}
+
+/// Figures for the stats stream and metrics.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueueStats {
+    /// Queued executions per level, in `Priority::ALL` order.
+    pub depth: [usize; 5],
+    /// Queued executions in all.
+    pub total: usize,
+    /// Wait of the longest-queued execution.
+    pub oldest_wait: Option<Duration>,
+    /// Users with the most queued executions, most first (ties by name).
+    pub top_users: Vec<(String, usize)>,
+}
+
+const PRIORITY_SHIFT: u32 = 60;
+
+fn order_key(priority: Priority, arrival: u64) -> u64 {
+    ((priority.index() as u64) << PRIORITY_SHIFT) | arrival
+}
+
+/// The priority queue of pending executions.
+#[derive(Debug, Clone)]
+pub struct ExecutionQueue<T> {
+    limits: QueueLimits,
+    /// Entries by arrival: the first is the oldest.
+    entries: BTreeMap<u64, QueuedExecution<T>>,
+    /// Arrival of each queued execution id.
+    ids: HashMap<String, u64>,
+    /// Dispatch order: (priority, arrival) packed into one key.
+    order: OrderSet,
+    depth: [usize; 5],
+    per_user: HashMap<String, usize>,
+    recent: HashSet<Arc<str>>,
+    recent_order: VecDeque<Arc<str>>,
+    next_arrival: u64,
+}
+
+impl<T> ExecutionQueue<T> {
+    /// An empty queue with these limits.
+    pub fn new(limits: QueueLimits) -> Self {
+        Self {
+            limits,
+            entries: BTreeMap::new(),
+            ids: HashMap::new(),
+            order: OrderSet::new(),
+            depth: [0; 5],
+            per_user: HashMap::new(),
+            recent: HashSet::new(),
+            recent_order: VecDeque::new(),
+            next_arrival: 0,
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &QueueLimits {
+        &self.limits
+    }
+
+    /// Number of queued executions.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// True when `execution_id` is queued.
+    pub fn contains(&self, execution_id: &str) -> bool {
+        self.ids.contains_key(execution_id)
+    }
+
+    /// Queued executions of `user`.
+    pub fn user_count(&self, user: &str) -> usize {
+        self.per_user.get(user).copied().unwrap_or(0)
+    }
+
+    /// True when `execution_id` is queued or finished recently (SPEC §3.5).
+    pub fn is_duplicate(&self, execution_id: &str) -> bool {
+        self.contains(execution_id) || self.recent.contains(execution_id)
+    }
+
+    /// Remembers `execution_id` as finished, so a repeat of its request is a duplicate.
+    /// Memory is bounded by `dedup_capacity`: the oldest ids are forgotten first.
+    pub fn remember_finished(&mut self, execution_id: &str) {
+        if self.limits.dedup_capacity == 0 || self.recent.contains(execution_id) {
+            return;
+        }
+        let id: Arc<str> = Arc::from(execution_id);
+        self.recent.insert(id.clone());
+        self.recent_order.push_back(id);
+        while self.recent_order.len() > self.limits.dedup_capacity {
+            if let Some(old) = self.recent_order.pop_front() {
+                self.recent.remove(&old);
+            }
+        }
+    }
+
+    /// Queues a request; returns its position (0 = next to dispatch) or why it was refused.
+    /// A refused request is remembered, so its redelivery is a duplicate, not a second refusal.
+    pub fn enqueue(
+        &mut self,
+        execution_id: String,
+        user_id: String,
+        priority: Priority,
+        payload: T,
+        now: Millis,
+    ) -> Result<usize, Rejection> {
+        if self.is_duplicate(&execution_id) {
+            return Err(Rejection::Duplicate { execution_id });
+        }
+        let rejection = if self.len() >= self.limits.max_queue_size {
+            Some(Rejection::QueueFull {
+                max: self.limits.max_queue_size,
+            })
+        } else if self.user_count(&user_id) >= self.limits.max_executions_per_user {
+            Some(Rejection::UserLimit {
+                user: user_id.clone(),
+                max: self.limits.max_executions_per_user,
+            })
+        } else {
+            None
+        };
+        if let Some(rejection) = rejection {
+            self.remember_finished(&execution_id);
+            return Err(rejection);
+        }
+        let arrival = self.next_arrival;
+        self.next_arrival += 1;
+        Ok(self.insert(QueuedExecution {
+            execution_id,
+            user_id,
+            priority,
+            arrival,
+            enqueued_at: now,
+            requeues: 0,
+            payload,
+        }))
+    }
+
+    /// Puts an entry back in its place by (priority, arrival) without admission checks.
+    fn insert(&mut self, entry: QueuedExecution<T>) -> usize {
+        let key = order_key(entry.priority, entry.arrival);
+        self.order.insert(key);
+        self.depth[entry.priority.index()] += 1;
+        *self.per_user.entry(entry.user_id.clone()).or_insert(0) += 1;
+        self.ids.insert(entry.execution_id.clone(), entry.arrival);
+        self.entries.insert(entry.arrival, entry);
+        self.order.rank(key)
+    }
+
+    /// Takes an entry out by arrival, keeping every index consistent.
+    fn take(&mut self, arrival: u64) -> Option<QueuedExecution<T>> {
+        let entry = self.entries.remove(&arrival)?;
+        self.order.remove(order_key(entry.priority, arrival));
+        self.depth[entry.priority.index()] -= 1;
+        self.ids.remove(&entry.execution_id);
+        if let Some(count) = self.per_user.get_mut(&entry.user_id) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_user.remove(&entry.user_id);
+            }
+        }
+        self.remember_finished(&entry.execution_id);
+        Some(entry)
+    }
+
+    /// Removes and returns the next execution in dispatch order.
+    pub fn dequeue(&mut self) -> Option<QueuedExecution<T>> {
+        let key = self.order.first()?;
+        self.take(key & ((1 << PRIORITY_SHIFT) - 1))
+    }
+
+    /// The next execution in dispatch order, left in place.
+    pub fn peek(&self) -> Option<&QueuedExecution<T>> {
+        let key = self.order.first()?;
+        self.entries.get(&(key & ((1 << PRIORITY_SHIFT) - 1)))
+    }
+
+    /// Puts a dequeued execution back after "insufficient resources": one level lower when
+    /// `requeue_demotes` (never below BACKGROUND), keeping its arrival. Admission limits do not
+    /// apply, since it was admitted before. Returns its new position, or `None` if an entry with
+    /// the same id is queued already (the execution is then not queued twice).
+    pub fn requeue(&mut self, mut entry: QueuedExecution<T>) -> Option<usize> {
+        if self.contains(&entry.execution_id) || self.entries.contains_key(&entry.arrival) {
+            return None;
+        }
+        if self.limits.requeue_demotes {
+            entry.priority = entry.priority.demoted();
+        }
+        entry.requeues += 1;
+        Some(self.insert(entry))
+    }
+
+    /// Restores an entry recorded earlier (e.g. from a state log), with its arrival and level.
+    /// Later arrivals are numbered after it. Returns `None` if its id or arrival is taken.
+    pub fn restore(&mut self, entry: QueuedExecution<T>) -> Option<usize> {
+        if self.contains(&entry.execution_id)
+            || self.entries.contains_key(&entry.arrival)
+            || entry.arrival >= (1 << PRIORITY_SHIFT)
+        {
+            return None;
+        }
+        self.next_arrival = self.next_arrival.max(entry.arrival + 1);
+        Some(self.insert(entry))
+    }
+
+    /// Removes a queued execution (cancellation).
+    pub fn cancel(&mut self, execution_id: &str) -> Option<QueuedExecution<T>> {
+        let arrival = *self.ids.get(execution_id)?;
+        self.take(arrival)
+    }
+
+    /// The true position of a queued execution in dispatch order (0 = next).
+    pub fn position(&self, execution_id: &str) -> Option<usize> {
+        let arrival = *self.ids.get(execution_id)?;
+        let entry = self.entries.get(&arrival)?;
+        Some(self.order.rank(order_key(entry.priority, arrival)))
+    }
+
+    /// The queued entry for `execution_id`.
+    pub fn get(&self, execution_id: &str) -> Option<&QueuedExecution<T>> {
+        self.entries.get(self.ids.get(execution_id)?)
+    }
+
+    /// Removes and returns every execution queued longer than `stale_timeout` at `now`,
+    /// oldest first. Cost is O(k log n) for k expired entries.
+    pub fn expire(&mut self, now: Millis) -> Vec<QueuedExecution<T>> {
+        let timeout = self.limits.stale_timeout;
+        let mut expired = Vec::new();
+        while let Some((&arrival, entry)) = self.entries.first_key_value() {
+            if entry.waited(now) <= timeout {
+                break;
+            }
+            if let Some(entry) = self.take(arrival) {
+                expired.push(entry);
+            }
+        }
+        expired
+    }
+
+    /// Entries in arrival order (oldest first).
+    pub fn iter(&self) -> impl Iterator<Item = &QueuedExecution<T>> {
+        self.entries.values()
+    }
+
+    /// Depth per level, oldest wait and the `top` users with most queued executions.
+    pub fn stats(&self, now: Millis, top: usize) -> QueueStats {
+        let mut top_users: Vec<(String, usize)> = self
+            .per_user
+            .iter()
+            .map(|(user, count)| (user.clone(), *count))
+            .collect();
+        top_users.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top_users.truncate(top);
+        QueueStats {
+            depth: self.depth,
+            total: self.len(),
+            oldest_wait: self.entries.values().next().map(|e| e.waited(now)),
+            top_users,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

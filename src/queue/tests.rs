@@ -1,0 +1,360 @@
+use super::*;
+use proptest::prelude::*;
+use std::collections::HashMap;
+
+use Priority::*;
+
+fn queue(max: usize, per_user: usize) -> ExecutionQueue<()> {
+    ExecutionQueue::new(QueueLimits {
+        max_queue_size: max,
+        max_executions_per_user: per_user,
+        stale_timeout: Duration::from_secs(60),
+        requeue_demotes: true,
+        dedup_capacity: 1000,
+    })
+}
+
+fn add(q: &mut ExecutionQueue<()>, id: &str, user: &str, p: Priority, now: Millis) -> usize {
+    q.enqueue(id.into(), user.into(), p, (), now).unwrap()
+}
+
+fn drain(q: &mut ExecutionQueue<()>) -> Vec<String> {
+    std::iter::from_fn(|| q.dequeue().map(|e| e.execution_id)).collect()
+}
+
+#[test]
+fn dispatches_by_priority_then_arrival() {
+    let mut q = queue(100, 100);
+    add(&mut q, "n1", "u", Normal, 0);
+    add(&mut q, "b1", "u", Background, 1);
+    add(&mut q, "c1", "u", Critical, 2);
+    add(&mut q, "n2", "u", Normal, 3);
+    add(&mut q, "h1", "u", High, 4);
+    add(&mut q, "c2", "u", Critical, 5);
+    add(&mut q, "l1", "u", Low, 6);
+    assert_eq!(drain(&mut q), ["c1", "c2", "h1", "n1", "n2", "l1", "b1"]);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn enqueue_reports_the_true_rank() {
+    let mut q = queue(100, 100);
+    assert_eq!(add(&mut q, "n1", "u", Normal, 0), 0);
+    assert_eq!(add(&mut q, "n2", "u", Normal, 0), 1);
+    assert_eq!(add(&mut q, "c1", "u", Critical, 0), 0);
+    assert_eq!(add(&mut q, "l1", "u", Low, 0), 3);
+    assert_eq!(add(&mut q, "h1", "u", High, 0), 1);
+    assert_eq!(q.position("c1"), Some(0));
+    assert_eq!(q.position("h1"), Some(1));
+    assert_eq!(q.position("n1"), Some(2));
+    assert_eq!(q.position("n2"), Some(3));
+    assert_eq!(q.position("l1"), Some(4));
+    assert_eq!(q.position("nope"), None);
+}
+
+#[test]
+fn queue_full_and_user_limit_are_typed_rejections() {
+    let mut q = queue(3, 2);
+    add(&mut q, "a1", "alice", Normal, 0);
+    add(&mut q, "a2", "alice", Normal, 0);
+    assert_eq!(
+        q.enqueue("a3".into(), "alice".into(), Normal, (), 0),
+        Err(Rejection::UserLimit {
+            user: "alice".into(),
+            max: 2
+        })
+    );
+    add(&mut q, "b1", "bob", Normal, 0);
+    assert_eq!(
+        q.enqueue("b2".into(), "bob".into(), Normal, (), 0),
+        Err(Rejection::QueueFull { max: 3 })
+    );
+    assert_eq!(q.len(), 3);
+    assert_eq!(q.user_count("alice"), 2);
+    // Freeing a slot admits the user again.
+    q.cancel("a1").unwrap();
+    add(&mut q, "a4", "alice", Normal, 0);
+    assert!(Rejection::QueueFull { max: 3 }
+        .to_string()
+        .contains("queue is full"));
+}
+
+#[test]
+fn duplicates_are_detected_while_queued_and_after_leaving() {
+    let mut q = queue(10, 10);
+    add(&mut q, "x", "u", Normal, 0);
+    assert_eq!(
+        q.enqueue("x".into(), "u".into(), High, (), 0),
+        Err(Rejection::Duplicate {
+            execution_id: "x".into()
+        })
+    );
+    assert_eq!(q.len(), 1);
+    q.dequeue().unwrap();
+    assert!(q.is_duplicate("x"));
+    assert!(matches!(
+        q.enqueue("x".into(), "u".into(), Normal, (), 0),
+        Err(Rejection::Duplicate { .. })
+    ));
+    // Rejected requests are remembered too, so a redelivery is silent.
+    let mut q = queue(0, 10);
+    assert!(matches!(
+        q.enqueue("y".into(), "u".into(), Normal, (), 0),
+        Err(Rejection::QueueFull { .. })
+    ));
+    assert!(matches!(
+        q.enqueue("y".into(), "u".into(), Normal, (), 0),
+        Err(Rejection::Duplicate { .. })
+    ));
+}
+
+#[test]
+fn dedup_memory_is_bounded_and_forgets_the_oldest() {
+    let mut q: ExecutionQueue<()> = ExecutionQueue::new(QueueLimits {
+        dedup_capacity: 3,
+        ..QueueLimits::default()
+    });
+    for id in ["a", "b", "c", "d"] {
+        q.remember_finished(id);
+    }
+    assert!(!q.is_duplicate("a"));
+    assert!(q.is_duplicate("b") && q.is_duplicate("c") && q.is_duplicate("d"));
+    assert_eq!(q.recent.len(), 3);
+    assert_eq!(q.recent_order.len(), 3);
+}
+
+#[test]
+fn requeue_demotes_one_level_and_keeps_arrival() {
+    let mut q = queue(10, 10);
+    add(&mut q, "h1", "u", High, 0);
+    add(&mut q, "n1", "u", Normal, 1);
+    add(&mut q, "n2", "u", Normal, 2);
+    let head = q.dequeue().unwrap();
+    assert_eq!(head.execution_id, "h1");
+    // h1 arrived first, so after demotion to NORMAL it goes ahead of n1 and n2.
+    assert_eq!(q.requeue(head), Some(0));
+    let e = q.get("h1").unwrap();
+    assert_eq!((e.priority, e.requeues, e.enqueued_at), (Normal, 1, 0));
+    assert_eq!(drain(&mut q), ["h1", "n1", "n2"]);
+}
+
+#[test]
+fn requeue_never_goes_below_background_and_can_keep_the_level() {
+    let mut q = queue(10, 10);
+    add(&mut q, "b", "u", Background, 0);
+    let e = q.dequeue().unwrap();
+    q.requeue(e);
+    assert_eq!(q.get("b").unwrap().priority, Background);
+
+    let mut q: ExecutionQueue<()> = ExecutionQueue::new(QueueLimits {
+        requeue_demotes: false,
+        ..QueueLimits::default()
+    });
+    q.enqueue("c".into(), "u".into(), Critical, (), 0).unwrap();
+    let e = q.dequeue().unwrap();
+    q.requeue(e);
+    assert_eq!(q.get("c").unwrap().priority, Critical);
+}
+
+#[test]
+fn requeue_ignores_limits_but_not_a_queued_twin() {
+    let mut q = queue(1, 1);
+    add(&mut q, "a", "u", Normal, 0);
+    let a = q.dequeue().unwrap();
+    add(&mut q, "b", "u", Normal, 0);
+    // Queue full and user at limit, but "a" was admitted already.
+    assert_eq!(q.requeue(a.clone()), Some(1));
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.user_count("u"), 2);
+    assert_eq!(q.requeue(a), None);
+    assert_eq!(q.len(), 2);
+}
+
+#[test]
+fn cancel_removes_and_fixes_positions_and_counts() {
+    let mut q = queue(10, 10);
+    add(&mut q, "a", "alice", Normal, 0);
+    add(&mut q, "b", "bob", Normal, 0);
+    add(&mut q, "c", "alice", Normal, 0);
+    let removed = q.cancel("b").unwrap();
+    assert_eq!(removed.execution_id, "b");
+    assert_eq!(q.cancel("b"), None);
+    assert_eq!(q.position("c"), Some(1));
+    assert_eq!(q.user_count("bob"), 0);
+    assert_eq!(q.user_count("alice"), 2);
+    assert_eq!(q.stats(0, 5).depth, [0, 0, 2, 0, 0]);
+}
+
+#[test]
+fn expire_returns_entries_older_than_the_timeout_oldest_first() {
+    let mut q = queue(10, 10);
+    add(&mut q, "old1", "u", Background, 0);
+    add(&mut q, "old2", "u", Critical, 1_000);
+    add(&mut q, "new", "u", Normal, 50_000);
+    // Exactly at the timeout nothing is stale yet.
+    assert!(q.expire(60_000).is_empty());
+    let expired: Vec<_> = q
+        .expire(61_001)
+        .into_iter()
+        .map(|e| e.execution_id)
+        .collect();
+    assert_eq!(expired, ["old1", "old2"]);
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.user_count("u"), 1);
+    assert!(q.is_duplicate("old1"));
+    assert!(q.expire(61_001).is_empty());
+}
+
+#[test]
+fn a_requeued_entry_still_expires_by_its_first_arrival() {
+    let mut q = queue(10, 10);
+    add(&mut q, "a", "u", Normal, 0);
+    let a = q.dequeue().unwrap();
+    q.requeue(a);
+    assert_eq!(q.expire(60_001).len(), 1);
+}
+
+#[test]
+fn stats_report_depth_top_users_and_oldest_wait() {
+    let mut q = queue(100, 100);
+    assert_eq!(q.stats(5, 3), QueueStats::default());
+    add(&mut q, "a1", "alice", Critical, 1_000);
+    add(&mut q, "a2", "alice", Low, 2_000);
+    add(&mut q, "b1", "bob", Low, 3_000);
+    add(&mut q, "c1", "carol", Normal, 4_000);
+    let s = q.stats(11_000, 2);
+    assert_eq!(s.depth, [1, 0, 1, 2, 0]);
+    assert_eq!(s.total, 4);
+    assert_eq!(s.oldest_wait, Some(Duration::from_secs(10)));
+    assert_eq!(s.top_users, [("alice".into(), 2), ("bob".into(), 1)]);
+}
+
+#[test]
+fn restore_keeps_arrival_and_numbers_new_arrivals_after_it() {
+    let mut q = queue(10, 10);
+    let restored = QueuedExecution {
+        execution_id: "r".into(),
+        user_id: "u".into(),
+        priority: Normal,
+        arrival: 41,
+        enqueued_at: 7,
+        requeues: 2,
+        payload: (),
+    };
+    assert_eq!(q.restore(restored.clone()), Some(0));
+    assert_eq!(q.restore(restored), None);
+    add(&mut q, "n", "u", Normal, 8);
+    assert_eq!(q.get("n").unwrap().arrival, 42);
+    assert_eq!(drain(&mut q), ["r", "n"]);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Enqueue { user: u8, priority: usize },
+    Dequeue,
+    DequeueAndRequeue,
+    Cancel(usize),
+    Expire(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..4, 0usize..5).prop_map(|(user, priority)| Op::Enqueue { user, priority }),
+        2 => Just(Op::Dequeue),
+        2 => Just(Op::DequeueAndRequeue),
+        1 => (0usize..64).prop_map(Op::Cancel),
+        1 => (0u64..50).prop_map(Op::Expire),
+    ]
+}
+
+proptest! {
+    /// Against a model: dispatch order is (priority, arrival), positions are true ranks, and
+    /// per-user counts always equal the entries present.
+    #[test]
+    fn queue_matches_its_model(ops in proptest::collection::vec(op(), 1..200), demotes in any::<bool>()) {
+        let mut q: ExecutionQueue<u32> = ExecutionQueue::new(QueueLimits {
+            max_queue_size: 40,
+            max_executions_per_user: 15,
+            stale_timeout: Duration::from_millis(100),
+            requeue_demotes: demotes,
+            dedup_capacity: 10_000,
+        });
+        // Model: (priority index, arrival, id, user, enqueued_at).
+        let mut model: Vec<(usize, u64, String, String, u64)> = Vec::new();
+        let mut now = 0u64;
+        let mut next_id = 0u32;
+        let mut arrival = 0u64;
+        for op in ops {
+            now += 1;
+            match op {
+                Op::Enqueue { user, priority } => {
+                    let id = format!("e{next_id}");
+                    let user = format!("u{user}");
+                    let result = q.enqueue(id.clone(), user.clone(), Priority::ALL[priority], next_id, now);
+                    next_id += 1;
+                    let user_count = model.iter().filter(|m| m.3 == user).count();
+                    if model.len() >= 40 {
+                        prop_assert_eq!(result, Err(Rejection::QueueFull { max: 40 }));
+                    } else if user_count >= 15 {
+                        prop_assert!(matches!(result, Err(Rejection::UserLimit { .. })), "expected user limit");
+                    } else {
+                        model.push((priority, arrival, id.clone(), user, now));
+                        arrival += 1;
+                        model.sort();
+                        let rank = model.iter().position(|m| m.2 == id).unwrap();
+                        prop_assert_eq!(result, Ok(rank));
+                    }
+                }
+                Op::Dequeue => {
+                    let got = q.dequeue().map(|e| e.execution_id);
+                    let want = if model.is_empty() { None } else { Some(model.remove(0).2) };
+                    prop_assert_eq!(got, want);
+                }
+                Op::DequeueAndRequeue => {
+                    if let Some(e) = q.dequeue() {
+                        let mut m = model.remove(0);
+                        prop_assert_eq!(&e.execution_id, &m.2);
+                        if demotes {
+                            m.0 = (m.0 + 1).min(4);
+                        }
+                        let pos = q.requeue(e);
+                        model.push(m.clone());
+                        model.sort();
+                        prop_assert_eq!(pos, model.iter().position(|x| x.2 == m.2));
+                    } else {
+                        prop_assert!(model.is_empty());
+                    }
+                }
+                Op::Cancel(i) => {
+                    if !model.is_empty() {
+                        let m = model.remove(i % model.len());
+                        prop_assert_eq!(q.cancel(&m.2).map(|e| e.execution_id), Some(m.2));
+                    }
+                }
+                Op::Expire(advance) => {
+                    now += advance;
+                    let mut expired: Vec<String> = q.expire(now).into_iter().map(|e| e.execution_id).collect();
+                    let mut want: Vec<String> = model.iter().filter(|m| now - m.4 > 100).map(|m| m.2.clone()).collect();
+                    model.retain(|m| now - m.4 <= 100);
+                    expired.sort();
+                    want.sort();
+                    prop_assert_eq!(expired, want);
+                }
+            }
+            prop_assert_eq!(q.len(), model.len());
+            let mut counts: HashMap<String, usize> = HashMap::new();
+            for m in &model {
+                *counts.entry(m.3.clone()).or_default() += 1;
+            }
+            prop_assert_eq!(&q.per_user, &counts);
+            for (rank, m) in model.iter().enumerate() {
+                prop_assert_eq!(q.position(&m.2), Some(rank));
+            }
+            let mut depth = [0usize; 5];
+            for m in &model {
+                depth[m.0] += 1;
+            }
+            prop_assert_eq!(q.stats(now, 0).depth, depth);
+        }
+    }
+}
