@@ -1,1 +1,149 @@
-fn main() {}
+//! `execution-coordinator`: CLI, config loading, logging, the actor tree and shutdown.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use coordinator_core::config::{Config, LogFormat};
+use execution_coordinator::daemon::Daemon;
+use execution_coordinator::kafka::EmbeddedBroker;
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+/// Exit code for a configuration error (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "execution-coordinator",
+    version,
+    about = "Admits script executions from Kafka: priority queue, resource pool, pod commands."
+)]
+struct Cli {
+    /// Configuration file (TOML). Without it, `config.toml` is read if present, else defaults.
+    #[arg(long, short, global = true, env = "EXECUTION_COORDINATOR_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the daemon (the default).
+    Run,
+    /// Validate the configuration and print the effective values.
+    CheckConfig,
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| format!("cannot read config file {}: {e}", p.display()))?,
+        None => std::fs::read_to_string("config.toml").unwrap_or_default(),
+    };
+    Config::from_toml_str(&text, std::env::vars()).map_err(|e| e.to_string())
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.daemon.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.daemon.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match load_config(cli.config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("invalid configuration:\n{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            for w in config.warnings() {
+                eprintln!("warning: {w}");
+            }
+            print!("{}", config.to_toml_string());
+            ExitCode::SUCCESS
+        }
+        Command::Run => {
+            init_logging(&config);
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(error = format!("{e:#}"), "Coordinator failed.");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    for w in config.warnings() {
+        warn!(warning = %w, "Configuration warning.");
+    }
+    let system = actix::System::new();
+    let mut config = config;
+    let embedded = system.block_on(async move {
+        // The embedded broker lives as long as the daemon.
+        let (bootstrap, _embedded) = match &config.kafka.bootstrap_servers {
+            Some(servers) => (servers.clone(), None),
+            None => {
+                let broker = EmbeddedBroker::start(&config.kafka)?;
+                let bootstrap = broker.bootstrap_servers();
+                println!("Embedded Kafka broker (librdkafka mock cluster) listening on {bootstrap}");
+                println!("Watch it with: kcat -b {bootstrap} -C -t {}", config.kafka.commands_topic_full());
+                info!(%bootstrap, "Embedded Kafka broker started.");
+                // The mock cluster has no CreateTopics; EmbeddedBroker created them.
+                config.kafka.create_topics = false;
+                (bootstrap, Some(broker))
+            }
+        };
+        let grace = config.daemon.shutdown_grace;
+        let daemon = tokio::select! {
+            daemon = Daemon::start(config, bootstrap) => daemon.context("starting the coordinator")?,
+            _ = wait_for_signal() => {
+                info!("Signal received during startup; stopping.");
+                return anyhow::Ok(_embedded);
+            }
+        };
+        wait_for_signal().await;
+        info!("Signal received; stopping.");
+        daemon.shutdown(grace).await;
+        anyhow::Ok(_embedded)
+    })?;
+    // Clients first, then the embedded broker they talk to.
+    drop(system);
+    drop(embedded);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,176 @@
+//! The supervised actor tree and its orderly shutdown.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use anyhow::Context as _;
+use coordinator_core::config::Config;
+use coordinator_core::pool::{PoolSpec, ResourcePool};
+use coordinator_core::queue::{ExecutionQueue, QueueLimits};
+use rdkafka::producer::FutureProducer;
+use tracing::{info, warn};
+
+use crate::egress::{Flush, KafkaEgressActor};
+use crate::ingress::{EventHandler, IngressPeers, KafkaIngressActor, StopConsuming};
+use crate::kafka::{ensure_topics, producer_config};
+use crate::queue_actor::QueueActor;
+use crate::resource_actor::ResourceActor;
+use crate::scheduler::{Drain, SchedulerActor, SchedulerPeers};
+use crate::state::{restore, Outputs, RestoredState};
+
+/// Queue limits from the `[queue]` section.
+pub fn queue_limits(config: &Config) -> QueueLimits {
+    let q = &config.queue;
+    QueueLimits {
+        max_queue_size: q.max_queue_size,
+        max_executions_per_user: q.max_executions_per_user,
+        stale_timeout: q.stale_timeout,
+        requeue_demotes: q.requeue_demotes,
+        dedup_capacity: q.dedup_capacity,
+    }
+}
+
+/// The running daemon: the address of each supervised actor.
+pub struct Daemon {
+    /// QueueActor.
+    pub queue: Addr<QueueActor>,
+    /// ResourceActor.
+    pub resource: Addr<ResourceActor>,
+    /// SchedulerActor.
+    pub scheduler: Addr<SchedulerActor>,
+    /// KafkaIngressActor.
+    pub ingress: Addr<KafkaIngressActor>,
+    /// KafkaEgressActor.
+    pub egress: Addr<KafkaEgressActor>,
+    /// What was restored from the state topic at start.
+    pub restored: (usize, usize),
+}
+
+impl Daemon {
+    /// Creates topics if configured, restores state, and starts every actor under a
+    /// supervisor. Must run inside an actix System.
+    pub async fn start(config: Config, bootstrap: String) -> anyhow::Result<Daemon> {
+        let kafka = config.kafka.clone();
+        if kafka.create_topics {
+            ensure_topics(&kafka, &bootstrap).await?;
+        }
+        let restored: RestoredState = {
+            let kafka = kafka.clone();
+            let bootstrap = bootstrap.clone();
+            actix_rt::task::spawn_blocking(move || restore(&kafka, &bootstrap))
+                .await
+                .context("state restore task")??
+        };
+        let producer: FutureProducer = producer_config(&kafka, &bootstrap)
+            .create()
+            .context("creating the Kafka producer")?;
+        let stats_interval = config.daemon.stats_interval;
+        let outputs = Outputs::new(&kafka);
+
+        let mut queue = ExecutionQueue::new(queue_limits(&config));
+        let spec = PoolSpec::from_config(&config.resources);
+        let mut pool = ResourcePool::new(spec.clone());
+        let restored_counts = (restored.queued.len(), restored.allocated.len());
+        for entry in restored.queued {
+            let id = entry.execution_id.clone();
+            if queue.restore(entry).is_none() {
+                warn!(execution_id = %id, "Restored queue entry skipped: id or arrival taken.");
+            }
+        }
+        for allocation in restored.allocated {
+            queue.remember_finished(&allocation.execution_id);
+            if let Err(e) = pool.allocate(&allocation.execution_id, allocation.resources) {
+                warn!(execution_id = %allocation.execution_id, error = %e, "Restored allocation exceeds the pool as configured now; kept out of the books.");
+            }
+        }
+
+        let delivery_timeout = kafka.delivery_timeout;
+        let egress = Supervisor::start(move |_| KafkaEgressActor::new(producer, delivery_timeout));
+        let queue_addr = {
+            let publish = egress.clone().recipient();
+            let outputs = outputs.clone();
+            let sweep = config.queue.stale_sweep_interval;
+            Supervisor::start(move |_| {
+                QueueActor::new(queue, publish, outputs, stats_interval, sweep)
+            })
+        };
+        let resource = Supervisor::start(move |_| ResourceActor::new(pool, stats_interval));
+        let scheduler = {
+            let peers = SchedulerPeers {
+                dequeue: queue_addr.clone().recipient(),
+                requeue: queue_addr.clone().recipient(),
+                allocate: resource.clone().recipient(),
+                release: resource.clone().recipient(),
+                publish: egress.clone().recipient(),
+            };
+            let outputs = outputs.clone();
+            let s = config.scheduler.clone();
+            Supervisor::start(move |_| {
+                SchedulerActor::new(
+                    peers,
+                    outputs,
+                    s.max_concurrent_scheduling,
+                    s.scheduling_interval,
+                    stats_interval,
+                )
+            })
+        };
+        let ingress = {
+            let peers = IngressPeers {
+                enqueue: queue_addr.clone().recipient(),
+                cancel: queue_addr.clone().recipient(),
+                is_duplicate: queue_addr.clone().recipient(),
+                remember: queue_addr.clone().recipient(),
+                release: resource.clone().recipient(),
+                kick: scheduler.clone().recipient(),
+                publish: egress.clone().recipient(),
+            };
+            let max_bytes = kafka.max_message_bytes;
+            let kafka = kafka.clone();
+            Supervisor::start(move |_| {
+                let handler = EventHandler::new(peers, outputs, spec, max_bytes);
+                KafkaIngressActor::new(kafka, bootstrap, handler, stats_interval)
+            })
+        };
+        info!(
+            restored_queued = restored_counts.0,
+            restored_allocated = restored_counts.1,
+            "Coordinator started."
+        );
+        Ok(Daemon {
+            queue: queue_addr,
+            resource,
+            scheduler,
+            ingress,
+            egress,
+            restored: restored_counts,
+        })
+    }
+
+    /// Stops consuming, lets in-flight scheduling finish, flushes the producer and commits,
+    /// all within `grace`. Returns false (with a warning) if the grace ran out.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        let started = Instant::now();
+        let ingress = self.ingress.clone();
+        let scheduler = self.scheduler.clone();
+        let egress = self.egress.clone();
+        let orderly = async move {
+            let _ = ingress.send(StopConsuming).await;
+            let _ = scheduler.send(Drain).await;
+            let _ = egress.send(Flush(grace)).await;
+        };
+        match tokio::time::timeout(grace, orderly).await {
+            Ok(()) => {
+                info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "Coordinator stopped cleanly."
+                );
+                true
+            }
+            Err(_) => {
+                warn!(grace = %humantime::format_duration(grace), "Shutdown grace ran out; stopping anyway.");
+                false
+            }
+        }
+    }
+}

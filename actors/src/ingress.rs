@@ -1,0 +1,660 @@
+//! KafkaIngressActor: owns the input consumer. Decodes each event, drives the queue and the
+//! pool, and stores the event's offset only once everything it caused has been acknowledged
+//! by the broker; commits every `commit_interval`, on revocation and on stop.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use coordinator_core::config::KafkaConfig;
+use coordinator_core::events::{
+    decode_input, ErrorType, EventMetadata, ExecutionRequested, InputEvent,
+};
+use coordinator_core::pool::{PoolSpec, RequestError, ResourceAsk};
+use coordinator_core::queue::Rejection;
+use futures::future::{join_all, LocalBoxFuture};
+use futures::stream::{FuturesOrdered, StreamExt};
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message as _};
+use tokio::sync::oneshot;
+use tracing::{debug, error, info, warn};
+
+use crate::egress::Publish;
+use crate::kafka::{consumer_config, is_nothing_to_commit, CommitOnRevoke};
+use crate::queue_actor::{Cancel, Enqueue, IsDuplicate, RememberFinished};
+use crate::resource_actor::Release;
+use crate::scheduler::Kick;
+use crate::state::{Outputs, Pending};
+use crate::stats::ActorStats;
+use crate::{InjectFault, ReportStats, RestartCount};
+
+/// Stop consuming, wait for the effects of what was consumed, commit; answers when done.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopConsuming;
+
+/// The ingress counters.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "IngressCounters")]
+pub struct IngressStatsQuery;
+
+/// Whether the consumer has a partition assignment.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "bool")]
+pub struct IsAssigned;
+
+/// What the ingress has seen, by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngressCounters {
+    /// Messages consumed.
+    pub consumed: u64,
+    /// Requests queued (and `execution_accepted` published).
+    pub accepted: u64,
+    /// Requests refused: queue full.
+    pub rejected_queue_full: u64,
+    /// Requests refused: per-user limit.
+    pub rejected_user_limit: u64,
+    /// Requests refused: invalid (priority, quantity).
+    pub rejected_invalid: u64,
+    /// Requests refused: can never fit.
+    pub rejected_never_fits: u64,
+    /// Requests ignored as duplicates.
+    pub duplicates: u64,
+    /// Queued executions cancelled.
+    pub cancelled_queued: u64,
+    /// Active executions cancelled (resources released).
+    pub cancelled_active: u64,
+    /// Completions and failures that released resources.
+    pub released: u64,
+    /// Events of other types, skipped.
+    pub skipped: u64,
+    /// Undecodable messages sent to the DLQ.
+    pub dead_lettered: u64,
+    /// Messages whose effects the broker did not acknowledge.
+    pub publish_failures: u64,
+}
+
+/// The peers the ingress drives, as recipients so tests can stand in for them.
+#[derive(Clone)]
+pub struct IngressPeers {
+    /// QueueActor.
+    pub enqueue: Recipient<Enqueue>,
+    /// QueueActor.
+    pub cancel: Recipient<Cancel>,
+    /// QueueActor.
+    pub is_duplicate: Recipient<IsDuplicate>,
+    /// QueueActor.
+    pub remember: Recipient<RememberFinished>,
+    /// ResourceActor.
+    pub release: Recipient<Release>,
+    /// SchedulerActor.
+    pub kick: Recipient<Kick>,
+    /// KafkaEgressActor.
+    pub publish: Recipient<Publish>,
+}
+
+/// Decides what one input event does. Shared by the consume loop; cheap to clone.
+#[derive(Clone)]
+pub struct EventHandler {
+    peers: IngressPeers,
+    outputs: Outputs,
+    spec: Arc<PoolSpec>,
+    max_message_bytes: usize,
+    counters: Rc<RefCell<IngressCounters>>,
+}
+
+/// The broker acks for one input event's effects.
+type Acks = LocalBoxFuture<'static, bool>;
+
+impl EventHandler {
+    /// A handler publishing through `peers` and resolving requests against `spec`.
+    pub fn new(
+        peers: IngressPeers,
+        outputs: Outputs,
+        spec: PoolSpec,
+        max_message_bytes: usize,
+    ) -> Self {
+        Self {
+            peers,
+            outputs,
+            spec: Arc::new(spec),
+            max_message_bytes,
+            counters: Rc::new(RefCell::new(IngressCounters::default())),
+        }
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> IngressCounters {
+        *self.counters.borrow()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut IngressCounters)) {
+        f(&mut self.counters.borrow_mut());
+    }
+
+    /// Sends `messages` to the egress now (in this order) and returns their joint ack.
+    fn publish(&self, messages: Vec<Publish>) -> Acks {
+        let requests: Vec<_> = messages
+            .into_iter()
+            .map(|m| self.peers.publish.send(m))
+            .collect();
+        async move {
+            join_all(requests)
+                .await
+                .into_iter()
+                .all(|r| matches!(r, Ok(Ok(_))))
+        }
+        .boxed_local()
+    }
+
+    /// Handles one raw input message: `source` is (topic, partition, offset).
+    pub async fn handle(
+        &self,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        source: (&str, i32, i64),
+    ) -> Acks {
+        self.count(|c| c.consumed += 1);
+        let bytes = payload.unwrap_or_default();
+        match decode_input(bytes, self.max_message_bytes) {
+            Err(e) => {
+                self.count(|c| c.dead_lettered += 1);
+                warn!(
+                    topic = source.0,
+                    partition = source.1,
+                    offset = source.2,
+                    error = %e,
+                    "Bad input sent to the dead-letter queue."
+                );
+                let mut out = vec![self
+                    .outputs
+                    .dead_letter(key, payload, source, &e.to_string())];
+                if let Some(id) = e.execution_id.as_deref().filter(|id| !id.is_empty()) {
+                    if !self.is_duplicate(id).await {
+                        self.remember(id).await;
+                        let metadata = e
+                            .metadata
+                            .as_deref()
+                            .cloned()
+                            .unwrap_or_else(EventMetadata::coordinator);
+                        out.push(self.outputs.failed(
+                            id,
+                            &metadata,
+                            ErrorType::SystemError,
+                            &format!("the execution request could not be read: {}", e.message),
+                        ));
+                    }
+                }
+                self.publish(out)
+            }
+            Ok(InputEvent::Requested(request)) => self.on_requested(request).await,
+            Ok(InputEvent::Cancelled(event)) => self.on_cancelled(&event.execution_id).await,
+            Ok(InputEvent::Completed(event)) => self.on_finished(&event.execution_id).await,
+            Ok(InputEvent::Failed(event)) => self.on_finished(&event.execution_id).await,
+            Ok(InputEvent::Other { event_type }) => {
+                self.count(|c| c.skipped += 1);
+                debug!(%event_type, "Event of another type skipped.");
+                self.publish(Vec::new())
+            }
+        }
+    }
+
+    async fn is_duplicate(&self, id: &str) -> bool {
+        self.peers
+            .is_duplicate
+            .send(IsDuplicate {
+                execution_id: id.to_owned(),
+            })
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn remember(&self, id: &str) {
+        let _ = self
+            .peers
+            .remember
+            .send(RememberFinished {
+                execution_id: id.to_owned(),
+            })
+            .await;
+    }
+
+    /// Refuses a request before queueing: remembered, so a redelivery is a duplicate.
+    async fn refuse(
+        &self,
+        request: &ExecutionRequested,
+        error_type: ErrorType,
+        message: String,
+    ) -> Acks {
+        info!(execution_id = %request.execution_id, error_type = ?error_type, reason = %message, "Execution rejected.");
+        self.remember(&request.execution_id).await;
+        self.publish(vec![self.outputs.failed(
+            &request.execution_id,
+            &request.metadata,
+            error_type,
+            &message,
+        )])
+    }
+
+    async fn on_requested(&self, request: ExecutionRequested) -> Acks {
+        let id = request.execution_id.clone();
+        if self.is_duplicate(&id).await {
+            self.count(|c| c.duplicates += 1);
+            debug!(execution_id = %id, "Duplicate request ignored.");
+            return self.publish(Vec::new());
+        }
+        let priority = match request.priority_level() {
+            Ok(p) => p,
+            Err(e) => {
+                self.count(|c| c.rejected_invalid += 1);
+                return self
+                    .refuse(&request, ErrorType::SystemError, e.to_string())
+                    .await;
+            }
+        };
+        let ask = ResourceAsk {
+            language: &request.language,
+            cpu: request.cpu_request.as_deref(),
+            memory: request.memory_request.as_deref(),
+            gpu: request.gpu_request,
+        };
+        let resolved = match self.spec.resolve(ask) {
+            Ok(r) => r,
+            Err(e @ RequestError::InvalidQuantity(_)) => {
+                self.count(|c| c.rejected_invalid += 1);
+                return self
+                    .refuse(&request, ErrorType::SystemError, e.to_string())
+                    .await;
+            }
+            Err(e @ RequestError::NeverFits { .. }) => {
+                self.count(|c| c.rejected_never_fits += 1);
+                return self
+                    .refuse(&request, ErrorType::ResourceLimit, e.to_string())
+                    .await;
+            }
+        };
+        if resolved.clamped() {
+            info!(execution_id = %id, asked = %resolved.asked, granted = %resolved.resources, "Request clamped to the per-execution caps.");
+        }
+        let user_id = request.metadata.user_key().to_owned();
+        let enqueue = Enqueue {
+            user_id,
+            priority,
+            pending: Pending {
+                request: request.clone(),
+                resources: resolved.resources,
+            },
+        };
+        match self.peers.enqueue.send(enqueue).await {
+            Ok(Ok(admitted)) => {
+                self.count(|c| c.accepted += 1);
+                debug!(execution_id = %id, position = admitted.position, "Execution queued.");
+                let accepted = self.publish(vec![self.outputs.accepted(
+                    &request,
+                    priority,
+                    admitted.position,
+                )]);
+                self.peers.kick.do_send(Kick);
+                let state = admitted.state_ack;
+                async move {
+                    let state_ok = matches!(state.await, Ok(Ok(_)));
+                    accepted.await && state_ok
+                }
+                .boxed_local()
+            }
+            Ok(Err(Rejection::Duplicate { .. })) => {
+                self.count(|c| c.duplicates += 1);
+                self.publish(Vec::new())
+            }
+            Ok(Err(rejection)) => {
+                match rejection {
+                    Rejection::QueueFull { .. } => self.count(|c| c.rejected_queue_full += 1),
+                    _ => self.count(|c| c.rejected_user_limit += 1),
+                }
+                info!(execution_id = %id, reason = %rejection, "Execution rejected.");
+                self.publish(vec![self.outputs.failed(
+                    &id,
+                    &request.metadata,
+                    ErrorType::ResourceLimit,
+                    &rejection.to_string(),
+                )])
+            }
+            Err(e) => {
+                error!(execution_id = %id, error = %e, "Queue unavailable; the event will be consumed again.");
+                async { false }.boxed_local()
+            }
+        }
+    }
+
+    async fn on_cancelled(&self, id: &str) -> Acks {
+        let queued = self
+            .peers
+            .cancel
+            .send(Cancel {
+                execution_id: id.to_owned(),
+            })
+            .await;
+        if matches!(queued, Ok(Some(_))) {
+            self.count(|c| c.cancelled_queued += 1);
+            info!(execution_id = %id, "Queued execution cancelled.");
+            return self.publish(Vec::new());
+        }
+        let released = self.release(id).await;
+        if released {
+            self.count(|c| c.cancelled_active += 1);
+            info!(execution_id = %id, "Active execution cancelled; resources released.");
+            return self.publish(vec![self.outputs.state_finished(id)]);
+        }
+        // Unknown id: remember it, so a request arriving after its cancellation is not run.
+        self.remember(id).await;
+        self.publish(Vec::new())
+    }
+
+    async fn on_finished(&self, id: &str) -> Acks {
+        if self.release(id).await {
+            self.count(|c| c.released += 1);
+            debug!(execution_id = %id, "Execution finished; resources released.");
+            self.publish(vec![self.outputs.state_finished(id)])
+        } else {
+            self.publish(Vec::new())
+        }
+    }
+
+    async fn release(&self, id: &str) -> bool {
+        let released = matches!(
+            self.peers
+                .release
+                .send(Release {
+                    execution_id: id.to_owned(),
+                })
+                .await,
+            Ok(Some(_))
+        );
+        if released {
+            self.peers.kick.do_send(Kick);
+        }
+        released
+    }
+}
+
+/// Where an input event came from.
+struct Consumed {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+/// The ingress actor.
+pub struct KafkaIngressActor {
+    kafka: KafkaConfig,
+    bootstrap: String,
+    handler: EventHandler,
+    stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    assigned: Arc<std::sync::atomic::AtomicBool>,
+    stats: ActorStats,
+    stats_interval: Duration,
+    stopped: bool,
+}
+
+/// Events consumed but not yet acknowledged, at most; beyond it the consumer waits.
+const MAX_UNACKED: usize = 10_000;
+
+impl KafkaIngressActor {
+    /// An ingress for the input topics of `kafka` on `bootstrap`.
+    pub fn new(
+        kafka: KafkaConfig,
+        bootstrap: String,
+        handler: EventHandler,
+        stats_interval: Duration,
+    ) -> Self {
+        Self {
+            kafka,
+            bootstrap,
+            handler,
+            stop: None,
+            assigned: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            stats: ActorStats::new("kafka_ingress"),
+            stats_interval,
+            stopped: false,
+        }
+    }
+
+    fn start_loop(&mut self, ctx: &mut Context<Self>) {
+        if self.stopped {
+            return;
+        }
+        let consumer: StreamConsumer<CommitOnRevoke> =
+            match consumer_config(&self.kafka, &self.bootstrap).create_with_context(CommitOnRevoke)
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    error!(error = %e, "Could not create the Kafka consumer; retrying in 1 s.");
+                    ctx.run_later(Duration::from_secs(1), |act, ctx| act.start_loop(ctx));
+                    return;
+                }
+            };
+        let topics = self.kafka.input_topics_full();
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&topic_refs) {
+            error!(error = %e, "Could not subscribe to the input topics; retrying in 1 s.");
+            ctx.run_later(Duration::from_secs(1), |act, ctx| act.start_loop(ctx));
+            return;
+        }
+        info!(topics = ?topics, group = %self.kafka.group_id, "Consuming.");
+        let (stop_tx, stop_rx) = oneshot::channel();
+        self.stop = Some(stop_tx);
+        let consumer = Arc::new(consumer);
+        let run = consume(
+            consumer,
+            self.handler.clone(),
+            self.kafka.commit_interval,
+            stop_rx,
+            self.assigned.clone(),
+        );
+        ctx.spawn(run.into_actor(self).map(|result, act, ctx| {
+            if let Err(e) = result {
+                error!(error = %e, "Consume loop failed; restarting the ingress.");
+                act.stats.error();
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+/// The consume loop: handle in order, store offsets in order once acknowledged.
+async fn consume(
+    consumer: Arc<StreamConsumer<CommitOnRevoke>>,
+    handler: EventHandler,
+    commit_interval: Duration,
+    mut stop_rx: oneshot::Receiver<oneshot::Sender<()>>,
+    assigned: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let mut unacked: FuturesOrdered<LocalBoxFuture<'static, (Consumed, bool)>> =
+        FuturesOrdered::new();
+    let mut commit_tick = tokio::time::interval(commit_interval);
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut assignment_tick = tokio::time::interval(Duration::from_millis(200));
+    let mut stream = consumer.stream();
+    let mut failed = false;
+    let done_tx = loop {
+        tokio::select! {
+            biased;
+            done = &mut stop_rx => break done.ok(),
+            Some((consumed, ok)) = unacked.next(), if !unacked.is_empty() => {
+                if ok && !failed {
+                    if let Err(e) = consumer.store_offset(&consumed.topic, consumed.partition, consumed.offset) {
+                        warn!(error = %e, topic = %consumed.topic, partition = consumed.partition, "Offset not stored (partition revoked?).");
+                    }
+                } else if !ok {
+                    handler.count(|c| c.publish_failures += 1);
+                    error!(topic = %consumed.topic, partition = consumed.partition, offset = consumed.offset, "Effects of an event not acknowledged; its offset and later ones stay uncommitted.");
+                    failed = true;
+                }
+            }
+            _ = commit_tick.tick() => commit(&*consumer, CommitMode::Async),
+            _ = assignment_tick.tick() => {
+                let has = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
+                assigned.store(has, std::sync::atomic::Ordering::Relaxed);
+            }
+            message = stream.next(), if unacked.len() < MAX_UNACKED && !failed => {
+                let Some(message) = message else { break None };
+                match message {
+                    Ok(m) => {
+                        let (acks, consumed) = handle_message(&handler, &m).await;
+                        unacked.push_back(async move { (consumed, acks.await) }.boxed_local());
+                    }
+                    Err(e) => warn!(error = %e, "Kafka consumer error."),
+                }
+            }
+        }
+    };
+    // Stop: everything consumed must be acknowledged and committed before we answer.
+    while let Some((consumed, ok)) = unacked.next().await {
+        if ok && !failed {
+            let _ = consumer.store_offset(&consumed.topic, consumed.partition, consumed.offset);
+        } else {
+            failed = true;
+        }
+    }
+    commit(&*consumer, CommitMode::Sync);
+    drop(stream);
+    if let Some(done) = done_tx {
+        let _ = done.send(());
+    }
+    if failed {
+        anyhow::bail!("some events' effects were not acknowledged by the broker");
+    }
+    Ok(())
+}
+
+async fn handle_message(handler: &EventHandler, m: &BorrowedMessage<'_>) -> (Acks, Consumed) {
+    let consumed = Consumed {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+    };
+    let acks = handler
+        .handle(m.key(), m.payload(), (m.topic(), m.partition(), m.offset()))
+        .await;
+    (acks, consumed)
+}
+
+fn commit(consumer: &StreamConsumer<CommitOnRevoke>, mode: CommitMode) {
+    if let Err(e) = consumer.commit_consumer_state(mode) {
+        if !is_nothing_to_commit(&e) {
+            warn!(error = %e, "Offset commit failed.");
+        }
+    }
+}
+
+impl Actor for KafkaIngressActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.stats_interval, |act, _| act.report());
+        self.start_loop(ctx);
+    }
+}
+
+impl KafkaIngressActor {
+    fn report(&mut self) {
+        let c = self.handler.counters();
+        self.stats.report(0);
+        let rejected: BTreeMap<&str, u64> = [
+            ("queue_full", c.rejected_queue_full),
+            ("user_limit", c.rejected_user_limit),
+            ("invalid", c.rejected_invalid),
+            ("never_fits", c.rejected_never_fits),
+        ]
+        .into_iter()
+        .collect();
+        info!(
+            target: "actor_stats",
+            actor = "kafka_ingress",
+            consumed = c.consumed,
+            accepted = c.accepted,
+            rejected = ?rejected,
+            duplicates = c.duplicates,
+            cancelled_queued = c.cancelled_queued,
+            cancelled_active = c.cancelled_active,
+            released = c.released,
+            skipped = c.skipped,
+            dead_lettered = c.dead_lettered,
+            "Ingress stats."
+        );
+    }
+}
+
+impl Supervised for KafkaIngressActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.stats.restarted();
+        self.stop = None;
+        warn!(
+            actor = "kafka_ingress",
+            restarts = self.stats.restarts(),
+            "Actor restarted; consuming again from the committed offsets."
+        );
+    }
+}
+
+impl Handler<StopConsuming> for KafkaIngressActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _msg: StopConsuming, _ctx: &mut Self::Context) -> Self::Result {
+        self.stopped = true;
+        let stop = self.stop.take();
+        Box::pin(async move {
+            if let Some(stop) = stop {
+                let (done_tx, done_rx) = oneshot::channel();
+                if stop.send(done_tx).is_ok() {
+                    let _ = done_rx.await;
+                }
+            }
+        })
+    }
+}
+
+impl Handler<IngressStatsQuery> for KafkaIngressActor {
+    type Result = MessageResult<IngressStatsQuery>;
+
+    fn handle(&mut self, _msg: IngressStatsQuery, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.handler.counters())
+    }
+}
+
+impl Handler<IsAssigned> for KafkaIngressActor {
+    type Result = bool;
+
+    fn handle(&mut self, _msg: IsAssigned, _ctx: &mut Self::Context) -> bool {
+        self.assigned.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Handler<RestartCount> for KafkaIngressActor {
+    type Result = u64;
+
+    fn handle(&mut self, _msg: RestartCount, _ctx: &mut Self::Context) -> u64 {
+        self.stats.restarts()
+    }
+}
+
+impl Handler<ReportStats> for KafkaIngressActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ReportStats, _ctx: &mut Self::Context) {
+        self.report();
+    }
+}
+
+impl Handler<InjectFault> for KafkaIngressActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: InjectFault, ctx: &mut Self::Context) {
+        self.stats.error();
+        ctx.stop();
+    }
+}

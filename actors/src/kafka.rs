@@ -1,0 +1,183 @@
+//! Kafka plumbing shared by the actors and the binary: client settings from config, topic
+//! creation, the consumer context that commits on revocation, and the embedded broker.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use coordinator_core::config::KafkaConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::TopicPartitionList;
+use tracing::{info, warn};
+
+/// Settings common to every client: bootstrap servers and the pass-through properties.
+pub fn client_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    for (key, value) in &kafka.properties {
+        c.set(key, value);
+    }
+    c
+}
+
+/// The idempotent producer's settings (SPEC §5).
+pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
+    let mut c = client_config(kafka, bootstrap);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "1")
+        .set(
+            "message.timeout.ms",
+            kafka.delivery_timeout.as_millis().to_string(),
+        );
+    // Pass-through properties win over our defaults, except the guarantees above.
+    for (key, value) in &kafka.properties {
+        if !matches!(key.as_str(), "enable.idempotence" | "acks") {
+            c.set(key, value);
+        }
+    }
+    c
+}
+
+/// The input consumer's settings: manual offset store and commit (SPEC §5).
+pub fn consumer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
+    let mut c = client_config(kafka, bootstrap);
+    c.set("group.id", &kafka.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("isolation.level", "read_committed")
+        .set("session.timeout.ms", "10000")
+        .set(
+            "message.max.bytes",
+            (kafka.max_message_bytes + 4096).to_string(),
+        );
+    for (key, value) in &kafka.properties {
+        if !matches!(
+            key.as_str(),
+            "enable.auto.commit" | "enable.auto.offset.store" | "group.id"
+        ) {
+            c.set(key, value);
+        }
+    }
+    c
+}
+
+/// Every topic the daemon reads or writes, prefixed.
+pub fn all_topics(kafka: &KafkaConfig) -> Vec<String> {
+    let mut topics = kafka.input_topics_full();
+    for t in [
+        kafka.events_topic_full(),
+        kafka.commands_topic_full(),
+        kafka.dlq_topic_full(),
+    ] {
+        if !topics.contains(&t) {
+            topics.push(t);
+        }
+    }
+    topics
+}
+
+/// Creates missing topics (existing ones are left as they are). The state topic is compacted.
+pub async fn ensure_topics(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka, bootstrap)
+        .create()
+        .context("creating the Kafka admin client")?;
+    let state = kafka.state_topic_full();
+    let names: Vec<String> = all_topics(kafka);
+    let mut topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|t| NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(1)))
+        .collect();
+    topics.push(
+        NewTopic::new(&state, kafka.topic_partitions, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "compact"),
+    );
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(topics.iter(), &options)
+        .await
+        .context("creating topics")?;
+    for result in results {
+        match result {
+            Ok(topic) => info!(topic = %topic, "Topic created."),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => bail!("could not create topic {topic}: {code}"),
+        }
+    }
+    Ok(())
+}
+
+/// The input consumer's context: commits stored offsets before partitions are taken away.
+pub struct CommitOnRevoke;
+
+impl ClientContext for CommitOnRevoke {}
+
+impl ConsumerContext for CommitOnRevoke {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(partitions) => {
+                if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                    if !is_nothing_to_commit(&e) {
+                        warn!(error = %e, "Commit on revocation failed.");
+                    }
+                }
+                info!(partitions = partitions.count(), "Partitions revoked.");
+            }
+            Rebalance::Assign(partitions) => {
+                info!(partitions = partitions.count(), "Partitions assigned.");
+            }
+            Rebalance::Error(e) => warn!(error = %e, "Rebalance error."),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            if !is_nothing_to_commit(&e) {
+                warn!(error = %e, "Offset commit failed.");
+            }
+        }
+    }
+}
+
+/// "No offset to commit" is not an error worth a warning.
+pub fn is_nothing_to_commit(e: &rdkafka::error::KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset)
+}
+
+/// librdkafka's in-process mock cluster, started when no bootstrap servers are configured.
+pub struct EmbeddedBroker {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl EmbeddedBroker {
+    /// Starts a one-broker mock cluster with every topic of `kafka` created.
+    pub fn start(kafka: &KafkaConfig) -> anyhow::Result<Self> {
+        let cluster = MockCluster::new(1).context("starting the embedded Kafka mock cluster")?;
+        let mut topics = all_topics(kafka);
+        topics.push(kafka.state_topic_full());
+        for topic in &topics {
+            cluster
+                .create_topic(topic, kafka.topic_partitions, 1)
+                .with_context(|| format!("creating topic {topic} on the embedded broker"))?;
+        }
+        Ok(Self { cluster })
+    }
+
+    /// Its bootstrap address, for the daemon and for kcat.
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    /// The mock cluster, for fault injection.
+    pub fn cluster(&self) -> &MockCluster<'static, DefaultProducerContext> {
+        &self.cluster
+    }
+}

@@ -1,0 +1,353 @@
+//! QueueActor: owns the priority queue, the per-user counts and the stale sweeper.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use coordinator_core::events::ErrorType;
+use coordinator_core::queue::{ExecutionQueue, QueueStats, QueuedExecution, Rejection};
+use coordinator_core::Priority;
+use tracing::{info, warn};
+
+use crate::clock::now_millis;
+use crate::egress::Publish;
+use crate::state::{Outputs, Pending};
+use crate::stats::ActorStats;
+use crate::{InjectFault, ReportStats, RestartCount};
+
+/// Queue a request; answers its true position or why it was refused.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Admitted, Rejection>")]
+pub struct Enqueue {
+    /// The user the per-user limit counts against.
+    pub user_id: String,
+    /// Its level.
+    pub priority: Priority,
+    /// The request and what it will reserve.
+    pub pending: Pending,
+}
+
+/// A queued request: its position, and the broker's ack of its state record.
+pub struct Admitted {
+    /// True position in dispatch order (0 = next).
+    pub position: usize,
+    /// Resolves when the `queued` state record is acknowledged.
+    pub state_ack: RecipientRequest<Publish>,
+}
+
+/// Take the next execution in dispatch order.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Option<QueuedExecution<Pending>>")]
+pub struct Dequeue;
+
+/// Put an execution back after "insufficient resources" (one level lower when configured).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<usize>")]
+pub struct Requeue(pub QueuedExecution<Pending>);
+
+/// Remove a queued execution; answers it if it was queued.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<QueuedExecution<Pending>>")]
+pub struct Cancel {
+    /// The execution cancelled.
+    pub execution_id: String,
+}
+
+/// Remember an execution as finished so a repeat of its request is a duplicate.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct RememberFinished {
+    /// The execution that finished (rejected, dispatched elsewhere, restored as active).
+    pub execution_id: String,
+}
+
+/// Whether a request id is queued or finished recently (SPEC §3.5).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "bool")]
+pub struct IsDuplicate {
+    /// The execution asked about.
+    pub execution_id: String,
+}
+
+/// Remove every execution queued longer than the stale timeout; answers them.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<QueuedExecution<Pending>>")]
+pub struct ExpireStale;
+
+/// The queue's figures.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "QueueStats")]
+pub struct QueueStatsQuery;
+
+/// Every queued execution id in dispatch order (for tests and drills).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<String>")]
+pub struct QueuedIds;
+
+/// The queue actor.
+pub struct QueueActor {
+    queue: ExecutionQueue<Pending>,
+    stats: ActorStats,
+    stats_interval: Duration,
+    sweep_interval: Duration,
+    /// Where state records and expiry events go.
+    publish: Recipient<Publish>,
+    outputs: Outputs,
+    expired_total: u64,
+}
+
+impl QueueActor {
+    /// An actor owning `queue`; it writes every change to the state topic through `publish`,
+    /// and the sweeper, every `sweep_interval`, publishes `execution_failed` for what expires.
+    pub fn new(
+        queue: ExecutionQueue<Pending>,
+        publish: Recipient<Publish>,
+        outputs: Outputs,
+        stats_interval: Duration,
+        sweep_interval: Duration,
+    ) -> Self {
+        Self {
+            queue,
+            stats: ActorStats::new("queue"),
+            stats_interval,
+            sweep_interval,
+            publish,
+            outputs,
+            expired_total: 0,
+        }
+    }
+
+    /// Expires stale entries: each gets `execution_failed` (timeout) and a state tombstone.
+    fn sweep(&mut self) -> Vec<QueuedExecution<Pending>> {
+        let now = now_millis();
+        let expired = self.queue.expire(now);
+        self.expired_total += expired.len() as u64;
+        let timeout = self.queue.limits().stale_timeout;
+        for e in &expired {
+            let waited = e.waited(now);
+            info!(execution_id = %e.execution_id, waited_ms = waited.as_millis() as u64, "Execution expired in the queue.");
+            let message = format!(
+                "execution waited {} in the queue, longer than the stale timeout of {}; \
+                 submit it again, at a higher priority or when the platform is less busy",
+                humantime::format_duration(Duration::from_secs(waited.as_secs())),
+                humantime::format_duration(timeout)
+            );
+            let failed = self.outputs.failed(
+                &e.execution_id,
+                &e.payload.request.metadata,
+                ErrorType::Timeout,
+                &message,
+            );
+            self.send_logged(failed);
+            self.send_logged(self.outputs.state_finished(&e.execution_id));
+        }
+        expired
+    }
+
+    /// Publishes without waiting for the answer; a failure is logged by the egress actor.
+    fn send_logged(&self, message: Publish) {
+        self.publish.do_send(message);
+    }
+
+    fn report(&mut self) {
+        let s = self.queue.stats(now_millis(), 3);
+        self.stats.report(s.total);
+        let top_users = s
+            .top_users
+            .iter()
+            .map(|(u, n)| format!("{u}={n}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        info!(
+            target: "actor_stats",
+            actor = "queue",
+            depth_total = s.total,
+            depth_critical = s.depth[0],
+            depth_high = s.depth[1],
+            depth_normal = s.depth[2],
+            depth_low = s.depth[3],
+            depth_background = s.depth[4],
+            oldest_wait_ms = s.oldest_wait.map_or(0, |d| d.as_millis() as u64),
+            expired = self.expired_total,
+            top_users = %top_users,
+            "Queue stats."
+        );
+    }
+}
+
+impl Actor for QueueActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.stats_interval, |act, _| act.report());
+        ctx.run_interval(self.sweep_interval, |act, _| {
+            act.sweep();
+        });
+    }
+}
+
+impl Supervised for QueueActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.stats.restarted();
+        warn!(
+            actor = "queue",
+            restarts = self.stats.restarts(),
+            queued = self.queue.len(),
+            "Actor restarted; queue kept."
+        );
+    }
+}
+
+impl Handler<Enqueue> for QueueActor {
+    type Result = Result<Admitted, Rejection>;
+
+    fn handle(&mut self, msg: Enqueue, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let id = msg.pending.request.execution_id.clone();
+        let result = self
+            .queue
+            .enqueue(
+                id.clone(),
+                msg.user_id,
+                msg.priority,
+                msg.pending,
+                now_millis(),
+            )
+            .map(|position| {
+                // Sent before any Dequeue is handled, so the state topic holds `queued`
+                // before `allocated` for this execution.
+                let record = self
+                    .queue
+                    .get(&id)
+                    .map(|entry| self.outputs.state_queued(entry));
+                let state_ack = match record {
+                    Some(record) => self.publish.send(record),
+                    None => self.publish.send(self.outputs.state_finished(&id)),
+                };
+                Admitted {
+                    position,
+                    state_ack,
+                }
+            });
+        self.stats.record(started);
+        result
+    }
+}
+
+impl Handler<Dequeue> for QueueActor {
+    type Result = Option<QueuedExecution<Pending>>;
+
+    fn handle(&mut self, _msg: Dequeue, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let next = self.queue.dequeue();
+        self.stats.record(started);
+        next
+    }
+}
+
+impl Handler<Requeue> for QueueActor {
+    type Result = Option<usize>;
+
+    fn handle(&mut self, msg: Requeue, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let id = msg.0.execution_id.clone();
+        let position = self.queue.requeue(msg.0);
+        if let Some(entry) = self.queue.get(&id) {
+            self.send_logged(self.outputs.state_queued(entry));
+        }
+        self.stats.record(started);
+        position
+    }
+}
+
+impl Handler<Cancel> for QueueActor {
+    type Result = Option<QueuedExecution<Pending>>;
+
+    fn handle(&mut self, msg: Cancel, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let removed = self.queue.cancel(&msg.execution_id);
+        if removed.is_some() {
+            self.send_logged(self.outputs.state_finished(&msg.execution_id));
+        }
+        self.stats.record(started);
+        removed
+    }
+}
+
+impl Handler<RememberFinished> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RememberFinished, _ctx: &mut Self::Context) {
+        let started = Instant::now();
+        self.queue.remember_finished(&msg.execution_id);
+        self.stats.record(started);
+    }
+}
+
+impl Handler<IsDuplicate> for QueueActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: IsDuplicate, _ctx: &mut Self::Context) -> bool {
+        let started = Instant::now();
+        let duplicate = self.queue.is_duplicate(&msg.execution_id);
+        self.stats.record(started);
+        duplicate
+    }
+}
+
+impl Handler<ExpireStale> for QueueActor {
+    type Result = Vec<QueuedExecution<Pending>>;
+
+    fn handle(&mut self, _msg: ExpireStale, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let expired = self.sweep();
+        self.stats.record(started);
+        expired
+    }
+}
+
+impl Handler<QueueStatsQuery> for QueueActor {
+    type Result = MessageResult<QueueStatsQuery>;
+
+    fn handle(&mut self, _msg: QueueStatsQuery, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.queue.stats(now_millis(), 10))
+    }
+}
+
+impl Handler<QueuedIds> for QueueActor {
+    type Result = Vec<String>;
+
+    fn handle(&mut self, _msg: QueuedIds, _ctx: &mut Self::Context) -> Vec<String> {
+        let mut entries: Vec<_> = self
+            .queue
+            .iter()
+            .map(|e| (e.priority, e.arrival, e.execution_id.clone()))
+            .collect();
+        entries.sort();
+        entries.into_iter().map(|(_, _, id)| id).collect()
+    }
+}
+
+impl Handler<RestartCount> for QueueActor {
+    type Result = u64;
+
+    fn handle(&mut self, _msg: RestartCount, _ctx: &mut Self::Context) -> u64 {
+        self.stats.restarts()
+    }
+}
+
+impl Handler<ReportStats> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ReportStats, _ctx: &mut Self::Context) {
+        self.report();
+    }
+}
+
+impl Handler<InjectFault> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: InjectFault, ctx: &mut Self::Context) {
+        self.stats.error();
+        ctx.stop();
+    }
+}

@@ -1,0 +1,175 @@
+//! ResourceActor: owns the resource pool and every allocation (SPEC §3.4).
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use coordinator_core::pool::{Allocation, Insufficient, PoolStats, ResourcePool, Resources};
+use tracing::{info, warn};
+
+use crate::stats::ActorStats;
+use crate::{InjectFault, ReportStats, RestartCount};
+
+/// Reserve resources for an execution.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Allocation, Insufficient>")]
+pub struct Allocate {
+    /// The execution to hold them.
+    pub execution_id: String,
+    /// The amounts to reserve.
+    pub resources: Resources,
+}
+
+/// Return an execution's resources to the pool; answers what was released, if anything.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<Allocation>")]
+pub struct Release {
+    /// The execution that finished or was cancelled.
+    pub execution_id: String,
+}
+
+/// Whether an execution holds an allocation.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "bool")]
+pub struct IsAllocated {
+    /// The execution asked about.
+    pub execution_id: String,
+}
+
+/// The pool's figures.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "PoolStats")]
+pub struct PoolStatsQuery;
+
+/// Every allocation held now.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<Allocation>")]
+pub struct AllocationsQuery;
+
+/// The pool actor.
+pub struct ResourceActor {
+    pool: ResourcePool,
+    stats: ActorStats,
+    stats_interval: Duration,
+}
+
+impl ResourceActor {
+    /// An actor owning `pool`, logging stats every `stats_interval`.
+    pub fn new(pool: ResourcePool, stats_interval: Duration) -> Self {
+        Self {
+            pool,
+            stats: ActorStats::new("resource"),
+            stats_interval,
+        }
+    }
+
+    fn report(&mut self) {
+        let s = self.pool.stats();
+        self.stats.report(0);
+        info!(
+            target: "actor_stats",
+            actor = "resource",
+            cpu_used_millis = s.used.cpu_millis,
+            cpu_total_millis = s.total.cpu_millis,
+            memory_used_mib = s.used.memory_mib,
+            memory_total_mib = s.total.memory_mib,
+            gpu_used = s.used.gpu,
+            gpu_total = s.total.gpu,
+            active_allocations = s.active_allocations,
+            "Pool stats."
+        );
+    }
+}
+
+impl Actor for ResourceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.stats_interval, |act, _| act.report());
+    }
+}
+
+impl Supervised for ResourceActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.stats.restarted();
+        warn!(
+            actor = "resource",
+            restarts = self.stats.restarts(),
+            allocations = self.pool.stats().active_allocations,
+            "Actor restarted; allocations kept."
+        );
+    }
+}
+
+impl Handler<Allocate> for ResourceActor {
+    type Result = Result<Allocation, Insufficient>;
+
+    fn handle(&mut self, msg: Allocate, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let result = self.pool.allocate(&msg.execution_id, msg.resources);
+        self.stats.record(started);
+        result
+    }
+}
+
+impl Handler<Release> for ResourceActor {
+    type Result = Option<Allocation>;
+
+    fn handle(&mut self, msg: Release, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let released = self.pool.release(&msg.execution_id);
+        self.stats.record(started);
+        released
+    }
+}
+
+impl Handler<IsAllocated> for ResourceActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: IsAllocated, _ctx: &mut Self::Context) -> bool {
+        let started = Instant::now();
+        let held = self.pool.contains(&msg.execution_id);
+        self.stats.record(started);
+        held
+    }
+}
+
+impl Handler<PoolStatsQuery> for ResourceActor {
+    type Result = MessageResult<PoolStatsQuery>;
+
+    fn handle(&mut self, _msg: PoolStatsQuery, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.pool.stats())
+    }
+}
+
+impl Handler<AllocationsQuery> for ResourceActor {
+    type Result = MessageResult<AllocationsQuery>;
+
+    fn handle(&mut self, _msg: AllocationsQuery, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.pool.allocations().collect())
+    }
+}
+
+impl Handler<RestartCount> for ResourceActor {
+    type Result = u64;
+
+    fn handle(&mut self, _msg: RestartCount, _ctx: &mut Self::Context) -> u64 {
+        self.stats.restarts()
+    }
+}
+
+impl Handler<ReportStats> for ResourceActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ReportStats, _ctx: &mut Self::Context) {
+        self.report();
+    }
+}
+
+impl Handler<InjectFault> for ResourceActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: InjectFault, ctx: &mut Self::Context) {
+        self.stats.error();
+        ctx.stop();
+    }
+}

@@ -1,0 +1,349 @@
+//! What the daemon writes: the events, commands and DLQ records it publishes, and the state
+//! topic from which a restarted daemon rebuilds its queue and pool.
+//!
+//! The state topic is compacted and keyed by execution id: `queued` (with the request, level
+//! and arrival), `allocated` (with the resources held), and a tombstone once the execution has
+//! left the coordinator's hands (finished, cancelled, expired).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use coordinator_core::config::KafkaConfig;
+use coordinator_core::events::{
+    CreatePodCommand, ErrorType, EventMetadata, ExecutionAccepted, ExecutionFailed,
+    ExecutionRequested,
+};
+use coordinator_core::pool::{Allocation, Resources};
+use coordinator_core::queue::QueuedExecution;
+use coordinator_core::Priority;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::clock::{event_id, timestamp};
+use crate::egress::Publish;
+use crate::kafka::client_config;
+
+/// A queued request and what it will reserve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    /// The request as received.
+    pub request: ExecutionRequested,
+    /// Resolved amounts (defaults applied, clamped to caps).
+    pub resources: Resources,
+}
+
+/// One record of the state topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum StateRecord {
+    /// Waiting in the queue.
+    Queued {
+        /// Current level.
+        priority: Priority,
+        /// Arrival order.
+        arrival: u64,
+        /// First queued at, ms since the UNIX epoch.
+        enqueued_at: u64,
+        /// Requeues so far.
+        requeues: u32,
+        /// CPU to reserve, millicores.
+        cpu_millis: u64,
+        /// Memory to reserve, MiB.
+        memory_mib: u64,
+        /// GPUs to reserve.
+        gpu: u64,
+        /// The request.
+        request: Box<ExecutionRequested>,
+    },
+    /// Commanded; holds resources until completion, failure or cancellation.
+    Allocated {
+        /// CPU held, millicores.
+        cpu_millis: u64,
+        /// Memory held, MiB.
+        memory_mib: u64,
+        /// GPUs held.
+        gpu: u64,
+    },
+}
+
+/// Builds every message the daemon publishes, with topic names resolved once.
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    events_topic: String,
+    commands_topic: String,
+    dlq_topic: String,
+    state_topic: String,
+}
+
+impl Outputs {
+    /// Topic names from config (prefix applied).
+    pub fn new(kafka: &KafkaConfig) -> Self {
+        Self {
+            events_topic: kafka.events_topic_full(),
+            commands_topic: kafka.commands_topic_full(),
+            dlq_topic: kafka.dlq_topic_full(),
+            state_topic: kafka.state_topic_full(),
+        }
+    }
+
+    fn json<T: Serialize>(topic: &str, key: &str, value: &T) -> Publish {
+        // Serialising our own event types cannot fail (no maps with non-string keys).
+        let payload = serde_json::to_vec(value).unwrap_or_default();
+        Publish::json(topic, key, payload)
+    }
+
+    /// `execution_accepted` with the true queue position.
+    pub fn accepted(
+        &self,
+        request: &ExecutionRequested,
+        priority: Priority,
+        position: usize,
+    ) -> Publish {
+        let event = ExecutionAccepted::for_request(
+            request,
+            position as u64,
+            None,
+            priority,
+            event_id(),
+            timestamp(),
+        );
+        Self::json(&self.events_topic, &request.execution_id, &event)
+    }
+
+    /// `execution_failed` for a rejection or expiry.
+    pub fn failed(
+        &self,
+        execution_id: &str,
+        metadata: &EventMetadata,
+        error_type: ErrorType,
+        message: &str,
+    ) -> Publish {
+        let event = ExecutionFailed::rejection(
+            execution_id,
+            metadata.clone(),
+            error_type,
+            message,
+            event_id(),
+            timestamp(),
+        );
+        Self::json(&self.events_topic, execution_id, &event)
+    }
+
+    /// `create_pod_command` carrying what was reserved.
+    pub fn create_pod_command(
+        &self,
+        entry: &QueuedExecution<Pending>,
+        allocation: &Allocation,
+    ) -> Publish {
+        let command = CreatePodCommand::for_request(
+            &entry.payload.request,
+            allocation.resources.cpu_millis,
+            allocation.resources.memory_mib,
+            entry.priority,
+            event_id(),
+            timestamp(),
+        );
+        Self::json(&self.commands_topic, &entry.execution_id, &command)
+    }
+
+    /// The raw input message, to the DLQ, with headers naming where it came from and why.
+    pub fn dead_letter(
+        &self,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        source: (&str, i32, i64),
+        error: &str,
+    ) -> Publish {
+        Publish {
+            topic: self.dlq_topic.clone(),
+            key: key
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default(),
+            payload: Some(payload.unwrap_or_default().to_vec()),
+            headers: vec![
+                ("x-source-topic".into(), source.0.to_owned()),
+                ("x-source-partition".into(), source.1.to_string()),
+                ("x-source-offset".into(), source.2.to_string()),
+                ("x-error".into(), error.to_owned()),
+                ("x-coordinator".into(), "execution-coordinator".into()),
+            ],
+        }
+    }
+
+    /// State: queued.
+    pub fn state_queued(&self, entry: &QueuedExecution<Pending>) -> Publish {
+        let r = entry.payload.resources;
+        let record = StateRecord::Queued {
+            priority: entry.priority,
+            arrival: entry.arrival,
+            enqueued_at: entry.enqueued_at,
+            requeues: entry.requeues,
+            cpu_millis: r.cpu_millis,
+            memory_mib: r.memory_mib,
+            gpu: r.gpu,
+            request: Box::new(entry.payload.request.clone()),
+        };
+        Self::json(&self.state_topic, &entry.execution_id, &record)
+    }
+
+    /// State: allocated.
+    pub fn state_allocated(
+        &self,
+        entry: &QueuedExecution<Pending>,
+        allocation: &Allocation,
+    ) -> Publish {
+        let r = allocation.resources;
+        let record = StateRecord::Allocated {
+            cpu_millis: r.cpu_millis,
+            memory_mib: r.memory_mib,
+            gpu: r.gpu,
+        };
+        Self::json(&self.state_topic, &entry.execution_id, &record)
+    }
+
+    /// State: gone (tombstone).
+    pub fn state_finished(&self, execution_id: &str) -> Publish {
+        Publish {
+            topic: self.state_topic.clone(),
+            key: execution_id.to_owned(),
+            payload: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Queue entries and allocations read back from the state topic.
+#[derive(Debug, Default)]
+pub struct RestoredState {
+    /// Executions still queued, in arrival order.
+    pub queued: Vec<QueuedExecution<Pending>>,
+    /// Allocations still held.
+    pub allocated: Vec<Allocation>,
+    /// Records read.
+    pub records: u64,
+    /// Time taken.
+    pub elapsed: Duration,
+}
+
+/// Reads the whole state topic (up to its end at the time of the call) and returns what was
+/// queued and allocated when the previous daemon stopped.
+pub fn restore(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<RestoredState> {
+    let started = Instant::now();
+    let topic = kafka.state_topic_full();
+    let mut config = client_config(kafka, bootstrap);
+    config
+        .set("group.id", format!("{}-state-restore", kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .set("isolation.level", "read_committed");
+    let consumer: BaseConsumer = config.create().context("creating the state reader")?;
+    let timeout = Duration::from_secs(30);
+    let metadata = consumer
+        .fetch_metadata(Some(&topic), timeout)
+        .with_context(|| format!("reading metadata of state topic {topic}"))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    for p in &partitions {
+        let (low, high) = consumer
+            .fetch_watermarks(&topic, *p, timeout)
+            .with_context(|| format!("reading watermarks of {topic}/{p}"))?;
+        if high > low {
+            remaining.insert(*p, high);
+            assignment.add_partition_offset(&topic, *p, Offset::Beginning)?;
+        }
+    }
+    let mut latest: HashMap<String, Option<Vec<u8>>> = HashMap::new();
+    let mut records = 0u64;
+    if !remaining.is_empty() {
+        consumer.assign(&assignment)?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !remaining.is_empty() {
+            if Instant::now() > deadline {
+                anyhow::bail!("state topic {topic} not read to its end within 120 s");
+            }
+            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
+                // With read_committed the end may sit past aborted or control records.
+                for p in remaining.clone().keys() {
+                    if let Ok(tpl) = consumer.position() {
+                        if let Some(Offset::Offset(pos)) =
+                            tpl.find_partition(&topic, *p).map(|e| e.offset())
+                        {
+                            if pos >= remaining[p] {
+                                remaining.remove(p);
+                            }
+                        }
+                    }
+                }
+                continue;
+            };
+            let message = message.context("reading the state topic")?;
+            records += 1;
+            if let Some(key) = message.key() {
+                latest.insert(
+                    String::from_utf8_lossy(key).into_owned(),
+                    message.payload().map(<[u8]>::to_vec),
+                );
+            }
+            if message.offset() + 1 >= remaining.get(&message.partition()).copied().unwrap_or(0) {
+                remaining.remove(&message.partition());
+            }
+        }
+    }
+    let mut state = RestoredState {
+        records,
+        ..RestoredState::default()
+    };
+    for (execution_id, payload) in latest {
+        let Some(payload) = payload else { continue };
+        match serde_json::from_slice::<StateRecord>(&payload) {
+            Ok(StateRecord::Queued {
+                priority,
+                arrival,
+                enqueued_at,
+                requeues,
+                cpu_millis,
+                memory_mib,
+                gpu,
+                request,
+            }) => state.queued.push(QueuedExecution {
+                user_id: request.metadata.user_key().to_owned(),
+                execution_id,
+                priority,
+                arrival,
+                enqueued_at,
+                requeues,
+                payload: Pending {
+                    request: *request,
+                    resources: Resources::new(cpu_millis, memory_mib, gpu),
+                },
+            }),
+            Ok(StateRecord::Allocated {
+                cpu_millis,
+                memory_mib,
+                gpu,
+            }) => state.allocated.push(Allocation {
+                execution_id,
+                resources: Resources::new(cpu_millis, memory_mib, gpu),
+            }),
+            Err(e) => warn!(%execution_id, error = %e, "Unreadable state record skipped."),
+        }
+    }
+    state.queued.sort_by_key(|e| e.arrival);
+    state.elapsed = started.elapsed();
+    info!(
+        records = state.records,
+        queued = state.queued.len(),
+        allocated = state.allocated.len(),
+        elapsed_ms = state.elapsed.as_millis() as u64,
+        "State restored."
+    );
+    Ok(state)
+}
