@@ -1,0 +1,87 @@
+//! The JSON Schemas under `schemas/` are generated from the event types; this test fails when a
+//! committed schema is stale. To rewrite them after changing an event type, run
+//!
+//! ```sh
+//! UPDATE_SCHEMAS=1 cargo test -p coordinator-core --test schemas
+//! ```
+//!
+//! It also checks each golden event against its schema's top-level `properties` and `required`.
+
+use std::path::PathBuf;
+
+use coordinator_core::events::{json_schema, EventType};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn schema_path(event_type: EventType) -> PathBuf {
+    root()
+        .join("schemas")
+        .join(format!("{}.schema.json", event_type.as_str()))
+}
+
+#[test]
+fn committed_schemas_are_up_to_date() {
+    let update = std::env::var_os("UPDATE_SCHEMAS").is_some_and(|v| v == "1");
+    let mut stale = Vec::new();
+    for event_type in EventType::ALL {
+        let path = schema_path(event_type);
+        let expected = serde_json::to_value(json_schema(event_type)).expect("schemas are JSON");
+        // Compared as JSON values, so key order (serde_json's `preserve_order`) does not matter.
+        let committed = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+        if committed.as_ref() == Some(&expected) {
+            continue;
+        }
+        if update {
+            let mut text = serde_json::to_string_pretty(&expected).expect("schemas are JSON");
+            text.push('\n');
+            std::fs::create_dir_all(path.parent().expect("schemas/ has a parent"))
+                .and_then(|()| std::fs::write(&path, text))
+                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        } else {
+            stale.push(path.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "stale JSON Schemas: {stale:?}; regenerate with \
+         `UPDATE_SCHEMAS=1 cargo test -p coordinator-core --test schemas` and commit them"
+    );
+}
+
+#[test]
+fn schemas_name_their_event_type_and_cover_the_golden_events() {
+    for event_type in EventType::ALL {
+        let schema = serde_json::to_value(json_schema(event_type)).unwrap();
+        let properties = schema["properties"].as_object().expect("object schema");
+        assert_eq!(properties["event_type"]["const"], event_type.as_str());
+
+        let golden_path = root()
+            .join("tests/golden")
+            .join(format!("{}.json", event_type.as_str()));
+        let golden: Value =
+            serde_json::from_str(&std::fs::read_to_string(&golden_path).unwrap()).unwrap();
+        let golden = golden.as_object().unwrap();
+        for required in schema["required"].as_array().unwrap() {
+            let field = required.as_str().unwrap();
+            assert!(
+                golden.contains_key(field),
+                "{event_type}: golden lacks required {field}"
+            );
+        }
+        // Every schema property appears in the golden file, so the goldens show every field.
+        for field in properties.keys() {
+            if field == "gpu_request" {
+                continue; // our extension, absent from Integr8sCode's events
+            }
+            assert!(
+                golden.contains_key(field),
+                "{event_type}: golden lacks {field}"
+            );
+        }
+    }
+}
