@@ -5,23 +5,18 @@
 mod common;
 
 use common::{
-    collect_until, commit_after, deadline, describe, fresh_group, fresh_topic, poll_until,
-    produce_event, producer, subscribed_consumer, transactional_producer, Isolation, WAIT,
+    collect_until, commit_after, deadline, describe, execution_requested, fresh_group, fresh_topic,
+    golden_execution_requested, poll_until, produce_event, producer, subscribed_consumer,
+    transactional_producer, Isolation, Received, WAIT,
 };
 use rdkafka::producer::Producer;
-use serde_json::Value;
-
-/// An `execution_requested` event for `execution_id`, shaped like Integr8sCode's.
-fn execution_requested(execution_id: &str) -> Value {
-    common::execution_requested(execution_id)
-}
 
 #[tokio::test]
 async fn a_new_consumer_in_the_group_resumes_after_the_committed_offset() {
     let topic = fresh_topic("harness-commit").await;
     let group = fresh_group();
     let producer = producer();
-    let first = execution_requested(&uuid::Uuid::new_v4().to_string());
+    let first = golden_execution_requested();
     let second = execution_requested(&uuid::Uuid::new_v4().to_string());
     let first_id = first["execution_id"].as_str().unwrap().to_owned();
     let second_id = second["execution_id"].as_str().unwrap().to_owned();
@@ -72,7 +67,7 @@ async fn read_committed_hides_an_aborted_transaction_and_shows_a_committed_one()
         .commit_transaction(WAIT)
         .expect("commit transaction");
 
-    let has = |id: &str, received: &[common::Received]| received.iter().any(|m| m.key_str() == id);
+    let has = |id: &str, received: &[Received]| received.iter().any(|m| m.key_str() == id);
 
     // The committed message follows the aborted one in the partition, so once it is seen the
     // aborted one has been passed over.

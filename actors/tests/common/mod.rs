@@ -359,35 +359,22 @@ pub fn describe(messages: &[Received]) -> String {
         .collect()
 }
 
-/// A realistic Integr8sCode `execution_requested` event (SPEC §2) for `execution_id`.
+/// The golden Integr8sCode `execution_requested` event (SPEC §2), as the platform sends it.
+pub const GOLDEN_EXECUTION_REQUESTED: &str =
+    include_str!("../../../tests/golden/execution_requested.json");
+
+/// The golden `execution_requested` event, unchanged.
+pub fn golden_execution_requested() -> Value {
+    serde_json::from_str(GOLDEN_EXECUTION_REQUESTED)
+        .expect("tests/golden/execution_requested.json is not JSON")
+}
+
+/// The golden `execution_requested` event for another execution: `execution_id`, `aggregate_id`
+/// and `event_id` replaced, everything else as the platform sends it.
 pub fn execution_requested(execution_id: &str) -> Value {
-    serde_json::json!({
-        "event_id": uuid::Uuid::new_v4().to_string(),
-        "event_type": "execution_requested",
-        "event_version": "1.0",
-        "timestamp": "2026-11-29T07:30:00.000000Z",
-        "aggregate_id": execution_id,
-        "metadata": {
-            "service_name": "execution-service",
-            "service_version": "1.0.0",
-            "correlation_id": uuid::Uuid::new_v4().to_string(),
-            "user_id": "user-42",
-            "ip_address": "10.0.0.12",
-            "user_agent": "Mozilla/5.0",
-            "environment": "production"
-        },
-        "execution_id": execution_id,
-        "script": "print('hello from integr8scode')",
-        "language": "python",
-        "language_version": "3.11",
-        "runtime_image": "python:3.11-slim",
-        "runtime_command": ["python"],
-        "runtime_filename": "main.py",
-        "timeout_seconds": 300,
-        "cpu_limit": "500m",
-        "memory_limit": "512Mi",
-        "cpu_request": "100m",
-        "memory_request": "128Mi",
-        "priority": 5
-    })
+    let mut event = golden_execution_requested();
+    event["execution_id"] = Value::from(execution_id);
+    event["aggregate_id"] = Value::from(execution_id);
+    event["event_id"] = Value::from(uuid::Uuid::new_v4().to_string());
+    event
 }
