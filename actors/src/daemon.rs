@@ -99,6 +99,7 @@ impl Daemon {
             let peers = SchedulerPeers {
                 dequeue: queue_addr.clone().recipient(),
                 requeue: queue_addr.clone().recipient(),
+                settle: queue_addr.clone().recipient(),
                 allocate: resource.clone().recipient(),
                 release: resource.clone().recipient(),
                 publish: egress.clone().recipient(),

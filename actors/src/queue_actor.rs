@@ -39,6 +39,16 @@ pub struct Admitted {
 #[rtype(result = "Option<QueuedExecution<Pending>>")]
 pub struct Dequeue;
 
+/// A dequeued execution was commanded: it no longer counts in positions.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Settle {
+    /// Its level when dequeued.
+    pub priority: Priority,
+    /// Its arrival.
+    pub arrival: u64,
+}
+
 /// Put an execution back after "insufficient resources" (one level lower when configured).
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Option<usize>")]
@@ -256,6 +266,16 @@ impl Handler<Requeue> for QueueActor {
         }
         self.stats.record(started);
         position
+    }
+}
+
+impl Handler<Settle> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Settle, _ctx: &mut Self::Context) {
+        let started = Instant::now();
+        self.queue.settle(msg.priority, msg.arrival);
+        self.stats.record(started);
     }
 }
 

@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::now_millis;
 use crate::egress::Publish;
-use crate::queue_actor::{Dequeue, Requeue};
+use crate::queue_actor::{Dequeue, Requeue, Settle};
 use crate::resource_actor::{Allocate, Release};
 use crate::state::{Outputs, Pending};
 use crate::stats::ActorStats;
@@ -60,6 +60,8 @@ pub struct SchedulerPeers {
     pub dequeue: Recipient<Dequeue>,
     /// QueueActor: put back.
     pub requeue: Recipient<Requeue>,
+    /// QueueActor: commanded, no longer counts in positions.
+    pub settle: Recipient<Settle>,
     /// ResourceActor: reserve.
     pub allocate: Recipient<Allocate>,
     /// ResourceActor: give back after a failed publish.
@@ -206,6 +208,10 @@ async fn schedule_one(peers: SchedulerPeers, outputs: Outputs) -> Outcome {
     let (command, record) = futures::join!(peers.publish.send(command), peers.publish.send(record));
     match (command, record) {
         (Ok(Ok(_)), Ok(Ok(_))) => {
+            peers.settle.do_send(Settle {
+                priority: entry.priority,
+                arrival: entry.arrival,
+            });
             let waited = entry.waited(now_millis());
             info!(
                 execution_id = %id,

@@ -129,6 +129,9 @@ pub struct ExecutionQueue<T> {
     ids: HashMap<String, u64>,
     /// Dispatch order: (priority, arrival) packed into one key.
     order: OrderSet,
+    /// Keys of executions dequeued whose scheduling is not settled yet: they are still ahead
+    /// of later arrivals, so positions count them.
+    leased: OrderSet,
     depth: [usize; 5],
     per_user: HashMap<String, usize>,
     recent: HashSet<Arc<str>>,
@@ -144,6 +147,7 @@ impl<T> ExecutionQueue<T> {
             entries: BTreeMap::new(),
             ids: HashMap::new(),
             order: OrderSet::new(),
+            leased: OrderSet::new(),
             depth: [0; 5],
             per_user: HashMap::new(),
             recent: HashSet::new(),
@@ -248,7 +252,12 @@ impl<T> ExecutionQueue<T> {
         *self.per_user.entry(entry.user_id.clone()).or_insert(0) += 1;
         self.ids.insert(entry.execution_id.clone(), entry.arrival);
         self.entries.insert(entry.arrival, entry);
-        self.order.rank(key)
+        self.rank(key)
+    }
+
+    /// Rank in dispatch order, counting dequeued executions not yet settled.
+    fn rank(&self, key: u64) -> usize {
+        self.order.rank(key) + self.leased.rank(key)
     }
 
     /// Takes an entry out by arrival, keeping every index consistent.
@@ -267,10 +276,27 @@ impl<T> ExecutionQueue<T> {
         Some(entry)
     }
 
-    /// Removes and returns the next execution in dispatch order.
+    /// Removes and returns the next execution in dispatch order. Until it is [`settle`]d or
+    /// [`requeue`]d it still counts in the positions of executions behind it.
+    ///
+    /// [`settle`]: ExecutionQueue::settle
+    /// [`requeue`]: ExecutionQueue::requeue
     pub fn dequeue(&mut self) -> Option<QueuedExecution<T>> {
         let key = self.order.first()?;
-        self.take(key & ((1 << PRIORITY_SHIFT) - 1))
+        let entry = self.take(key & ((1 << PRIORITY_SHIFT) - 1))?;
+        self.leased.insert(key);
+        Some(entry)
+    }
+
+    /// Marks a dequeued execution as gone for good (commanded, or dropped): it no longer counts
+    /// in positions.
+    pub fn settle(&mut self, priority: Priority, arrival: u64) {
+        self.leased.remove(order_key(priority, arrival));
+    }
+
+    /// Dequeued executions not settled or requeued yet.
+    pub fn leased(&self) -> usize {
+        self.leased.len()
     }
 
     /// The next execution in dispatch order, left in place.
@@ -284,6 +310,7 @@ impl<T> ExecutionQueue<T> {
     /// apply, since it was admitted before. Returns its new position, or `None` if an entry with
     /// the same id is queued already (the execution is then not queued twice).
     pub fn requeue(&mut self, mut entry: QueuedExecution<T>) -> Option<usize> {
+        self.leased.remove(order_key(entry.priority, entry.arrival));
         if self.contains(&entry.execution_id) || self.entries.contains_key(&entry.arrival) {
             return None;
         }
@@ -317,7 +344,7 @@ impl<T> ExecutionQueue<T> {
     pub fn position(&self, execution_id: &str) -> Option<usize> {
         let arrival = *self.ids.get(execution_id)?;
         let entry = self.entries.get(&arrival)?;
-        Some(self.order.rank(order_key(entry.priority, arrival)))
+        Some(self.rank(order_key(entry.priority, arrival)))
     }
 
     /// The queued entry for `execution_id`.

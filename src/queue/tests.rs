@@ -19,7 +19,13 @@ fn add(q: &mut ExecutionQueue<()>, id: &str, user: &str, p: Priority, now: Milli
 }
 
 fn drain(q: &mut ExecutionQueue<()>) -> Vec<String> {
-    std::iter::from_fn(|| q.dequeue().map(|e| e.execution_id)).collect()
+    std::iter::from_fn(|| {
+        q.dequeue().map(|e| {
+            q.settle(e.priority, e.arrival);
+            e.execution_id
+        })
+    })
+    .collect()
 }
 
 #[test]
@@ -248,6 +254,26 @@ fn restore_keeps_arrival_and_numbers_new_arrivals_after_it() {
     assert_eq!(drain(&mut q), ["r", "n"]);
 }
 
+#[test]
+fn dequeued_executions_count_in_positions_until_settled_or_requeued() {
+    let mut q = queue(10, 10);
+    add(&mut q, "c", "u", Critical, 0);
+    let head = q.dequeue().unwrap();
+    assert_eq!(q.leased(), 1);
+    // "c" is being scheduled: a later NORMAL arrival is behind it.
+    assert_eq!(add(&mut q, "n1", "u", Normal, 1), 1);
+    // A requeue (level kept here) puts it back and lifts the lease.
+    let mut keep = queue(10, 10);
+    keep.limits.requeue_demotes = false;
+    assert_eq!(q.requeue(head), Some(0));
+    assert_eq!(q.leased(), 0);
+    assert_eq!(q.position("n1"), Some(1));
+    let head = q.dequeue().unwrap();
+    q.settle(head.priority, head.arrival);
+    assert_eq!(q.leased(), 0);
+    assert_eq!(q.position("n1"), Some(0));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Enqueue { user: u8, priority: usize },
@@ -306,7 +332,10 @@ proptest! {
                     }
                 }
                 Op::Dequeue => {
-                    let got = q.dequeue().map(|e| e.execution_id);
+                    let got = q.dequeue().map(|e| {
+                        q.settle(e.priority, e.arrival);
+                        e.execution_id
+                    });
                     let want = if model.is_empty() { None } else { Some(model.remove(0).2) };
                     prop_assert_eq!(got, want);
                 }
