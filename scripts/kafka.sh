@@ -12,8 +12,8 @@
 # (seconds, default 60), KAFKA_STOP_TIMEOUT (seconds, default 20), KAFKA_HEAP (default 512m).
 #
 # Jars: kafka/pom.xml, copied by Maven into .cache/kafka-libs. State: .kafka/ (pid, port, config,
-# log); the log segments live in a temporary folder removed by `down`. `up` first stops a broker
-# left running by an earlier run of this tree (pid file, or a kafka.Kafka of this tree on the port).
+# log); the log segments live in a temporary folder removed by `down`. `up` first stops any broker
+# left running by an earlier run of this tree (a `java … kafka.Kafka .kafka/server.properties`).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,14 +39,30 @@ die() {
 
 # --- processes and ports --------------------------------------------------------------------
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# True when process $1 exists and is not a zombie.
+alive() {
+    local stat
+    [ -n "${1:-}" ] && read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+    stat=${stat##*) }
+    [ "${stat:0:1}" != Z ]
+}
 
-# True when $1 is a broker started by this script in this tree (guards against pid reuse).
+# True when process $1 is a broker started by this script in this tree: `java … kafka.Kafka
+# <this tree's .kafka/server.properties>`. Guards against pid reuse and other trees' brokers.
 is_our_broker() {
-    local cmdline
+    local args
     alive "$1" || return 1
-    cmdline=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-    [[ $cmdline == *"kafka.Kafka $CONFIG"* ]]
+    mapfile -d '' -t args <"/proc/$1/cmdline" 2>/dev/null || return 1
+    [ "${#args[@]}" -ge 3 ] && [ "${args[0]##*/}" = java ] &&
+        [ "${args[-2]}" = kafka.Kafka ] && [ "${args[-1]}" = "$CONFIG" ]
+}
+
+# Pids of every running broker of this tree, whether or not the pid file still names it.
+our_brokers() {
+    local dir
+    for dir in /proc/[0-9]*; do
+        if is_our_broker "${dir#/proc/}"; then echo "${dir#/proc/}"; fi
+    done
 }
 
 # Pid of the process listening on TCP port $1 (empty when none or not visible).
@@ -86,23 +102,17 @@ stop_pid() {
     done
 }
 
-# Stops every broker of this tree (the recorded one and any on the recorded or requested ports)
-# and removes its data. Safe to call when nothing runs.
+# Stops every broker of this tree and removes its data. Safe to call when nothing runs.
 stop_all() {
-    local pid port
-    pid=$(cat "$PID_FILE" 2>/dev/null || true)
-    if is_our_broker "$pid"; then
-        say "stopping broker (pid $pid)"
-        stop_pid "$pid"
-    fi
-    # A broker whose pid file was lost still holds its port.
-    for port in $(cat "$PORT_FILE" 2>/dev/null || true) "${KAFKA_PORT:-9092}"; do
-        port_in_use "$port" || continue
-        pid=$(listener_pid "$port")
-        if is_our_broker "$pid"; then
-            say "stopping broker left on port $port (pid $pid)"
-            stop_pid "$pid"
+    local pid recorded
+    recorded=$(cat "$PID_FILE" 2>/dev/null || true)
+    for pid in $(our_brokers); do
+        if [ "$pid" = "$recorded" ]; then
+            say "stopping broker (pid $pid)"
+        else
+            say "stopping broker of this tree left without a pid file (pid $pid)"
         fi
+        stop_pid "$pid"
     done
     if [ -f "$DATA_FILE" ]; then
         rm -rf -- "$(cat "$DATA_FILE")"
@@ -221,7 +231,7 @@ JAVA_OPTS=(-Xms128m "-Xmx$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.
     "-Dlog4j2.configurationFile=$LOG4J_CONFIG")
 
 cmd_up() {
-    local data cluster_id pid deadline
+    local data cluster_id pid launcher deadline
     command -v java >/dev/null || die "Java 17+ is needed to run Kafka; install it (apt-get install openjdk-17-jre-headless)"
     stop_all
     fetch_jars
@@ -237,27 +247,32 @@ cmd_up() {
         die "formatting KRaft storage in $data failed"
     fi
     # Own session, and no descriptor but stdio inherited: the broker must not hold the caller's
-    # locks or pipes (make test's lock, a test runner's output) after the caller dies.
+    # locks or pipes (make test's lock, a test runner's output) after the caller dies. `setsid -w`
+    # forks when the subshell leads its process group; it then lives exactly as long as the broker.
     (
         for fd in /proc/$BASHPID/fd/*; do
             fd=${fd##*/}
             [ "$fd" -gt 2 ] && eval "exec $fd>&-"
         done
-        exec setsid java "${JAVA_OPTS[@]}" -cp "$LIBS/*" kafka.Kafka "$CONFIG"
+        exec setsid -w java "${JAVA_OPTS[@]}" -cp "$LIBS/*" kafka.Kafka "$CONFIG"
     ) </dev/null >"$LOG" 2>&1 &
-    pid=$!
-    echo "$pid" >"$PID_FILE"
+    launcher=$!
     echo "$PORT" >"$PORT_FILE"
     deadline=$((SECONDS + START_TIMEOUT))
-    until metadata_ready "$PORT"; do
-        if ! alive "$pid"; then
-            say "broker (pid $pid) exited during startup; last lines of ${LOG#"$ROOT"/}:"
+    while :; do
+        pid=$(our_brokers | head -n 1)
+        [ -n "$pid" ] && echo "$pid" >"$PID_FILE"
+        if [ -n "$pid" ] && metadata_ready "$PORT"; then
+            break
+        fi
+        if ! alive "$launcher"; then
+            say "broker exited during startup; last lines of ${LOG#"$ROOT"/}:"
             tail -n 40 "$LOG" >&2
             stop_all
             exit 1
         fi
         if [ "$SECONDS" -ge "$deadline" ]; then
-            say "broker (pid $pid) did not answer a metadata request on 127.0.0.1:$PORT within ${START_TIMEOUT}s; last lines of ${LOG#"$ROOT"/}:"
+            say "broker (pid ${pid:-?}) did not answer a metadata request on 127.0.0.1:$PORT within ${START_TIMEOUT}s; last lines of ${LOG#"$ROOT"/}:"
             tail -n 40 "$LOG" >&2
             stop_all
             exit 1
