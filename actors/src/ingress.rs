@@ -495,7 +495,7 @@ async fn consume(
                     failed = true;
                 }
             }
-            _ = commit_tick.tick() => commit(&*consumer, CommitMode::Async),
+            _ = commit_tick.tick() => commit(&consumer, CommitMode::Async),
             _ = assignment_tick.tick() => {
                 let has = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
                 assigned.store(has, std::sync::atomic::Ordering::Relaxed);
@@ -520,7 +520,7 @@ async fn consume(
             failed = true;
         }
     }
-    commit(&*consumer, CommitMode::Sync);
+    commit(&consumer, CommitMode::Sync);
     drop(stream);
     if let Some(done) = done_tx {
         let _ = done.send(());

@@ -132,6 +132,8 @@ pub struct ExecutionQueue<T> {
     /// Keys of executions dequeued whose scheduling is not settled yet: they are still ahead
     /// of later arrivals, so positions count them.
     leased: OrderSet,
+    /// The user of each leased key: a leased execution still counts against its user's limit.
+    lease_users: HashMap<u64, String>,
     depth: [usize; 5],
     per_user: HashMap<String, usize>,
     recent: HashSet<Arc<str>>,
@@ -148,6 +150,7 @@ impl<T> ExecutionQueue<T> {
             ids: HashMap::new(),
             order: OrderSet::new(),
             leased: OrderSet::new(),
+            lease_users: HashMap::new(),
             depth: [0; 5],
             per_user: HashMap::new(),
             recent: HashSet::new(),
@@ -176,7 +179,7 @@ impl<T> ExecutionQueue<T> {
         self.ids.contains_key(execution_id)
     }
 
-    /// Queued executions of `user`.
+    /// Queued executions of `user`, counting those dequeued but not settled.
     pub fn user_count(&self, user: &str) -> usize {
         self.per_user.get(user).copied().unwrap_or(0)
     }
@@ -215,7 +218,7 @@ impl<T> ExecutionQueue<T> {
         if self.is_duplicate(&execution_id) {
             return Err(Rejection::Duplicate { execution_id });
         }
-        let rejection = if self.len() >= self.limits.max_queue_size {
+        let rejection = if self.len() + self.leased() >= self.limits.max_queue_size {
             Some(Rejection::QueueFull {
                 max: self.limits.max_queue_size,
             })
@@ -260,20 +263,40 @@ impl<T> ExecutionQueue<T> {
         self.order.rank(key) + self.leased.rank(key)
     }
 
-    /// Takes an entry out by arrival, keeping every index consistent.
+    /// Takes an entry out by arrival, keeping every index consistent. The user's count is
+    /// left to the caller.
     fn take(&mut self, arrival: u64) -> Option<QueuedExecution<T>> {
         let entry = self.entries.remove(&arrival)?;
         self.order.remove(order_key(entry.priority, arrival));
         self.depth[entry.priority.index()] -= 1;
         self.ids.remove(&entry.execution_id);
-        if let Some(count) = self.per_user.get_mut(&entry.user_id) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_user.remove(&entry.user_id);
-            }
-        }
         self.remember_finished(&entry.execution_id);
         Some(entry)
+    }
+
+    /// Takes an entry out for good (cancel, expiry).
+    fn remove(&mut self, arrival: u64) -> Option<QueuedExecution<T>> {
+        let entry = self.take(arrival)?;
+        self.uncount_user(&entry.user_id);
+        Some(entry)
+    }
+
+    fn uncount_user(&mut self, user: &str) {
+        if let Some(count) = self.per_user.get_mut(user) {
+            *count -= 1;
+            if *count == 0 {
+                self.per_user.remove(user);
+            }
+        }
+    }
+
+    /// Ends the lease of `key`, if any, and its count against its user.
+    fn end_lease(&mut self, key: u64) {
+        if self.leased.remove(key) {
+            if let Some(user) = self.lease_users.remove(&key) {
+                self.uncount_user(&user);
+            }
+        }
     }
 
     /// Removes and returns the next execution in dispatch order. Until it is [`settle`]d or
@@ -285,13 +308,14 @@ impl<T> ExecutionQueue<T> {
         let key = self.order.first()?;
         let entry = self.take(key & ((1 << PRIORITY_SHIFT) - 1))?;
         self.leased.insert(key);
+        self.lease_users.insert(key, entry.user_id.clone());
         Some(entry)
     }
 
     /// Marks a dequeued execution as gone for good (commanded, or dropped): it no longer counts
-    /// in positions.
+    /// in positions, in the queue size or against its user.
     pub fn settle(&mut self, priority: Priority, arrival: u64) {
-        self.leased.remove(order_key(priority, arrival));
+        self.end_lease(order_key(priority, arrival));
     }
 
     /// Dequeued executions not settled or requeued yet.
@@ -310,7 +334,7 @@ impl<T> ExecutionQueue<T> {
     /// apply, since it was admitted before. Returns its new position, or `None` if an entry with
     /// the same id is queued already (the execution is then not queued twice).
     pub fn requeue(&mut self, mut entry: QueuedExecution<T>) -> Option<usize> {
-        self.leased.remove(order_key(entry.priority, entry.arrival));
+        self.end_lease(order_key(entry.priority, entry.arrival));
         if self.contains(&entry.execution_id) || self.entries.contains_key(&entry.arrival) {
             return None;
         }
@@ -337,7 +361,7 @@ impl<T> ExecutionQueue<T> {
     /// Removes a queued execution (cancellation).
     pub fn cancel(&mut self, execution_id: &str) -> Option<QueuedExecution<T>> {
         let arrival = *self.ids.get(execution_id)?;
-        self.take(arrival)
+        self.remove(arrival)
     }
 
     /// The true position of a queued execution in dispatch order (0 = next).
@@ -361,7 +385,7 @@ impl<T> ExecutionQueue<T> {
             if entry.waited(now) <= timeout {
                 break;
             }
-            if let Some(entry) = self.take(arrival) {
+            if let Some(entry) = self.remove(arrival) {
                 expired.push(entry);
             }
         }

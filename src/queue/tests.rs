@@ -163,17 +163,15 @@ fn requeue_never_goes_below_background_and_can_keep_the_level() {
 }
 
 #[test]
-fn requeue_ignores_limits_but_not_a_queued_twin() {
+fn requeue_keeps_the_counts_and_never_queues_a_twin() {
     let mut q = queue(1, 1);
     add(&mut q, "a", "u", Normal, 0);
     let a = q.dequeue().unwrap();
-    add(&mut q, "b", "u", Normal, 0);
-    // Queue full and user at limit, but "a" was admitted already.
-    assert_eq!(q.requeue(a.clone()), Some(1));
-    assert_eq!(q.len(), 2);
-    assert_eq!(q.user_count("u"), 2);
+    // The slot "a" holds while leased is still its own: it goes back despite the full queue.
+    assert_eq!(q.requeue(a.clone()), Some(0));
+    assert_eq!((q.len(), q.leased(), q.user_count("u")), (1, 0, 1));
     assert_eq!(q.requeue(a), None);
-    assert_eq!(q.len(), 2);
+    assert_eq!((q.len(), q.user_count("u")), (1, 1));
 }
 
 #[test]
@@ -262,9 +260,7 @@ fn dequeued_executions_count_in_positions_until_settled_or_requeued() {
     assert_eq!(q.leased(), 1);
     // "c" is being scheduled: a later NORMAL arrival is behind it.
     assert_eq!(add(&mut q, "n1", "u", Normal, 1), 1);
-    // A requeue (level kept here) puts it back and lifts the lease.
-    let mut keep = queue(10, 10);
-    keep.limits.requeue_demotes = false;
+    // A requeue puts it back (one level lower, still ahead of NORMAL) and lifts the lease.
     assert_eq!(q.requeue(head), Some(0));
     assert_eq!(q.leased(), 0);
     assert_eq!(q.position("n1"), Some(1));
@@ -272,6 +268,25 @@ fn dequeued_executions_count_in_positions_until_settled_or_requeued() {
     q.settle(head.priority, head.arrival);
     assert_eq!(q.leased(), 0);
     assert_eq!(q.position("n1"), Some(0));
+}
+
+#[test]
+fn leased_executions_count_against_the_size_and_user_limits() {
+    let mut q = queue(2, 1);
+    add(&mut q, "a", "alice", Normal, 0);
+    let a = q.dequeue().unwrap();
+    assert!(matches!(
+        q.enqueue("a2".into(), "alice".into(), Normal, (), 1),
+        Err(Rejection::UserLimit { .. })
+    ));
+    add(&mut q, "b", "bob", Normal, 1);
+    assert!(matches!(
+        q.enqueue("c".into(), "carol".into(), Normal, (), 1),
+        Err(Rejection::QueueFull { .. })
+    ));
+    q.settle(a.priority, a.arrival);
+    assert_eq!(q.user_count("alice"), 0);
+    add(&mut q, "a3", "alice", Normal, 2);
 }
 
 #[derive(Debug, Clone)]
