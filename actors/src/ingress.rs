@@ -14,7 +14,7 @@ use coordinator_core::events::{
     decode_input, ErrorType, EventMetadata, ExecutionRequested, InputEvent,
 };
 use coordinator_core::pool::{PoolSpec, RequestError, ResourceAsk};
-use coordinator_core::queue::Rejection;
+use coordinator_core::queue::{Cancelled, Rejection};
 use futures::future::{join_all, LocalBoxFuture};
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
@@ -338,10 +338,18 @@ impl EventHandler {
                 execution_id: id.to_owned(),
             })
             .await;
-        if matches!(queued, Ok(Some(_))) {
-            self.count(|c| c.cancelled_queued += 1);
-            info!(execution_id = %id, "Queued execution cancelled.");
-            return self.publish(Vec::new());
+        match queued {
+            Ok(Cancelled::Queued(_)) => {
+                self.count(|c| c.cancelled_queued += 1);
+                info!(execution_id = %id, "Queued execution cancelled.");
+                return self.publish(Vec::new());
+            }
+            Ok(Cancelled::Leased) => {
+                self.count(|c| c.cancelled_queued += 1);
+                info!(execution_id = %id, "Execution cancelled while being scheduled; it will not be commanded.");
+                return self.publish(Vec::new());
+            }
+            Ok(Cancelled::NotFound) | Err(_) => {}
         }
         let released = self.release(id).await;
         if released {

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use coordinator_core::events::ErrorType;
-use coordinator_core::queue::{ExecutionQueue, QueueStats, QueuedExecution, Rejection};
+use coordinator_core::queue::{Cancelled, ExecutionQueue, QueueStats, QueuedExecution, Rejection};
 use coordinator_core::Priority;
 use tracing::{info, warn};
 
@@ -39,9 +39,10 @@ pub struct Admitted {
 #[rtype(result = "Option<QueuedExecution<Pending>>")]
 pub struct Dequeue;
 
-/// A dequeued execution was commanded: it no longer counts in positions.
+/// A dequeued execution is about to be commanded: it no longer counts in positions. Answers
+/// false when it was cancelled meanwhile (then it must not be commanded).
 #[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct Settle {
     /// Its level when dequeued.
     pub priority: Priority,
@@ -54,9 +55,9 @@ pub struct Settle {
 #[rtype(result = "Option<usize>")]
 pub struct Requeue(pub QueuedExecution<Pending>);
 
-/// Remove a queued execution; answers it if it was queued.
+/// Cancel an execution: removed if queued, stopped if being scheduled.
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Option<QueuedExecution<Pending>>")]
+#[rtype(result = "Cancelled<Pending>")]
 pub struct Cancel {
     /// The execution cancelled.
     pub execution_id: String,
@@ -270,26 +271,27 @@ impl Handler<Requeue> for QueueActor {
 }
 
 impl Handler<Settle> for QueueActor {
-    type Result = ();
+    type Result = bool;
 
-    fn handle(&mut self, msg: Settle, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Settle, _ctx: &mut Self::Context) -> bool {
         let started = Instant::now();
-        self.queue.settle(msg.priority, msg.arrival);
+        let go = self.queue.settle(msg.priority, msg.arrival);
         self.stats.record(started);
+        go
     }
 }
 
 impl Handler<Cancel> for QueueActor {
-    type Result = Option<QueuedExecution<Pending>>;
+    type Result = MessageResult<Cancel>;
 
     fn handle(&mut self, msg: Cancel, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let removed = self.queue.cancel(&msg.execution_id);
-        if removed.is_some() {
+        if matches!(removed, Cancelled::Queued(_)) {
             self.send_logged(self.outputs.state_finished(&msg.execution_id));
         }
         self.stats.record(started);
-        removed
+        MessageResult(removed)
     }
 }
 

@@ -83,6 +83,8 @@ enum Outcome {
     Blocked,
     /// The command was not acknowledged: resources released, execution put back.
     PublishFailed,
+    /// Cancelled while being scheduled: resources released, not commanded.
+    Cancelled,
     /// A peer was gone (stopping).
     PeerGone,
 }
@@ -203,15 +205,31 @@ async fn schedule_one(peers: SchedulerPeers, outputs: Outputs) -> Outcome {
             return Outcome::PeerGone;
         }
     };
+    // Last check before the command: a cancellation may have come in while we allocated.
+    let go = peers
+        .settle
+        .send(Settle {
+            priority: entry.priority,
+            arrival: entry.arrival,
+        })
+        .await
+        .unwrap_or(true);
+    if !go {
+        info!(execution_id = %id, "Execution cancelled while being scheduled; not commanded.");
+        let _ = peers
+            .release
+            .send(Release {
+                execution_id: id.clone(),
+            })
+            .await;
+        let _ = peers.publish.send(outputs.state_finished(&id)).await;
+        return Outcome::Cancelled;
+    }
     let command = outputs.create_pod_command(&entry, &allocation);
     let record = outputs.state_allocated(&entry, &allocation);
     let (command, record) = futures::join!(peers.publish.send(command), peers.publish.send(record));
     match (command, record) {
         (Ok(Ok(_)), Ok(Ok(_))) => {
-            peers.settle.do_send(Settle {
-                priority: entry.priority,
-                arrival: entry.arrival,
-            });
             let waited = entry.waited(now_millis());
             info!(
                 execution_id = %id,
@@ -323,6 +341,7 @@ impl Handler<Scheduled> for SchedulerActor {
                 // Wait for the next tick rather than retrying at once against a failing broker.
                 self.counters.blocked = true;
             }
+            Outcome::Cancelled => {}
             Outcome::PeerGone => {
                 self.stats.error();
                 self.counters.blocked = true;

@@ -113,6 +113,36 @@ pub struct QueueStats {
     pub top_users: Vec<(String, usize)>,
 }
 
+/// A dequeued execution whose scheduling is not settled.
+#[derive(Debug, Clone)]
+struct Lease {
+    execution_id: String,
+    user_id: String,
+    cancelled: bool,
+}
+
+/// What a cancellation found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancelled<T> {
+    /// It was queued and is removed.
+    Queued(QueuedExecution<T>),
+    /// It is being scheduled: [`ExecutionQueue::settle`] will answer false and a requeue will
+    /// drop it, so it is never commanded.
+    Leased,
+    /// Neither queued nor being scheduled.
+    NotFound,
+}
+
+impl<T> Cancelled<T> {
+    /// The removed entry, when it was queued.
+    pub fn queued(self) -> Option<QueuedExecution<T>> {
+        match self {
+            Cancelled::Queued(entry) => Some(entry),
+            _ => None,
+        }
+    }
+}
+
 const PRIORITY_SHIFT: u32 = 60;
 
 fn order_key(priority: Priority, arrival: u64) -> u64 {
@@ -132,8 +162,11 @@ pub struct ExecutionQueue<T> {
     /// Keys of executions dequeued whose scheduling is not settled yet: they are still ahead
     /// of later arrivals, so positions count them.
     leased: OrderSet,
-    /// The user of each leased key: a leased execution still counts against its user's limit.
-    lease_users: HashMap<u64, String>,
+    /// Who holds each lease: a leased execution still counts against its user's limit, and
+    /// can be cancelled while it is being scheduled.
+    leases: HashMap<u64, Lease>,
+    /// The leased key of each leased execution id.
+    lease_ids: HashMap<String, u64>,
     depth: [usize; 5],
     per_user: HashMap<String, usize>,
     recent: HashSet<Arc<str>>,
@@ -150,7 +183,8 @@ impl<T> ExecutionQueue<T> {
             ids: HashMap::new(),
             order: OrderSet::new(),
             leased: OrderSet::new(),
-            lease_users: HashMap::new(),
+            leases: HashMap::new(),
+            lease_ids: HashMap::new(),
             depth: [0; 5],
             per_user: HashMap::new(),
             recent: HashSet::new(),
@@ -291,12 +325,14 @@ impl<T> ExecutionQueue<T> {
     }
 
     /// Ends the lease of `key`, if any, and its count against its user.
-    fn end_lease(&mut self, key: u64) {
-        if self.leased.remove(key) {
-            if let Some(user) = self.lease_users.remove(&key) {
-                self.uncount_user(&user);
-            }
+    fn end_lease(&mut self, key: u64) -> Option<Lease> {
+        if !self.leased.remove(key) {
+            return None;
         }
+        let lease = self.leases.remove(&key)?;
+        self.lease_ids.remove(&lease.execution_id);
+        self.uncount_user(&lease.user_id);
+        Some(lease)
     }
 
     /// Removes and returns the next execution in dispatch order. Until it is [`settle`]d or
@@ -308,14 +344,24 @@ impl<T> ExecutionQueue<T> {
         let key = self.order.first()?;
         let entry = self.take(key & ((1 << PRIORITY_SHIFT) - 1))?;
         self.leased.insert(key);
-        self.lease_users.insert(key, entry.user_id.clone());
+        self.lease_ids.insert(entry.execution_id.clone(), key);
+        self.leases.insert(
+            key,
+            Lease {
+                execution_id: entry.execution_id.clone(),
+                user_id: entry.user_id.clone(),
+                cancelled: false,
+            },
+        );
         Some(entry)
     }
 
-    /// Marks a dequeued execution as gone for good (commanded, or dropped): it no longer counts
-    /// in positions, in the queue size or against its user.
-    pub fn settle(&mut self, priority: Priority, arrival: u64) {
-        self.end_lease(order_key(priority, arrival));
+    /// Ends the scheduling of a dequeued execution that is about to be commanded: it no longer
+    /// counts in positions, in the queue size or against its user. Returns false when it was
+    /// cancelled meanwhile: it must not be commanded.
+    pub fn settle(&mut self, priority: Priority, arrival: u64) -> bool {
+        self.end_lease(order_key(priority, arrival))
+            .is_none_or(|lease| !lease.cancelled)
     }
 
     /// Dequeued executions not settled or requeued yet.
@@ -331,11 +377,14 @@ impl<T> ExecutionQueue<T> {
 
     /// Puts a dequeued execution back after "insufficient resources": one level lower when
     /// `requeue_demotes` (never below BACKGROUND), keeping its arrival. Admission limits do not
-    /// apply, since it was admitted before. Returns its new position, or `None` if an entry with
-    /// the same id is queued already (the execution is then not queued twice).
+    /// apply, since it was admitted before. Returns its new position, or `None` if it was
+    /// cancelled while being scheduled or an entry with the same id is queued already.
     pub fn requeue(&mut self, mut entry: QueuedExecution<T>) -> Option<usize> {
-        self.end_lease(order_key(entry.priority, entry.arrival));
-        if self.contains(&entry.execution_id) || self.entries.contains_key(&entry.arrival) {
+        let lease = self.end_lease(order_key(entry.priority, entry.arrival));
+        if lease.is_some_and(|l| l.cancelled)
+            || self.contains(&entry.execution_id)
+            || self.entries.contains_key(&entry.arrival)
+        {
             return None;
         }
         if self.limits.requeue_demotes {
@@ -358,10 +407,22 @@ impl<T> ExecutionQueue<T> {
         Some(self.insert(entry))
     }
 
-    /// Removes a queued execution (cancellation).
-    pub fn cancel(&mut self, execution_id: &str) -> Option<QueuedExecution<T>> {
-        let arrival = *self.ids.get(execution_id)?;
-        self.remove(arrival)
+    /// Cancels an execution: removed when queued, marked when being scheduled.
+    pub fn cancel(&mut self, execution_id: &str) -> Cancelled<T> {
+        if let Some(arrival) = self.ids.get(execution_id).copied() {
+            return self
+                .remove(arrival)
+                .map_or(Cancelled::NotFound, Cancelled::Queued);
+        }
+        match self.lease_ids.get(execution_id) {
+            Some(key) => {
+                if let Some(lease) = self.leases.get_mut(key) {
+                    lease.cancelled = true;
+                }
+                Cancelled::Leased
+            }
+            None => Cancelled::NotFound,
+        }
     }
 
     /// The true position of a queued execution in dispatch order (0 = next).

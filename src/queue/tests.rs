@@ -78,7 +78,7 @@ fn queue_full_and_user_limit_are_typed_rejections() {
     assert_eq!(q.len(), 3);
     assert_eq!(q.user_count("alice"), 2);
     // Freeing a slot admits the user again.
-    q.cancel("a1").unwrap();
+    q.cancel("a1").queued().unwrap();
     add(&mut q, "a4", "alice", Normal, 0);
     assert!(Rejection::QueueFull { max: 3 }
         .to_string()
@@ -180,9 +180,9 @@ fn cancel_removes_and_fixes_positions_and_counts() {
     add(&mut q, "a", "alice", Normal, 0);
     add(&mut q, "b", "bob", Normal, 0);
     add(&mut q, "c", "alice", Normal, 0);
-    let removed = q.cancel("b").unwrap();
+    let removed = q.cancel("b").queued().unwrap();
     assert_eq!(removed.execution_id, "b");
-    assert_eq!(q.cancel("b"), None);
+    assert_eq!(q.cancel("b"), Cancelled::NotFound);
     assert_eq!(q.position("c"), Some(1));
     assert_eq!(q.user_count("bob"), 0);
     assert_eq!(q.user_count("alice"), 2);
@@ -289,6 +289,34 @@ fn leased_executions_count_against_the_size_and_user_limits() {
     add(&mut q, "a3", "alice", Normal, 2);
 }
 
+#[test]
+fn cancelling_an_execution_being_scheduled_stops_its_command_and_its_requeue() {
+    let mut q = queue(10, 10);
+    add(&mut q, "a", "u", Normal, 0);
+    add(&mut q, "b", "u", Normal, 0);
+    let a = q.dequeue().unwrap();
+    assert_eq!(q.cancel("a"), Cancelled::Leased);
+    assert!(
+        !q.settle(a.priority, a.arrival),
+        "a cancelled lease must not be commanded"
+    );
+    assert_eq!(q.user_count("u"), 1);
+    let b = q.dequeue().unwrap();
+    assert_eq!(q.cancel("b"), Cancelled::Leased);
+    assert_eq!(
+        q.requeue(b),
+        None,
+        "a cancelled lease is dropped, not requeued"
+    );
+    assert!(q.is_empty());
+    assert_eq!((q.leased(), q.user_count("u")), (0, 0));
+    assert_eq!(q.cancel("b"), Cancelled::NotFound);
+    // Settling an uncancelled lease lets the command go.
+    add(&mut q, "c", "u", Normal, 0);
+    let c = q.dequeue().unwrap();
+    assert!(q.settle(c.priority, c.arrival));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Enqueue { user: u8, priority: usize },
@@ -372,7 +400,7 @@ proptest! {
                 Op::Cancel(i) => {
                     if !model.is_empty() {
                         let m = model.remove(i % model.len());
-                        prop_assert_eq!(q.cancel(&m.2).map(|e| e.execution_id), Some(m.2));
+                        prop_assert_eq!(q.cancel(&m.2).queued().map(|e| e.execution_id), Some(m.2));
                     }
                 }
                 Op::Expire(advance) => {
