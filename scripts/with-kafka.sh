@@ -27,7 +27,10 @@ mkdir -p "$ROOT/.kafka"
 exec 9>"$ROOT/.kafka/run.lock"
 if ! flock -n 9; then
     echo "with-kafka.sh: waiting for another run in this tree to release its broker" >&2
-    flock -w 3600 9
+    flock -w 3600 9 || {
+        echo "with-kafka.sh: still locked after an hour: ${ROOT}/.kafka/run.lock" >&2
+        exit 1
+    }
 fi
 
 stop_broker() {
