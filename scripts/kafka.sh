@@ -52,7 +52,7 @@ alive() {
 is_our_broker() {
     local args
     alive "$1" || return 1
-    mapfile -d '' -t args <"/proc/$1/cmdline" 2>/dev/null || return 1
+    mapfile -d '' -t args 2>/dev/null <"/proc/$1/cmdline" || return 1
     [ "${#args[@]}" -ge 3 ] && [ "${args[0]##*/}" = java ] &&
         [ "${args[-2]}" = kafka.Kafka ] && [ "${args[-1]}" = "$CONFIG" ]
 }
