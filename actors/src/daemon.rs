@@ -85,7 +85,9 @@ impl Daemon {
         }
 
         let delivery_timeout = kafka.delivery_timeout;
-        let egress = Supervisor::start(move |_| KafkaEgressActor::new(producer, delivery_timeout));
+        let egress = Supervisor::start(move |_| {
+            KafkaEgressActor::new(producer, delivery_timeout, stats_interval)
+        });
         let queue_addr = {
             let publish = egress.clone().recipient();
             let outputs = outputs.clone();

@@ -74,16 +74,22 @@ pub struct KafkaEgressActor {
     /// How long a message may wait for room in the producer's queue.
     enqueue_timeout: Duration,
     stats: ActorStats,
+    stats_interval: Duration,
     pending: Rc<Cell<usize>>,
 }
 
 impl KafkaEgressActor {
-    /// An actor around an idempotent producer.
-    pub fn new(producer: FutureProducer, enqueue_timeout: Duration) -> Self {
+    /// An actor around an idempotent producer, logging stats every `stats_interval`.
+    pub fn new(
+        producer: FutureProducer,
+        enqueue_timeout: Duration,
+        stats_interval: Duration,
+    ) -> Self {
         Self {
             producer,
             enqueue_timeout,
             stats: ActorStats::new("kafka_egress"),
+            stats_interval,
             pending: Rc::new(Cell::new(0)),
         }
     }
@@ -91,6 +97,12 @@ impl KafkaEgressActor {
 
 impl Actor for KafkaEgressActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.stats_interval, |act, _| {
+            act.stats.report(act.pending.get());
+        });
+    }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
         // Nothing buffered may be lost when the actor goes: flush what is queued.

@@ -1,0 +1,118 @@
+//! The binary's front door: `check-config`, exit 64 on bad config, and `run` on the embedded
+//! broker printing its address and actor-stats lines, stopping cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_execution-coordinator");
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(text.as_bytes()).expect("write config");
+    file
+}
+
+#[test]
+fn check_config_prints_the_effective_config() {
+    let file = config_file("[queue]\nmax_queue_size = 42\n");
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(file.path())
+        .env(
+            "EXECUTION_COORDINATOR__SCHEDULER__SCHEDULING_INTERVAL",
+            "250ms",
+        )
+        .output()
+        .expect("run check-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("max_queue_size = 42"), "{text}");
+    assert!(text.contains("scheduling_interval = \"250ms\""), "{text}");
+}
+
+#[test]
+fn a_bad_config_lists_every_error_and_exits_64() {
+    let file = config_file(
+        "[queue]\nmax_queue_size = 0\nno_such_knob = 1\n[resources]\novercommit_factor = 0.5\n",
+    );
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(file.path())
+        .output()
+        .expect("run with a bad config");
+    assert_eq!(out.status.code(), Some(64));
+    let text = String::from_utf8_lossy(&out.stderr);
+    for key in ["max_queue_size", "no_such_knob", "overcommit_factor"] {
+        assert!(text.contains(key), "error for {key} missing in:\n{text}");
+    }
+    let missing = Command::new(BIN)
+        .args(["check-config", "--config", "/nonexistent/config.toml"])
+        .output()
+        .expect("run with a missing file");
+    assert_eq!(missing.status.code(), Some(64));
+}
+
+#[test]
+fn run_on_the_embedded_broker_prints_its_address_and_stats_and_stops_on_sigterm() {
+    let file = config_file("[daemon]\nstats_interval = \"200ms\"\nlog_format = \"json\"\n");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(file.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the daemon");
+    let (tx, rx) = mpsc::channel::<String>();
+    for pipe in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (mut address, mut stats_actors) = (false, std::collections::BTreeSet::new());
+    while !(address && stats_actors.len() >= 5) {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "no address or stats lines from every actor within 30 s; saw {stats_actors:?}"
+                )
+            });
+        if line.contains("Embedded Kafka broker") && line.contains("127.0.0.1:") {
+            address = true;
+        }
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) {
+            if json["target"] == "actor_stats" {
+                stats_actors.insert(json["actor"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "daemon did not stop within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "SIGTERM exits 0, got {exit:?}");
+}
