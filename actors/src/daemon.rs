@@ -1,5 +1,7 @@
 //! The supervised actor tree and its orderly shutdown.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -17,6 +19,7 @@ use crate::queue_actor::QueueActor;
 use crate::resource_actor::ResourceActor;
 use crate::scheduler::{Drain, SchedulerActor, SchedulerPeers};
 use crate::state::{restore, Outputs, RestoredState};
+use crate::telemetry::{self, ProducerHealth, Readiness};
 
 /// Queue limits from the `[queue]` section.
 pub fn queue_limits(config: &Config) -> QueueLimits {
@@ -44,6 +47,10 @@ pub struct Daemon {
     pub egress: Addr<KafkaEgressActor>,
     /// What was restored from the state topic at start.
     pub restored: (usize, usize),
+    /// What `/readyz` answers from.
+    pub readiness: Arc<Readiness>,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Daemon {
@@ -61,9 +68,17 @@ impl Daemon {
                 .await
                 .context("state restore task")??
         };
-        let producer: FutureProducer = producer_config(&kafka, &bootstrap)
-            .create()
+        let readiness = Arc::new(Readiness::default());
+        let health = ProducerHealth {
+            connected: readiness.producer_connected.clone(),
+        };
+        let producer: FutureProducer<ProducerHealth> = producer_config(&kafka, &bootstrap)
+            .create_with_context(health)
             .context("creating the Kafka producer")?;
+        let metrics_addr = match config.daemon.metrics_socket_addr() {
+            Some(addr) => Some(telemetry::serve(addr, readiness.clone())?),
+            None => None,
+        };
         let stats_interval = config.daemon.stats_interval;
         let outputs = Outputs::new(&kafka);
 
@@ -130,9 +145,10 @@ impl Daemon {
             };
             let max_bytes = kafka.max_message_bytes;
             let kafka = kafka.clone();
+            let assigned = readiness.consumer_assigned.clone();
             Supervisor::start(move |_| {
                 let handler = EventHandler::new(peers, outputs, spec, max_bytes);
-                KafkaIngressActor::new(kafka, bootstrap, handler, stats_interval)
+                KafkaIngressActor::new(kafka, bootstrap, handler, stats_interval, assigned)
             })
         };
         info!(
@@ -147,6 +163,8 @@ impl Daemon {
             ingress,
             egress,
             restored: restored_counts,
+            readiness,
+            metrics_addr,
         })
     }
 

@@ -13,6 +13,7 @@ use thiserror::Error;
 use tracing::{error, warn};
 
 use crate::stats::ActorStats;
+use crate::telemetry::ProducerHealth;
 use crate::{InjectFault, ReportStats};
 
 /// Publish one message and answer once the broker acknowledged it (or it failed for good).
@@ -70,7 +71,7 @@ impl Publish {
 
 /// The producer actor.
 pub struct KafkaEgressActor {
-    producer: FutureProducer,
+    producer: FutureProducer<ProducerHealth>,
     /// How long a message may wait for room in the producer's queue.
     enqueue_timeout: Duration,
     stats: ActorStats,
@@ -81,7 +82,7 @@ pub struct KafkaEgressActor {
 impl KafkaEgressActor {
     /// An actor around an idempotent producer, logging stats every `stats_interval`.
     pub fn new(
-        producer: FutureProducer,
+        producer: FutureProducer<ProducerHealth>,
         enqueue_timeout: Duration,
         stats_interval: Duration,
     ) -> Self {

@@ -30,6 +30,7 @@ use crate::resource_actor::Release;
 use crate::scheduler::Kick;
 use crate::state::{Outputs, Pending};
 use crate::stats::ActorStats;
+use crate::telemetry;
 use crate::{InjectFault, ReportStats, RestartCount};
 
 /// Stop consuming, wait for the effects of what was consumed, commit; answers when done.
@@ -163,6 +164,7 @@ impl EventHandler {
         match decode_input(bytes, self.max_message_bytes) {
             Err(e) => {
                 self.count(|c| c.dead_lettered += 1);
+                telemetry::count(telemetry::name::DEAD_LETTERED);
                 warn!(
                     topic = source.0,
                     partition = source.1,
@@ -244,6 +246,7 @@ impl EventHandler {
         let id = request.execution_id.clone();
         if self.is_duplicate(&id).await {
             self.count(|c| c.duplicates += 1);
+            telemetry::count(telemetry::name::DUPLICATES);
             debug!(execution_id = %id, "Duplicate request ignored.");
             return self.publish(Vec::new());
         }
@@ -251,6 +254,7 @@ impl EventHandler {
             Ok(p) => p,
             Err(e) => {
                 self.count(|c| c.rejected_invalid += 1);
+                telemetry::rejected("invalid");
                 return self
                     .refuse(&request, ErrorType::SystemError, e.to_string())
                     .await;
@@ -266,12 +270,14 @@ impl EventHandler {
             Ok(r) => r,
             Err(e @ RequestError::InvalidQuantity(_)) => {
                 self.count(|c| c.rejected_invalid += 1);
+                telemetry::rejected("invalid");
                 return self
                     .refuse(&request, ErrorType::SystemError, e.to_string())
                     .await;
             }
             Err(e @ RequestError::NeverFits { .. }) => {
                 self.count(|c| c.rejected_never_fits += 1);
+                telemetry::rejected("never_fits");
                 return self
                     .refuse(&request, ErrorType::ResourceLimit, e.to_string())
                     .await;
@@ -292,6 +298,7 @@ impl EventHandler {
         match self.peers.enqueue.send(enqueue).await {
             Ok(Ok(admitted)) => {
                 self.count(|c| c.accepted += 1);
+                telemetry::count(telemetry::name::ACCEPTED);
                 debug!(execution_id = %id, position = admitted.position, "Execution queued.");
                 let accepted = self.publish(vec![self.outputs.accepted(
                     &request,
@@ -308,12 +315,19 @@ impl EventHandler {
             }
             Ok(Err(Rejection::Duplicate { .. })) => {
                 self.count(|c| c.duplicates += 1);
+                telemetry::count(telemetry::name::DUPLICATES);
                 self.publish(Vec::new())
             }
             Ok(Err(rejection)) => {
                 match rejection {
-                    Rejection::QueueFull { .. } => self.count(|c| c.rejected_queue_full += 1),
-                    _ => self.count(|c| c.rejected_user_limit += 1),
+                    Rejection::QueueFull { .. } => {
+                        telemetry::rejected("queue_full");
+                        self.count(|c| c.rejected_queue_full += 1)
+                    }
+                    _ => {
+                        telemetry::rejected("user_limit");
+                        self.count(|c| c.rejected_user_limit += 1)
+                    }
                 }
                 info!(execution_id = %id, reason = %rejection, "Execution rejected.");
                 self.publish(vec![self.outputs.failed(
@@ -412,19 +426,21 @@ pub struct KafkaIngressActor {
 const MAX_UNACKED: usize = 10_000;
 
 impl KafkaIngressActor {
-    /// An ingress for the input topics of `kafka` on `bootstrap`.
+    /// An ingress for the input topics of `kafka` on `bootstrap`; `assigned` tells whether
+    /// the consumer holds partitions (for `/readyz`).
     pub fn new(
         kafka: KafkaConfig,
         bootstrap: String,
         handler: EventHandler,
         stats_interval: Duration,
+        assigned: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
         Self {
             kafka,
             bootstrap,
             handler,
             stop: None,
-            assigned: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            assigned,
             stats: ActorStats::new("kafka_ingress"),
             stats_interval,
             stopped: false,
@@ -436,8 +452,11 @@ impl KafkaIngressActor {
             return;
         }
         let consumer: StreamConsumer<CommitOnRevoke> =
-            match consumer_config(&self.kafka, &self.bootstrap).create_with_context(CommitOnRevoke)
-            {
+            match consumer_config(&self.kafka, &self.bootstrap).create_with_context(
+                CommitOnRevoke {
+                    assigned: self.assigned.clone(),
+                },
+            ) {
                 Ok(c) => c,
                 Err(e) => {
                     error!(error = %e, "Could not create the Kafka consumer; retrying in 1 s.");
@@ -461,7 +480,6 @@ impl KafkaIngressActor {
             self.handler.clone(),
             self.kafka.commit_interval,
             stop_rx,
-            self.assigned.clone(),
         );
         ctx.spawn(run.into_actor(self).map(|result, act, ctx| {
             if let Err(e) = result {
@@ -479,13 +497,11 @@ async fn consume(
     handler: EventHandler,
     commit_interval: Duration,
     mut stop_rx: oneshot::Receiver<oneshot::Sender<()>>,
-    assigned: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<()> {
     let mut unacked: FuturesOrdered<LocalBoxFuture<'static, (Consumed, bool)>> =
         FuturesOrdered::new();
     let mut commit_tick = tokio::time::interval(commit_interval);
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut assignment_tick = tokio::time::interval(Duration::from_millis(200));
     let mut stream = consumer.stream();
     let mut failed = false;
     let done_tx = loop {
@@ -504,10 +520,6 @@ async fn consume(
                 }
             }
             _ = commit_tick.tick() => commit(&consumer, CommitMode::Async),
-            _ = assignment_tick.tick() => {
-                let has = consumer.assignment().map(|a| a.count() > 0).unwrap_or(false);
-                assigned.store(has, std::sync::atomic::Ordering::Relaxed);
-            }
             message = stream.next(), if unacked.len() < MAX_UNACKED && !failed => {
                 let Some(message) = message else { break None };
                 match message {

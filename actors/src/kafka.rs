@@ -1,6 +1,8 @@
 //! Kafka plumbing shared by the actors and the binary: client settings from config, topic
 //! creation, the consumer context that commits on revocation, and the embedded broker.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -12,6 +14,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaResult;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::TopicPartitionList;
 use tracing::{info, warn};
@@ -32,6 +35,7 @@ pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "1")
+        .set("statistics.interval.ms", "1000")
         .set(
             "message.timeout.ms",
             kafka.delivery_timeout.as_millis().to_string(),
@@ -55,6 +59,7 @@ pub fn consumer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
         .set("enable.partition.eof", "false")
         .set("isolation.level", "read_committed")
         .set("session.timeout.ms", "10000")
+        .set("statistics.interval.ms", "5000")
         .set(
             "message.max.bytes",
             (kafka.max_message_bytes + 4096).to_string(),
@@ -115,10 +120,18 @@ pub async fn ensure_topics(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Resu
     Ok(())
 }
 
-/// The input consumer's context: commits stored offsets before partitions are taken away.
-pub struct CommitOnRevoke;
+/// The input consumer's context: commits stored offsets before partitions are taken away, and
+/// keeps `assigned` (for `/readyz`) true while it holds partitions.
+pub struct CommitOnRevoke {
+    /// True while the consumer holds at least one partition.
+    pub assigned: Arc<AtomicBool>,
+}
 
-impl ClientContext for CommitOnRevoke {}
+impl ClientContext for CommitOnRevoke {
+    fn stats(&self, statistics: Statistics) {
+        crate::telemetry::consumer_lag(&statistics);
+    }
+}
 
 impl ConsumerContext for CommitOnRevoke {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -129,9 +142,12 @@ impl ConsumerContext for CommitOnRevoke {
                         warn!(error = %e, "Commit on revocation failed.");
                     }
                 }
+                self.assigned.store(false, Ordering::Relaxed);
                 info!(partitions = partitions.count(), "Partitions revoked.");
             }
             Rebalance::Assign(partitions) => {
+                self.assigned
+                    .store(partitions.count() > 0, Ordering::Relaxed);
                 info!(partitions = partitions.count(), "Partitions assigned.");
             }
             Rebalance::Error(e) => warn!(error = %e, "Rebalance error."),

@@ -15,6 +15,7 @@ pub mod resource_actor;
 pub mod scheduler;
 pub mod state;
 pub mod stats;
+pub mod telemetry;
 
 /// Makes the receiving actor fail, so its supervisor restarts it (fault injection for tests
 /// and drills; state must survive the restart).

@@ -12,6 +12,7 @@ use crate::clock::now_millis;
 use crate::egress::Publish;
 use crate::state::{Outputs, Pending};
 use crate::stats::ActorStats;
+use crate::telemetry;
 use crate::{InjectFault, ReportStats, RestartCount};
 
 /// Queue a request; answers its true position or why it was refused.
@@ -132,6 +133,10 @@ impl QueueActor {
         let now = now_millis();
         let expired = self.queue.expire(now);
         self.expired_total += expired.len() as u64;
+        if !expired.is_empty() {
+            metrics::counter!(telemetry::name::EXPIRED).increment(expired.len() as u64);
+            self.observe();
+        }
         let timeout = self.queue.limits().stale_timeout;
         for e in &expired {
             let waited = e.waited(now);
@@ -152,6 +157,11 @@ impl QueueActor {
             self.send_logged(self.outputs.state_finished(&e.execution_id));
         }
         expired
+    }
+
+    /// Publishes the queue depth gauges.
+    fn observe(&self) {
+        telemetry::queue_depth(&self.queue.depth());
     }
 
     /// Publishes without waiting for the answer; a failure is logged by the egress actor.
@@ -189,6 +199,7 @@ impl Actor for QueueActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.observe();
         ctx.run_interval(self.stats_interval, |act, _| act.report());
         ctx.run_interval(self.sweep_interval, |act, _| {
             act.sweep();
@@ -239,6 +250,7 @@ impl Handler<Enqueue> for QueueActor {
                     state_ack,
                 }
             });
+        self.observe();
         self.stats.record(started);
         result
     }
@@ -250,6 +262,7 @@ impl Handler<Dequeue> for QueueActor {
     fn handle(&mut self, _msg: Dequeue, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let next = self.queue.dequeue();
+        self.observe();
         self.stats.record(started);
         next
     }
@@ -265,6 +278,7 @@ impl Handler<Requeue> for QueueActor {
         if let Some(entry) = self.queue.get(&id) {
             self.send_logged(self.outputs.state_queued(entry));
         }
+        self.observe();
         self.stats.record(started);
         position
     }
@@ -290,6 +304,7 @@ impl Handler<Cancel> for QueueActor {
         if matches!(removed, Cancelled::Queued(_)) {
             self.send_logged(self.outputs.state_finished(&msg.execution_id));
         }
+        self.observe();
         self.stats.record(started);
         MessageResult(removed)
     }

@@ -7,6 +7,7 @@ use coordinator_core::pool::{Allocation, Insufficient, PoolStats, ResourcePool, 
 use tracing::{info, warn};
 
 use crate::stats::ActorStats;
+use crate::telemetry;
 use crate::{InjectFault, ReportStats, RestartCount};
 
 /// Reserve resources for an execution.
@@ -84,6 +85,7 @@ impl Actor for ResourceActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        telemetry::pool(&self.pool.stats());
         ctx.run_interval(self.stats_interval, |act, _| act.report());
     }
 }
@@ -106,6 +108,7 @@ impl Handler<Allocate> for ResourceActor {
     fn handle(&mut self, msg: Allocate, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let result = self.pool.allocate(&msg.execution_id, msg.resources);
+        telemetry::pool(&self.pool.stats());
         self.stats.record(started);
         result
     }
@@ -117,6 +120,9 @@ impl Handler<Release> for ResourceActor {
     fn handle(&mut self, msg: Release, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let released = self.pool.release(&msg.execution_id);
+        if released.is_some() {
+            telemetry::pool(&self.pool.stats());
+        }
         self.stats.record(started);
         released
     }

@@ -16,6 +16,7 @@ use crate::queue_actor::{Dequeue, Requeue, Settle};
 use crate::resource_actor::{Allocate, Release};
 use crate::state::{Outputs, Pending};
 use crate::stats::ActorStats;
+use crate::telemetry;
 use crate::{InjectFault, ReportStats, RestartCount};
 
 /// Something changed (an arrival or a release): try to schedule now.
@@ -179,6 +180,7 @@ impl SchedulerActor {
 
 /// One scheduling: dequeue, allocate, publish command and state; put back on failure.
 async fn schedule_one(peers: SchedulerPeers, outputs: Outputs) -> Outcome {
+    let started = Instant::now();
     let entry: QueuedExecution<Pending> = match peers.dequeue.send(Dequeue).await {
         Ok(Some(entry)) => entry,
         Ok(None) => return Outcome::Empty,
@@ -231,6 +233,9 @@ async fn schedule_one(peers: SchedulerPeers, outputs: Outputs) -> Outcome {
     match (command, record) {
         (Ok(Ok(_)), Ok(Ok(_))) => {
             let waited = entry.waited(now_millis());
+            telemetry::scheduling_duration(started.elapsed());
+            telemetry::queue_wait(entry.priority, waited);
+            telemetry::count(telemetry::name::COMMANDED);
             info!(
                 execution_id = %id,
                 priority = entry.priority.value(),
@@ -332,6 +337,7 @@ impl Handler<Scheduled> for SchedulerActor {
                 }
             }
             Outcome::Blocked => {
+                telemetry::count(telemetry::name::REQUEUED);
                 self.counters.requeued += 1;
                 self.counters.blocked = true;
             }

@@ -72,9 +72,10 @@ impl ActorStats {
         self.errors += 1;
     }
 
-    /// Counts one restart by the supervisor.
+    /// Counts one restart by the supervisor (also as a Prometheus counter).
     pub fn restarted(&mut self) {
         self.restarts += 1;
+        crate::telemetry::restarted(self.name);
     }
 
     /// Restarts since start.

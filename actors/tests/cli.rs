@@ -60,7 +60,9 @@ fn a_bad_config_lists_every_error_and_exits_64() {
 
 #[test]
 fn run_on_the_embedded_broker_prints_its_address_and_stats_and_stops_on_sigterm() {
-    let file = config_file("[daemon]\nstats_interval = \"200ms\"\nlog_format = \"json\"\n");
+    let file = config_file(
+        "[daemon]\nstats_interval = \"200ms\"\nlog_format = \"json\"\nmetrics_addr = \"127.0.0.1:0\"\n",
+    );
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(file.path())

@@ -75,6 +75,7 @@ async fn broker_outage_and_produce_errors_lose_and_duplicate_nothing() {
     config.kafka.topic_partitions = 1;
     config.kafka.create_topics = false;
     config.kafka.commit_interval = Duration::from_millis(100);
+    config.daemon.metrics_addr = String::new();
     let broker = EmbeddedBroker::start(&config.kafka).expect("mock cluster");
     let bootstrap = broker.bootstrap_servers();
     let daemon = Daemon::start(config.clone(), bootstrap.clone())

@@ -453,6 +453,11 @@ impl<T> ExecutionQueue<T> {
         expired
     }
 
+    /// Queued executions per level, in `Priority::ALL` order.
+    pub fn depth(&self) -> [usize; 5] {
+        self.depth
+    }
+
     /// Entries in arrival order (oldest first).
     pub fn iter(&self) -> impl Iterator<Item = &QueuedExecution<T>> {
         self.entries.values()

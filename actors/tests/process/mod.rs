@@ -64,7 +64,7 @@ impl TestConfig {
                 ));
             }
             if section == "daemon" {
-                text.push_str("stats_interval = \"1s\"\nshutdown_grace = \"20s\"\nlog_level = \"info,librdkafka=warn,rdkafka=warn\"\n");
+                text.push_str("metrics_addr = \"127.0.0.1:0\"\nstats_interval = \"1s\"\nshutdown_grace = \"20s\"\nlog_level = \"info,librdkafka=warn,rdkafka=warn\"\n");
             }
             for (s, line) in &self.extra {
                 if *s == section {
@@ -151,6 +151,18 @@ impl DaemonProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Where the daemon serves `/metrics`, `/healthz` and `/readyz` (from its log).
+    pub fn metrics_addr(&self) -> String {
+        let line = self.wait_for_log(
+            "Metrics and health endpoints listening",
+            Duration::from_secs(30),
+        );
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+            .to_owned()
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.

@@ -1,0 +1,216 @@
+//! Prometheus metrics and the health endpoints on `metrics_addr`: `/metrics`, `/healthz`
+//! (process alive) and `/readyz` (consumer assigned and producer connected).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use coordinator_core::pool::PoolStats;
+use coordinator_core::Priority;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use rdkafka::client::ClientContext;
+use rdkafka::producer::ProducerContext;
+use rdkafka::statistics::Statistics;
+use tracing::{info, warn};
+
+/// Metric names, all prefixed `execution_coordinator_` (Prometheus conventions).
+pub mod name {
+    /// Gauge, label `priority`.
+    pub const QUEUE_DEPTH: &str = "execution_coordinator_queue_depth";
+    /// Histogram, label `priority`.
+    pub const QUEUE_WAIT: &str = "execution_coordinator_queue_wait_seconds";
+    /// Histogram: dequeue to acknowledged command.
+    pub const SCHEDULING: &str = "execution_coordinator_scheduling_duration_seconds";
+    /// Counter.
+    pub const ACCEPTED: &str = "execution_coordinator_accepted_total";
+    /// Counter.
+    pub const COMMANDED: &str = "execution_coordinator_commanded_total";
+    /// Counter, label `reason`.
+    pub const REJECTED: &str = "execution_coordinator_rejected_total";
+    /// Counter.
+    pub const REQUEUED: &str = "execution_coordinator_requeued_total";
+    /// Counter.
+    pub const EXPIRED: &str = "execution_coordinator_expired_total";
+    /// Counter.
+    pub const DUPLICATES: &str = "execution_coordinator_duplicates_total";
+    /// Counter.
+    pub const DEAD_LETTERED: &str = "execution_coordinator_dead_lettered_total";
+    /// Gauge, labels `resource` (cpu in cores, memory in bytes, gpu) and `state` (used, total).
+    pub const POOL: &str = "execution_coordinator_pool";
+    /// Gauge.
+    pub const ACTIVE_ALLOCATIONS: &str = "execution_coordinator_active_allocations";
+    /// Counter, label `actor`.
+    pub const RESTARTS: &str = "execution_coordinator_actor_restarts_total";
+    /// Gauge, labels `topic`, `partition`.
+    pub const CONSUMER_LAG: &str = "execution_coordinator_consumer_lag_messages";
+}
+
+/// Queue depth per level.
+pub fn queue_depth(depth: &[usize; 5]) {
+    for p in Priority::ALL {
+        gauge!(name::QUEUE_DEPTH, "priority" => p.name()).set(depth[p.index()] as f64);
+    }
+}
+
+/// How long an execution waited before its command.
+pub fn queue_wait(priority: Priority, waited: Duration) {
+    histogram!(name::QUEUE_WAIT, "priority" => priority.name()).record(waited.as_secs_f64());
+}
+
+/// One scheduling, dequeue to acknowledged command.
+pub fn scheduling_duration(took: Duration) {
+    histogram!(name::SCHEDULING).record(took.as_secs_f64());
+}
+
+/// Counts one event of a counter without labels.
+pub fn count(metric: &'static str) {
+    counter!(metric).increment(1);
+}
+
+/// Counts one rejection for `reason` (queue_full, user_limit, invalid, never_fits).
+pub fn rejected(reason: &'static str) {
+    counter!(name::REJECTED, "reason" => reason).increment(1);
+}
+
+/// Counts one supervisor restart of `actor`.
+pub fn restarted(actor: &'static str) {
+    counter!(name::RESTARTS, "actor" => actor).increment(1);
+}
+
+/// Pool used and total per resource, and active allocations.
+pub fn pool(stats: &PoolStats) {
+    let mib = 1024.0 * 1024.0;
+    for (resource, used, total) in [
+        (
+            "cpu_cores",
+            stats.used.cpu_millis as f64 / 1000.0,
+            stats.total.cpu_millis as f64 / 1000.0,
+        ),
+        (
+            "memory_bytes",
+            stats.used.memory_mib as f64 * mib,
+            stats.total.memory_mib as f64 * mib,
+        ),
+        ("gpus", stats.used.gpu as f64, stats.total.gpu as f64),
+    ] {
+        gauge!(name::POOL, "resource" => resource, "state" => "used").set(used);
+        gauge!(name::POOL, "resource" => resource, "state" => "total").set(total);
+    }
+    gauge!(name::ACTIVE_ALLOCATIONS).set(stats.active_allocations as f64);
+}
+
+/// What `/readyz` answers from.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// The input consumer holds a partition assignment.
+    pub consumer_assigned: Arc<AtomicBool>,
+    /// The producer has a broker connection up.
+    pub producer_connected: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    /// Both conditions hold.
+    pub fn ready(&self) -> bool {
+        self.consumer_assigned.load(Ordering::Relaxed)
+            && self.producer_connected.load(Ordering::Relaxed)
+    }
+}
+
+/// The producer's context: reads librdkafka statistics to know whether a broker is up.
+#[derive(Clone, Default)]
+pub struct ProducerHealth {
+    /// Set while some broker connection is UP.
+    pub connected: Arc<AtomicBool>,
+}
+
+impl ClientContext for ProducerHealth {
+    fn stats(&self, statistics: Statistics) {
+        let up = statistics.brokers.values().any(|b| b.state == "UP");
+        self.connected.store(up, Ordering::Relaxed);
+    }
+}
+
+impl ProducerContext for ProducerHealth {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
+/// Consumer lag per assigned partition, from librdkafka statistics.
+pub fn consumer_lag(statistics: &Statistics) {
+    for (topic, t) in &statistics.topics {
+        for (partition, p) in &t.partitions {
+            if *partition >= 0 && p.consumer_lag >= 0 {
+                gauge!(name::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once).
+pub fn recorder() -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    if let Some(handle) = HANDLE.get() {
+        return Ok(handle.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_seconds".to_owned()),
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+            ],
+        )
+        .context("histogram buckets")?
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` from a thread of its own.
+pub fn serve(addr: SocketAddr, readiness: Arc<Readiness>) -> anyhow::Result<SocketAddr> {
+    let handle = recorder()?;
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .context("metrics listener address")?;
+    info!(addr = %bound, "Metrics and health endpoints listening.");
+    std::thread::Builder::new()
+        .name("metrics-http".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let (status, body, content_type) = match request.url() {
+                    "/metrics" => {
+                        handle.run_upkeep();
+                        (200, handle.render(), "text/plain; version=0.0.4")
+                    }
+                    "/healthz" => (200, "ok\n".to_owned(), "text/plain"),
+                    "/readyz" if readiness.ready() => (200, "ready\n".to_owned(), "text/plain"),
+                    "/readyz" => {
+                        let why = format!(
+                            "not ready: consumer_assigned={} producer_connected={}\n",
+                            readiness.consumer_assigned.load(Ordering::Relaxed),
+                            readiness.producer_connected.load(Ordering::Relaxed)
+                        );
+                        (503, why, "text/plain")
+                    }
+                    _ => (404, "not found\n".to_owned(), "text/plain"),
+                };
+                let header = tiny_http::Header::from_bytes("Content-Type", content_type)
+                    .expect("static header is valid");
+                let response = tiny_http::Response::from_string(body)
+                    .with_status_code(status)
+                    .with_header(header);
+                if let Err(e) = request.respond(response) {
+                    warn!(error = %e, "Metrics response failed.");
+                }
+            }
+        })
+        .context("spawning the metrics thread")?;
+    Ok(bound)
+}

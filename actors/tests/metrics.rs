@@ -1,0 +1,154 @@
+//! `/metrics`, `/healthz` and `/readyz` during an end-to-end run on real Kafka: the gauges and
+//! counters move as the events say, and a standby instance with no partition is not ready.
+
+mod common;
+mod process;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{bootstrap_servers, produce_event, producer};
+use process::{golden, request, DaemonProcess, TestConfig};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// GET `path` from `addr`: (status, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"));
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+/// The value of the sample `series` (name with labels, as rendered) in a scrape.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Polls `/metrics` until `series` has `want`; panics with the scrape after the deadline.
+fn wait_for_sample(addr: &str, series: &str, want: f64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = get(addr, "/metrics");
+        if sample(&body, series) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never became {want}; last scrape:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_for_status(addr: &str, path: &str, want: u16) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = get(addr, path);
+        if status == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} stayed {status}: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn metrics_follow_the_events_and_readiness_follows_the_assignment() {
+    let bootstrap = bootstrap_servers();
+    let config = TestConfig::fresh()
+        .set("resources", "total_cpu_cores = 1.0")
+        .set("resources", "overcommit_factor = 1.0")
+        .set("resources", "min_available_cpu_cores = 0.1")
+        .set("queue", "requeue_demotes = false");
+    let first = DaemonProcess::start(&config, &bootstrap);
+    let first_addr = first.metrics_addr();
+    assert_eq!(get(&first_addr, "/healthz").0, 200);
+    wait_for_status(&first_addr, "/readyz", 200);
+
+    // A second instance in the same group: after the rebalance one of the two holds the only
+    // partition and is ready; the other is a standby, alive but not ready.
+    let second = DaemonProcess::start(&config, &bootstrap);
+    let second_addr = second.metrics_addr();
+    assert_eq!(get(&second_addr, "/healthz").0, 200);
+    let deadline = Instant::now() + WAIT;
+    let first_is_active = loop {
+        let (one, two) = (get(&first_addr, "/readyz"), get(&second_addr, "/readyz"));
+        match (one.0, two.0) {
+            (200, 503) => {
+                assert!(two.1.contains("consumer_assigned=false"), "{}", two.1);
+                break true;
+            }
+            (503, 200) => {
+                assert!(one.1.contains("consumer_assigned=false"), "{}", one.1);
+                break false;
+            }
+            _ => assert!(
+                Instant::now() < deadline,
+                "no single ready instance: {one:?} {two:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (mut active, mut standby, a, b) = if first_is_active {
+        (first, second, first_addr, second_addr)
+    } else {
+        (second, first, second_addr, first_addr)
+    };
+
+    let events = config.events_topic();
+    let p = producer();
+    for (id, user) in [("m0", "u0"), ("m1", "u1"), ("m2", "u2")] {
+        produce_event(&p, &events, &request(id, user, 5)).await;
+    }
+    wait_for_sample(&a, "execution_coordinator_commanded_total", 1.0);
+    wait_for_sample(&a, "execution_coordinator_accepted_total", 3.0);
+    wait_for_sample(
+        &a,
+        "execution_coordinator_queue_depth{priority=\"normal\"}",
+        2.0,
+    );
+    wait_for_sample(
+        &a,
+        "execution_coordinator_pool{resource=\"cpu_cores\",state=\"used\"}",
+        0.5,
+    );
+    wait_for_sample(
+        &a,
+        "execution_coordinator_pool{resource=\"cpu_cores\",state=\"total\"}",
+        1.0,
+    );
+    wait_for_sample(&a, "execution_coordinator_active_allocations", 1.0);
+
+    produce_event(&p, &events, &golden("execution_completed", "m0")).await;
+    wait_for_sample(&a, "execution_coordinator_commanded_total", 2.0);
+    wait_for_sample(
+        &a,
+        "execution_coordinator_queue_depth{priority=\"normal\"}",
+        1.0,
+    );
+    let (_, body) = get(&a, "/metrics");
+    assert!(
+        body.contains("execution_coordinator_queue_wait_seconds_bucket{priority=\"normal\""),
+        "queue wait histogram missing:\n{body}"
+    );
+    assert!(body.contains("execution_coordinator_scheduling_duration_seconds_count"));
+
+    // The active instance stops; the standby takes the partition and becomes ready.
+    assert!(active.terminate().success());
+    wait_for_status(&b, "/readyz", 200);
+    assert!(standby.terminate().success());
+}
