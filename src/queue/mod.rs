@@ -6,10 +6,11 @@
 
 mod order;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use thiserror::Error;
 
 pub use order::OrderSet;
@@ -116,7 +117,7 @@ pub struct QueueStats {
 /// A dequeued execution whose scheduling is not settled.
 #[derive(Debug, Clone)]
 struct Lease {
-    execution_id: String,
+    execution_id: Arc<str>,
     user_id: String,
     cancelled: bool,
 }
@@ -156,7 +157,7 @@ pub struct ExecutionQueue<T> {
     /// Entries by arrival: the first is the oldest.
     entries: BTreeMap<u64, QueuedExecution<T>>,
     /// Arrival of each queued execution id.
-    ids: HashMap<String, u64>,
+    ids: FxHashMap<String, u64>,
     /// Dispatch order: (priority, arrival) packed into one key.
     order: OrderSet,
     /// Keys of executions dequeued whose scheduling is not settled yet: they are still ahead
@@ -164,12 +165,12 @@ pub struct ExecutionQueue<T> {
     leased: OrderSet,
     /// Who holds each lease: a leased execution still counts against its user's limit, and
     /// can be cancelled while it is being scheduled.
-    leases: HashMap<u64, Lease>,
+    leases: FxHashMap<u64, Lease>,
     /// The leased key of each leased execution id.
-    lease_ids: HashMap<String, u64>,
+    lease_ids: FxHashMap<Arc<str>, u64>,
     depth: [usize; 5],
-    per_user: HashMap<String, usize>,
-    recent: HashSet<Arc<str>>,
+    per_user: FxHashMap<String, usize>,
+    recent: FxHashSet<Arc<str>>,
     recent_order: VecDeque<Arc<str>>,
     next_arrival: u64,
 }
@@ -180,14 +181,14 @@ impl<T> ExecutionQueue<T> {
         Self {
             limits,
             entries: BTreeMap::new(),
-            ids: HashMap::new(),
+            ids: FxHashMap::default(),
             order: OrderSet::new(),
             leased: OrderSet::new(),
-            leases: HashMap::new(),
-            lease_ids: HashMap::new(),
+            leases: FxHashMap::default(),
+            lease_ids: FxHashMap::default(),
             depth: [0; 5],
-            per_user: HashMap::new(),
-            recent: HashSet::new(),
+            per_user: FxHashMap::default(),
+            recent: FxHashSet::default(),
             recent_order: VecDeque::new(),
             next_arrival: 0,
         }
@@ -226,11 +227,13 @@ impl<T> ExecutionQueue<T> {
     /// Remembers `execution_id` as finished, so a repeat of its request is a duplicate.
     /// Memory is bounded by `dedup_capacity`: the oldest ids are forgotten first.
     pub fn remember_finished(&mut self, execution_id: &str) {
-        if self.limits.dedup_capacity == 0 || self.recent.contains(execution_id) {
+        self.remember(Arc::from(execution_id));
+    }
+
+    fn remember(&mut self, id: Arc<str>) {
+        if self.limits.dedup_capacity == 0 || !self.recent.insert(id.clone()) {
             return;
         }
-        let id: Arc<str> = Arc::from(execution_id);
-        self.recent.insert(id.clone());
         self.recent_order.push_back(id);
         while self.recent_order.len() > self.limits.dedup_capacity {
             if let Some(old) = self.recent_order.pop_front() {
@@ -299,18 +302,19 @@ impl<T> ExecutionQueue<T> {
 
     /// Takes an entry out by arrival, keeping every index consistent. The user's count is
     /// left to the caller.
-    fn take(&mut self, arrival: u64) -> Option<QueuedExecution<T>> {
+    fn take(&mut self, arrival: u64) -> Option<(QueuedExecution<T>, Arc<str>)> {
         let entry = self.entries.remove(&arrival)?;
         self.order.remove(order_key(entry.priority, arrival));
         self.depth[entry.priority.index()] -= 1;
         self.ids.remove(&entry.execution_id);
-        self.remember_finished(&entry.execution_id);
-        Some(entry)
+        let id: Arc<str> = Arc::from(entry.execution_id.as_str());
+        self.remember(id.clone());
+        Some((entry, id))
     }
 
     /// Takes an entry out for good (cancel, expiry).
     fn remove(&mut self, arrival: u64) -> Option<QueuedExecution<T>> {
-        let entry = self.take(arrival)?;
+        let (entry, _) = self.take(arrival)?;
         self.uncount_user(&entry.user_id);
         Some(entry)
     }
@@ -342,13 +346,13 @@ impl<T> ExecutionQueue<T> {
     /// [`requeue`]: ExecutionQueue::requeue
     pub fn dequeue(&mut self) -> Option<QueuedExecution<T>> {
         let key = self.order.first()?;
-        let entry = self.take(key & ((1 << PRIORITY_SHIFT) - 1))?;
+        let (entry, id) = self.take(key & ((1 << PRIORITY_SHIFT) - 1))?;
         self.leased.insert(key);
-        self.lease_ids.insert(entry.execution_id.clone(), key);
+        self.lease_ids.insert(id.clone(), key);
         self.leases.insert(
             key,
             Lease {
-                execution_id: entry.execution_id.clone(),
+                execution_id: id,
                 user_id: entry.user_id.clone(),
                 cancelled: false,
             },

@@ -134,12 +134,23 @@ impl OrderSet {
         if self.contains(key) {
             return false;
         }
+        let heap = mix(key);
+        // Descend while the path's nodes outrank the new one, counting it in their sizes.
+        let (mut parent, mut went_left, mut n) = (NIL, false, self.root);
+        while n != NIL && self.nodes[n as usize].heap > heap {
+            let node = &mut self.nodes[n as usize];
+            node.size += 1;
+            parent = n;
+            went_left = key < node.key;
+            n = if went_left { node.left } else { node.right };
+        }
+        let (left, right) = self.split(n, key);
         let node = Node {
             key,
-            heap: mix(key),
-            size: 1,
-            left: NIL,
-            right: NIL,
+            heap,
+            size: 1 + self.size(left) + self.size(right),
+            left,
+            right,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -151,25 +162,40 @@ impl OrderSet {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let (l, r) = self.split(self.root, key);
-        let l = self.merge(l, id);
-        self.root = self.merge(l, r);
+        self.link(parent, went_left, id);
         true
+    }
+
+    /// Points `parent`'s left or right child (or the root when `parent` is NIL) at `child`.
+    fn link(&mut self, parent: u32, left: bool, child: u32) {
+        if parent == NIL {
+            self.root = child;
+        } else if left {
+            self.nodes[parent as usize].left = child;
+        } else {
+            self.nodes[parent as usize].right = child;
+        }
     }
 
     /// Removes `key`; returns false if it was not present.
     pub fn remove(&mut self, key: u64) -> bool {
-        let (l, r) = self.split(self.root, key);
-        let (found, r) = match key.checked_add(1) {
-            Some(next) => self.split(r, next),
-            None => (r, NIL),
-        };
-        let removed = found != NIL;
-        if removed {
-            self.free.push(found);
+        if !self.contains(key) {
+            return false;
         }
-        self.root = self.merge(l, r);
-        removed
+        // Descend to the node, uncounting it from every ancestor, then splice its children.
+        let (mut parent, mut went_left, mut n) = (NIL, false, self.root);
+        while self.nodes[n as usize].key != key {
+            let node = &mut self.nodes[n as usize];
+            node.size -= 1;
+            parent = n;
+            went_left = key < node.key;
+            n = if went_left { node.left } else { node.right };
+        }
+        let (left, right) = (self.nodes[n as usize].left, self.nodes[n as usize].right);
+        let merged = self.merge(left, right);
+        self.link(parent, went_left, merged);
+        self.free.push(n);
+        true
     }
 
     /// The smallest key.

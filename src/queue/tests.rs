@@ -1,6 +1,5 @@
 use super::*;
 use proptest::prelude::*;
-use std::collections::HashMap;
 
 use Priority::*;
 
@@ -414,7 +413,7 @@ proptest! {
                 }
             }
             prop_assert_eq!(q.len(), model.len());
-            let mut counts: HashMap<String, usize> = HashMap::new();
+            let mut counts: rustc_hash::FxHashMap<String, usize> = Default::default();
             for m in &model {
                 *counts.entry(m.3.clone()).or_default() += 1;
             }
