@@ -292,6 +292,21 @@ pub struct KafkaConfig {
     /// (librdkafka `message.timeout.ms`). Default 30s.
     #[serde(with = "humantime_serde")]
     pub delivery_timeout: Duration,
+    /// Exactly-once: every output (events, commands, state records, DLQ copies) and the input
+    /// offsets they answer are written in Kafka transactions, so `read_committed` readers never
+    /// see a duplicate or a loss across crashes; a restarted or zombie instance is fenced by the
+    /// `transactional_id`. Costs up to `transaction_interval` of latency. Default false.
+    pub exactly_once: bool,
+    /// The stable `transactional.id` with `exactly_once`; "" means "<group_id>-coordinator".
+    /// Every instance that may take over from another must use the same one. Default "".
+    pub transactional_id: String,
+    /// With `exactly_once`, how often the open transaction is committed. Default 10ms.
+    #[serde(with = "humantime_serde")]
+    pub transaction_interval: Duration,
+    /// Static group membership (`group.instance.id`): a restarted instance with the same id takes
+    /// its partitions back at once instead of waiting for the session timeout. Default unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_instance_id: Option<String>,
     /// Extra librdkafka properties passed through to the consumer and producer, e.g.
     /// `"security.protocol" = "SASL_SSL"`. Values of secret keys (password, secret,
     /// sasl.oauthbearer, ssl.key) are never logged. Settings the coordinator manages itself
@@ -316,6 +331,10 @@ impl Default for KafkaConfig {
             commit_interval: Duration::from_secs(5),
             max_message_bytes: 1_048_576,
             delivery_timeout: Duration::from_secs(30),
+            exactly_once: false,
+            transactional_id: String::new(),
+            transaction_interval: Duration::from_millis(10),
+            group_instance_id: None,
             properties: BTreeMap::new(),
         }
     }
@@ -349,6 +368,15 @@ const MANAGED_PROPERTIES: &[(&str, &str)] = &[
     ),
     ("message.timeout.ms", "set kafka.delivery_timeout instead"),
     ("delivery.timeout.ms", "set kafka.delivery_timeout instead"),
+    (
+        "transactional.id",
+        "set kafka.transactional_id (with kafka.exactly_once) instead",
+    ),
+    ("group.instance.id", "set kafka.group_instance_id instead"),
+    (
+        "isolation.level",
+        "the coordinator always reads read_committed",
+    ),
 ];
 
 /// True for librdkafka property names whose values must never be printed.
@@ -383,6 +411,15 @@ impl KafkaConfig {
     /// The dead-letter topic with the prefix.
     pub fn dlq_topic_full(&self) -> String {
         self.topic(&self.dlq_topic)
+    }
+
+    /// The `transactional.id` in force: `transactional_id`, or "<group_id>-coordinator".
+    pub fn effective_transactional_id(&self) -> String {
+        if self.transactional_id.is_empty() {
+            format!("{}-coordinator", self.group_id)
+        } else {
+            self.transactional_id.clone()
+        }
     }
 
     /// The state topic with the prefix.
@@ -443,6 +480,10 @@ impl fmt::Debug for KafkaConfig {
             .field("commit_interval", &self.commit_interval)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("delivery_timeout", &self.delivery_timeout)
+            .field("exactly_once", &self.exactly_once)
+            .field("transactional_id", &self.transactional_id)
+            .field("transaction_interval", &self.transaction_interval)
+            .field("group_instance_id", &self.group_instance_id)
             .field("properties", &self.redacted_properties())
             .finish()
     }
@@ -752,6 +793,16 @@ impl Config {
         v.duration("kafka.commit_interval", k.commit_interval);
         v.at_least_one("kafka.max_message_bytes", k.max_message_bytes as u64);
         v.duration("kafka.delivery_timeout", k.delivery_timeout);
+        v.duration("kafka.transaction_interval", k.transaction_interval);
+        if k.group_instance_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            v.error(
+                "kafka.group_instance_id",
+                "must not be empty: leave it unset for dynamic membership",
+            );
+        }
         for key in k.properties.keys() {
             let path = format!("kafka.properties.\"{key}\"");
             if key.trim().is_empty() {

@@ -117,6 +117,7 @@ impl Daemon {
                 dequeue: queue_addr.clone().recipient(),
                 requeue: queue_addr.clone().recipient(),
                 settle: queue_addr.clone().recipient(),
+                put_back: queue_addr.clone().recipient(),
                 allocate: resource.clone().recipient(),
                 release: resource.clone().recipient(),
                 publish: egress.clone().recipient(),

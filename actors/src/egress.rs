@@ -1,15 +1,25 @@
 //! KafkaEgressActor: owns the producer; publishes events and answers with the broker's ack.
+//!
+//! With exactly-once on, every message goes into the open Kafka transaction together with the
+//! input offsets it answers ([`IncludeOffset`]); the transaction is committed every
+//! `transaction_interval`. A failed commit leaves the daemon's memory ahead of what Kafka holds,
+//! so it is reported on the fatal channel and the process restarts from the committed state.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
+use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, warn};
 
 use crate::stats::ActorStats;
@@ -34,6 +44,22 @@ pub struct Publish {
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Flush(pub Duration);
+
+/// With exactly-once: commit this input offset in the transaction holding its effects.
+/// Sent after every message the input event caused, so they are in the same or an earlier
+/// transaction.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct IncludeOffset {
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: i32,
+    /// The offset to commit: the input message's offset + 1.
+    pub next_offset: i64,
+    /// The consumer's group metadata now (generation and member, for fencing).
+    pub group: Option<ConsumerGroupMetadata>,
+}
 
 /// Where the broker stored a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,8 +95,20 @@ impl Publish {
     }
 }
 
+/// Exactly-once bookkeeping: the open transaction and the offsets it will commit.
+struct Transactions {
+    interval: Duration,
+    open: bool,
+    offsets: BTreeMap<(String, i32), i64>,
+    group: Option<ConsumerGroupMetadata>,
+    committed: u64,
+    fatal: UnboundedSender<String>,
+}
+
 /// The producer actor.
 pub struct KafkaEgressActor {
+    /// Set when exactly-once is on.
+    transactions: Option<Transactions>,
     producer: FutureProducer<ProducerHealth>,
     /// How long a message may wait for room in the producer's queue.
     enqueue_timeout: Duration,
@@ -87,6 +125,7 @@ impl KafkaEgressActor {
         stats_interval: Duration,
     ) -> Self {
         Self {
+            transactions: None,
             producer,
             enqueue_timeout,
             stats: ActorStats::new("kafka_egress"),
@@ -94,6 +133,142 @@ impl KafkaEgressActor {
             pending: Rc::new(Cell::new(0)),
         }
     }
+
+    /// Exactly-once: `producer` has a `transactional.id` and `init_transactions` done; the open
+    /// transaction is committed every `interval`; a failed commit is sent to `fatal`.
+    pub fn transactional(
+        producer: FutureProducer<ProducerHealth>,
+        enqueue_timeout: Duration,
+        stats_interval: Duration,
+        interval: Duration,
+        fatal: UnboundedSender<String>,
+    ) -> Self {
+        let mut actor = Self::new(producer, enqueue_timeout, stats_interval);
+        actor.transactions = Some(Transactions {
+            interval,
+            open: false,
+            offsets: BTreeMap::new(),
+            group: None,
+            committed: 0,
+            fatal,
+        });
+        actor
+    }
+
+    /// Commits the open transaction with its offsets. On failure: abort, and report on the fatal
+    /// channel (the daemon's memory now holds effects Kafka does not).
+    fn commit(&mut self) {
+        let Some(txn) = self.transactions.as_mut() else {
+            return;
+        };
+        if !txn.open {
+            return;
+        }
+        let timeout = Timeout::After(self.enqueue_timeout);
+        let mut result = Ok(());
+        if !txn.offsets.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, partition), next) in &txn.offsets {
+                if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
+                    result = Err(e);
+                }
+            }
+            if result.is_ok() {
+                result = match &txn.group {
+                    Some(group) => self
+                        .producer
+                        .send_offsets_to_transaction(&tpl, group, timeout),
+                    None => Ok(()),
+                };
+            }
+        }
+        if result.is_ok() {
+            result = loop {
+                match self.producer.commit_transaction(timeout) {
+                    Err(KafkaError::Transaction(e)) if e.is_retriable() => {
+                        warn!(error = %e, "Transaction commit will be retried.");
+                    }
+                    other => break other,
+                }
+            };
+        }
+        match result {
+            Ok(()) => {
+                txn.open = false;
+                txn.offsets.clear();
+                txn.committed += 1;
+            }
+            Err(e) => {
+                self.stats.error();
+                error!(error = %e, "Transaction not committed; the coordinator must restart from the committed state.");
+                let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
+                if !fatal {
+                    let _ = self.producer.abort_transaction(timeout);
+                }
+                txn.open = false;
+                txn.offsets.clear();
+                let _ = txn.fatal.send(format!("transaction not committed: {e}"));
+            }
+        }
+    }
+
+    /// Exactly-once: produces `msg` into the open transaction (opening one if needed).
+    fn produce_in_transaction(&mut self, msg: &Publish) -> Result<Delivered, PublishError> {
+        let failed = |source: KafkaError| PublishError::Kafka {
+            topic: msg.topic.clone(),
+            source,
+        };
+        if let Some(txn) = self.transactions.as_mut() {
+            if !txn.open {
+                self.producer.begin_transaction().map_err(failed)?;
+                txn.open = true;
+            }
+        }
+        let headers = owned_headers(&msg.headers);
+        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&msg.topic)
+            .key(msg.key.as_str())
+            .headers(headers);
+        if let Some(payload) = &msg.payload {
+            record = record.payload(payload.as_slice());
+        }
+        loop {
+            match self.producer.send_result(record) {
+                // The delivery report is not awaited: the commit reports any failure.
+                Ok(_delivery) => {
+                    return Ok(Delivered {
+                        partition: -1,
+                        offset: -1,
+                    })
+                }
+                Err((e, returned))
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
+                {
+                    // Make room: the commit flushes what the transaction holds.
+                    self.commit();
+                    if let Some(txn) = self.transactions.as_mut() {
+                        if !txn.open {
+                            self.producer.begin_transaction().map_err(failed)?;
+                            txn.open = true;
+                        }
+                    }
+                    record = returned;
+                }
+                Err((e, _)) => return Err(failed(e)),
+            }
+        }
+    }
+}
+
+/// Kafka headers from (name, value) pairs.
+fn owned_headers(pairs: &[(String, String)]) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new();
+    for (key, value) in pairs {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        });
+    }
+    headers
 }
 
 impl Actor for KafkaEgressActor {
@@ -103,10 +278,14 @@ impl Actor for KafkaEgressActor {
         ctx.run_interval(self.stats_interval, |act, _| {
             act.stats.report(act.pending.get());
         });
+        if let Some(interval) = self.transactions.as_ref().map(|t| t.interval) {
+            ctx.run_interval(interval, |act, _| act.commit());
+        }
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
-        // Nothing buffered may be lost when the actor goes: flush what is queued.
+        // Nothing buffered may be lost when the actor goes: commit or flush what is queued.
+        self.commit();
         if let Err(e) = self.producer.flush(Timeout::After(Duration::from_secs(5))) {
             warn!(error = %e, "Producer flush on stop did not finish.");
         }
@@ -130,19 +309,18 @@ impl Handler<Publish> for KafkaEgressActor {
 
     fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
+        if self.transactions.is_some() {
+            let result = self.produce_in_transaction(&msg);
+            self.stats.record(started);
+            return Box::pin(async move { result });
+        }
         self.stats.record(started);
         let producer = self.producer.clone();
         let timeout = self.enqueue_timeout;
         let pending = self.pending.clone();
         pending.set(pending.get() + 1);
         Box::pin(async move {
-            let mut headers = OwnedHeaders::new();
-            for (key, value) in &msg.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value.as_bytes()),
-                });
-            }
+            let headers = owned_headers(&msg.headers);
             let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&msg.topic)
                 .key(msg.key.as_str())
                 .headers(headers);
@@ -172,8 +350,26 @@ impl Handler<Flush> for KafkaEgressActor {
     type Result = ();
 
     fn handle(&mut self, msg: Flush, _ctx: &mut Self::Context) {
+        self.commit();
         if let Err(e) = self.producer.flush(Timeout::After(msg.0)) {
             warn!(error = %e, "Producer flush did not finish in time.");
+        }
+    }
+}
+
+impl Handler<IncludeOffset> for KafkaEgressActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: IncludeOffset, _ctx: &mut Self::Context) {
+        if let Some(txn) = self.transactions.as_mut() {
+            let next = txn
+                .offsets
+                .entry((msg.topic, msg.partition))
+                .or_insert(msg.next_offset);
+            *next = (*next).max(msg.next_offset);
+            if msg.group.is_some() {
+                txn.group = msg.group;
+            }
         }
     }
 }

@@ -80,6 +80,11 @@ pub struct IsDuplicate {
     pub execution_id: String,
 }
 
+/// Put an execution back at its level after its command could not be published.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<usize>")]
+pub struct PutBack(pub QueuedExecution<Pending>);
+
 /// Remove every execution queued longer than the stale timeout; answers them.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Vec<QueuedExecution<Pending>>")]
@@ -157,6 +162,17 @@ impl QueueActor {
             self.send_logged(self.outputs.state_finished(&e.execution_id));
         }
         expired
+    }
+
+    /// Records an execution's return to the queue: its new `queued` state, or, when it was not
+    /// queued again (cancelled while being scheduled), its tombstone.
+    fn record_return(&mut self, id: &str, position: Option<usize>) {
+        match (position, self.queue.get(id)) {
+            (Some(_), Some(entry)) => self.send_logged(self.outputs.state_queued(entry)),
+            _ if !self.queue.contains(id) => self.send_logged(self.outputs.state_finished(id)),
+            _ => {}
+        }
+        self.observe();
     }
 
     /// Publishes the queue depth gauges.
@@ -275,10 +291,20 @@ impl Handler<Requeue> for QueueActor {
         let started = Instant::now();
         let id = msg.0.execution_id.clone();
         let position = self.queue.requeue(msg.0);
-        if let Some(entry) = self.queue.get(&id) {
-            self.send_logged(self.outputs.state_queued(entry));
-        }
-        self.observe();
+        self.record_return(&id, position);
+        self.stats.record(started);
+        position
+    }
+}
+
+impl Handler<PutBack> for QueueActor {
+    type Result = Option<usize>;
+
+    fn handle(&mut self, msg: PutBack, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let id = msg.0.execution_id.clone();
+        let position = self.queue.put_back(msg.0);
+        self.record_return(&id, position);
         self.stats.record(started);
         position
     }

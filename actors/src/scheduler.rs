@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::now_millis;
 use crate::egress::Publish;
-use crate::queue_actor::{Dequeue, Requeue, Settle};
+use crate::queue_actor::{Dequeue, PutBack, Requeue, Settle};
 use crate::resource_actor::{Allocate, Release};
 use crate::state::{Outputs, Pending};
 use crate::stats::ActorStats;
@@ -63,6 +63,8 @@ pub struct SchedulerPeers {
     pub requeue: Recipient<Requeue>,
     /// QueueActor: commanded, no longer counts in positions.
     pub settle: Recipient<Settle>,
+    /// QueueActor: put back at its level after a failed publish.
+    pub put_back: Recipient<PutBack>,
     /// ResourceActor: reserve.
     pub allocate: Recipient<Allocate>,
     /// ResourceActor: give back after a failed publish.
@@ -230,37 +232,46 @@ async fn schedule_one(peers: SchedulerPeers, outputs: Outputs) -> Outcome {
     let command = outputs.create_pod_command(&entry, &allocation);
     let record = outputs.state_allocated(&entry, &allocation);
     let (command, record) = futures::join!(peers.publish.send(command), peers.publish.send(record));
-    match (command, record) {
-        (Ok(Ok(_)), Ok(Ok(_))) => {
-            let waited = entry.waited(now_millis());
-            telemetry::scheduling_duration(started.elapsed());
-            telemetry::queue_wait(entry.priority, waited);
-            telemetry::count(telemetry::name::COMMANDED);
-            info!(
-                execution_id = %id,
-                priority = entry.priority.value(),
-                waited_ms = waited.as_millis() as u64,
-                cpu_millis = allocation.resources.cpu_millis,
-                memory_mib = allocation.resources.memory_mib,
-                "Execution commanded."
-            );
-            Outcome::Dispatched {
-                priority: entry.priority,
-                waited,
-            }
-        }
-        (command, record) => {
-            error!(
-                execution_id = %id,
-                command_ok = matches!(command, Ok(Ok(_))),
-                state_ok = matches!(record, Ok(Ok(_))),
-                "Command not acknowledged; resources released and execution put back."
-            );
-            let _ = peers.release.send(Release { execution_id: id }).await;
-            let _ = peers.requeue.send(Requeue(entry)).await;
-            Outcome::PublishFailed
-        }
+    if !matches!(record, Ok(Ok(_))) {
+        // The command decides; a missing state record only matters to a restart.
+        error!(execution_id = %id, "State record of a commanded execution not acknowledged.");
     }
+    if matches!(command, Ok(Ok(_))) {
+        let waited = entry.waited(now_millis());
+        telemetry::scheduling_duration(started.elapsed());
+        telemetry::queue_wait(entry.priority, waited);
+        telemetry::count(telemetry::name::COMMANDED);
+        info!(
+            execution_id = %id,
+            priority = entry.priority.value(),
+            waited_ms = waited.as_millis() as u64,
+            cpu_millis = allocation.resources.cpu_millis,
+            memory_mib = allocation.resources.memory_mib,
+            "Execution commanded."
+        );
+        return Outcome::Dispatched {
+            priority: entry.priority,
+            waited,
+        };
+    }
+    // Not commanded: give the resources back and put the execution back where it was, unless a
+    // cancellation released them meanwhile (then it is gone for good).
+    let released = matches!(
+        peers
+            .release
+            .send(Release {
+                execution_id: id.clone()
+            })
+            .await,
+        Ok(Some(_))
+    );
+    if released {
+        error!(execution_id = %id, "Command not acknowledged; resources released and execution put back.");
+        let _ = peers.put_back.send(PutBack(entry)).await;
+    } else {
+        info!(execution_id = %id, "Command not acknowledged for an execution cancelled meanwhile; dropped.");
+    }
+    Outcome::PublishFailed
 }
 
 impl Actor for SchedulerActor {

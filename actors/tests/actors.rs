@@ -103,6 +103,7 @@ impl Rig {
             dequeue: counter.recipient(),
             requeue: self.queue.clone().recipient(),
             settle: self.queue.clone().recipient(),
+            put_back: self.queue.clone().recipient(),
             allocate,
             release: self.resource.clone().recipient(),
             publish: self.collector.clone().recipient(),
@@ -758,7 +759,6 @@ async fn the_sweeper_expires_on_its_own_timer() {
 // Known defects, reproduced; each `ignore` names the fix it waits for.
 
 #[actix::test]
-#[ignore = "bug: a command acknowledged with its state record refused is requeued and commanded again (scheduler.rs schedule_one)"]
 async fn an_acknowledged_command_is_never_sent_twice() {
     let rig = Rig::start(pool(38_400, 65_536), QueueLimits::default());
     rig.enqueue("x", Normal, SMALL).await;
@@ -781,7 +781,6 @@ async fn an_acknowledged_command_is_never_sent_twice() {
 }
 
 #[actix::test]
-#[ignore = "bug: an execution cancelled while its allocation is refused keeps its `queued` state record (queue_actor.rs Requeue)"]
 async fn an_execution_cancelled_while_being_scheduled_gets_a_tombstone() {
     // Room for one SMALL, taken: x will not fit.
     let rig = Rig::start(pool(500, 256), QueueLimits::default());
@@ -829,7 +828,6 @@ async fn an_execution_cancelled_while_being_scheduled_gets_a_tombstone() {
 }
 
 #[actix::test]
-#[ignore = "bug: an execution cancelled after settle whose command then fails is requeued and commanded (scheduler.rs schedule_one)"]
 async fn an_execution_cancelled_while_its_command_is_in_flight_is_not_requeued() {
     let rig = Rig::start(pool(38_400, 65_536), QueueLimits::default());
     rig.enqueue("x", Normal, SMALL).await;

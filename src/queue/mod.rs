@@ -384,6 +384,19 @@ impl<T> ExecutionQueue<T> {
     /// apply, since it was admitted before. Returns its new position, or `None` if it was
     /// cancelled while being scheduled or an entry with the same id is queued already.
     pub fn requeue(&mut self, mut entry: QueuedExecution<T>) -> Option<usize> {
+        entry.requeues += 1;
+        let demote = self.limits.requeue_demotes;
+        self.reinsert(entry, demote)
+    }
+
+    /// Puts a dequeued execution back at its level and arrival, as if it had never left (its
+    /// command could not be published: not a lack of resources). `None` when it was cancelled
+    /// meanwhile or an entry with its id is queued.
+    pub fn put_back(&mut self, entry: QueuedExecution<T>) -> Option<usize> {
+        self.reinsert(entry, false)
+    }
+
+    fn reinsert(&mut self, mut entry: QueuedExecution<T>, demote: bool) -> Option<usize> {
         let lease = self.end_lease(order_key(entry.priority, entry.arrival));
         if lease.is_some_and(|l| l.cancelled)
             || self.contains(&entry.execution_id)
@@ -391,10 +404,9 @@ impl<T> ExecutionQueue<T> {
         {
             return None;
         }
-        if self.limits.requeue_demotes {
+        if demote {
             entry.priority = entry.priority.demoted();
         }
-        entry.requeues += 1;
         Some(self.insert(entry))
     }
 

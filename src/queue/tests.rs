@@ -316,6 +316,21 @@ fn cancelling_an_execution_being_scheduled_stops_its_command_and_its_requeue() {
     assert!(q.settle(c.priority, c.arrival));
 }
 
+#[test]
+fn put_back_keeps_the_level_and_counts_no_requeue() {
+    let mut q = queue(10, 10);
+    add(&mut q, "h", "u", High, 0);
+    add(&mut q, "n", "u", Normal, 1);
+    let h = q.dequeue().unwrap();
+    assert_eq!(q.put_back(h), Some(0));
+    let e = q.get("h").unwrap();
+    assert_eq!((e.priority, e.requeues), (High, 0));
+    assert_eq!(q.leased(), 0);
+    let h = q.dequeue().unwrap();
+    assert_eq!(q.cancel("h"), Cancelled::Leased);
+    assert_eq!(q.put_back(h), None);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Enqueue { user: u8, priority: usize },
