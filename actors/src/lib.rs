@@ -10,12 +10,14 @@ pub mod daemon;
 pub mod egress;
 pub mod ingress;
 pub mod kafka;
+pub mod loadgen;
 pub mod queue_actor;
 pub mod resource_actor;
 pub mod scheduler;
 pub mod state;
 pub mod stats;
 pub mod telemetry;
+pub mod worker_sim;
 
 /// Makes the receiving actor fail, so its supervisor restarts it (fault injection for tests
 /// and drills; state must survive the restart).

@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 use coordinator_core::config::{Config, LogFormat};
 use execution_coordinator::daemon::Daemon;
 use execution_coordinator::kafka::EmbeddedBroker;
+use execution_coordinator::loadgen::{run_loadgen, LoadgenOptions};
+use execution_coordinator::worker_sim::{run_worker_sim, WorkerSimOptions};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -34,6 +37,25 @@ enum Command {
     Run,
     /// Validate the configuration and print the effective values.
     CheckConfig,
+    /// Publish `execution_requested` events to the input topic: a load generator.
+    Loadgen {
+        /// Broker to publish to, instead of `kafka.bootstrap_servers` (e.g. the embedded
+        /// broker's address that `run` prints).
+        #[arg(long)]
+        bootstrap: Option<String>,
+        #[command(flatten)]
+        options: LoadgenOptions,
+    },
+    /// Consume `create_pod_command` and publish each execution's outcome after a simulated
+    /// run time: a stand-in for the Kubernetes worker.
+    WorkerSim {
+        /// Broker to use, instead of `kafka.bootstrap_servers` (e.g. the embedded broker's
+        /// address that `run` prints).
+        #[arg(long)]
+        bootstrap: Option<String>,
+        #[command(flatten)]
+        options: WorkerSimOptions,
+    },
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
@@ -72,6 +94,26 @@ fn main() -> ExitCode {
             }
             print!("{}", config.to_toml_string());
             ExitCode::SUCCESS
+        }
+        Command::Loadgen { bootstrap, options } => {
+            let Some(bootstrap) = client_bootstrap(&config, bootstrap) else {
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            init_logging(&config);
+            let stop = options.stop.clone();
+            let result =
+                block_on_until_signal(stop, run_loadgen(options, &config.kafka, &bootstrap));
+            report(result, |s| s.errors == 0)
+        }
+        Command::WorkerSim { bootstrap, options } => {
+            let Some(bootstrap) = client_bootstrap(&config, bootstrap) else {
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            init_logging(&config);
+            let stop = options.stop.clone();
+            let result =
+                block_on_until_signal(stop, run_worker_sim(options, &config.kafka, &bootstrap));
+            report(result, |s| s.errors == 0)
         }
         Command::Run => {
             init_logging(&config);
@@ -124,6 +166,55 @@ fn run(config: Config) -> anyhow::Result<()> {
     drop(system);
     drop(embedded);
     Ok(())
+}
+
+/// The broker of `loadgen` and `worker-sim`: `--bootstrap`, else the config's; `None` (after
+/// saying why) when neither is set, since they cannot start an embedded broker of their own.
+fn client_bootstrap(config: &Config, bootstrap: Option<String>) -> Option<String> {
+    let bootstrap = bootstrap.or_else(|| config.kafka.bootstrap_servers.clone());
+    if bootstrap.is_none() {
+        eprintln!(
+            "no broker: pass --bootstrap HOST:PORT or set kafka.bootstrap_servers \
+             (`execution-coordinator run` prints the address of its embedded broker)"
+        );
+    }
+    bootstrap
+}
+
+/// Runs `work` on a single-threaded tokio runtime; SIGINT/SIGTERM cancel `stop`.
+fn block_on_until_signal<T>(
+    stop: CancellationToken,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(async {
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            stop.cancel();
+        });
+        work.await
+    })
+}
+
+/// Prints the summary on stdout (or the error); success when `ok` holds for it.
+fn report<T: std::fmt::Display>(result: anyhow::Result<T>, ok: impl Fn(&T) -> bool) -> ExitCode {
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
+            if ok(&summary) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn wait_for_signal() {
