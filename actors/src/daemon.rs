@@ -9,11 +9,12 @@ use anyhow::Context as _;
 use coordinator_core::config::Config;
 use coordinator_core::pool::{PoolSpec, ResourcePool};
 use coordinator_core::queue::{ExecutionQueue, QueueLimits};
-use rdkafka::producer::FutureProducer;
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::egress::{Flush, KafkaEgressActor};
-use crate::ingress::{EventHandler, IngressPeers, KafkaIngressActor, StopConsuming};
+use crate::ingress::{EventHandler, IngressPeers, KafkaIngressActor, OffsetCommit, StopConsuming};
 use crate::kafka::{ensure_topics, producer_config};
 use crate::queue_actor::QueueActor;
 use crate::resource_actor::ResourceActor;
@@ -51,6 +52,11 @@ pub struct Daemon {
     pub readiness: Arc<Readiness>,
     /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// Reports a failure the daemon cannot go on after (a transaction not committed): the
+    /// process must restart from what Kafka holds.
+    pub fatal: mpsc::UnboundedReceiver<String>,
+    /// The egress actor's own thread, with exactly-once.
+    _egress_arbiter: Option<Arbiter>,
 }
 
 impl Daemon {
@@ -61,13 +67,6 @@ impl Daemon {
         if kafka.create_topics {
             ensure_topics(&kafka, &bootstrap).await?;
         }
-        let restored: RestoredState = {
-            let kafka = kafka.clone();
-            let bootstrap = bootstrap.clone();
-            actix_rt::task::spawn_blocking(move || restore(&kafka, &bootstrap))
-                .await
-                .context("state restore task")??
-        };
         let readiness = Arc::new(Readiness::default());
         let health = ProducerHealth {
             connected: readiness.producer_connected.clone(),
@@ -75,6 +74,27 @@ impl Daemon {
         let producer: FutureProducer<ProducerHealth> = producer_config(&kafka, &bootstrap)
             .create_with_context(health)
             .context("creating the Kafka producer")?;
+        if kafka.exactly_once {
+            // Fences any earlier instance with this transactional.id and aborts its open
+            // transaction — before the state is read, so nothing that instance could still
+            // commit is missed. Blocking, so off the actors' thread.
+            let p = producer.clone();
+            let timeout = kafka.delivery_timeout;
+            actix_rt::task::spawn_blocking(move || p.init_transactions(timeout))
+                .await
+                .context("init_transactions task")?
+                .context(
+                    "initialising Kafka transactions (is the broker's transaction log available?)",
+                )?;
+            info!(transactional_id = %kafka.effective_transactional_id(), "Exactly-once: transactions initialised; earlier instances fenced.");
+        }
+        let restored: RestoredState = {
+            let kafka = kafka.clone();
+            let bootstrap = bootstrap.clone();
+            actix_rt::task::spawn_blocking(move || restore(&kafka, &bootstrap))
+                .await
+                .context("state restore task")??
+        };
         let metrics_addr = match config.daemon.metrics_socket_addr() {
             Some(addr) => Some(telemetry::serve(addr, readiness.clone())?),
             None => None,
@@ -100,9 +120,32 @@ impl Daemon {
         }
 
         let delivery_timeout = kafka.delivery_timeout;
-        let egress = Supervisor::start(move |_| {
-            KafkaEgressActor::new(producer, delivery_timeout, stats_interval)
-        });
+        let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
+        let (egress, egress_arbiter) = if kafka.exactly_once {
+            // Commits block their thread: the egress gets one of its own.
+            let arbiter = Arbiter::new();
+            let interval = kafka.transaction_interval;
+            let egress = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                KafkaEgressActor::transactional(
+                    producer,
+                    delivery_timeout,
+                    stats_interval,
+                    interval,
+                    fatal_tx,
+                )
+            });
+            (egress, Some(arbiter))
+        } else {
+            let egress = Supervisor::start(move |_| {
+                KafkaEgressActor::new(producer, delivery_timeout, stats_interval)
+            });
+            (egress, None)
+        };
+        let offsets = if kafka.exactly_once {
+            OffsetCommit::Transaction(egress.clone().recipient())
+        } else {
+            OffsetCommit::Consumer
+        };
         let queue_addr = {
             let publish = egress.clone().recipient();
             let outputs = outputs.clone();
@@ -149,7 +192,7 @@ impl Daemon {
             let assigned = readiness.consumer_assigned.clone();
             Supervisor::start(move |_| {
                 let handler = EventHandler::new(peers, outputs, spec, max_bytes);
-                KafkaIngressActor::new(kafka, bootstrap, handler, stats_interval, assigned)
+                KafkaIngressActor::new(kafka, bootstrap, handler, stats_interval, assigned, offsets)
             })
         };
         info!(
@@ -166,6 +209,8 @@ impl Daemon {
             restored: restored_counts,
             readiness,
             metrics_addr,
+            fatal: fatal_rx,
+            _egress_arbiter: egress_arbiter,
         })
     }
 

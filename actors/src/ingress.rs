@@ -23,7 +23,7 @@ use rdkafka::message::{BorrowedMessage, Message as _};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
-use crate::egress::Publish;
+use crate::egress::{IncludeOffset, Publish};
 use crate::kafka::{consumer_config, is_nothing_to_commit, CommitOnRevoke};
 use crate::queue_actor::{Cancel, Enqueue, IsDuplicate, RememberFinished};
 use crate::resource_actor::Release;
@@ -410,8 +410,20 @@ struct Consumed {
     offset: i64,
 }
 
+/// How consumed offsets are committed.
+#[derive(Clone)]
+pub enum OffsetCommit {
+    /// At least once: stored once the event's effects are acknowledged, committed by the
+    /// consumer every `commit_interval`, on revocation and on stop.
+    Consumer,
+    /// Exactly once: handed to the egress, which commits them in the transaction holding the
+    /// event's effects.
+    Transaction(Recipient<IncludeOffset>),
+}
+
 /// The ingress actor.
 pub struct KafkaIngressActor {
+    offsets: OffsetCommit,
     kafka: KafkaConfig,
     bootstrap: String,
     handler: EventHandler,
@@ -434,8 +446,10 @@ impl KafkaIngressActor {
         handler: EventHandler,
         stats_interval: Duration,
         assigned: Arc<std::sync::atomic::AtomicBool>,
+        offsets: OffsetCommit,
     ) -> Self {
         Self {
+            offsets,
             kafka,
             bootstrap,
             handler,
@@ -478,6 +492,7 @@ impl KafkaIngressActor {
         let run = consume(
             consumer,
             self.handler.clone(),
+            self.offsets.clone(),
             self.kafka.commit_interval,
             stop_rx,
         );
@@ -495,9 +510,11 @@ impl KafkaIngressActor {
 async fn consume(
     consumer: Arc<StreamConsumer<CommitOnRevoke>>,
     handler: EventHandler,
+    offsets: OffsetCommit,
     commit_interval: Duration,
     mut stop_rx: oneshot::Receiver<oneshot::Sender<()>>,
 ) -> anyhow::Result<()> {
+    let by_consumer = matches!(offsets, OffsetCommit::Consumer);
     let mut unacked: FuturesOrdered<LocalBoxFuture<'static, (Consumed, bool)>> =
         FuturesOrdered::new();
     let mut commit_tick = tokio::time::interval(commit_interval);
@@ -509,7 +526,7 @@ async fn consume(
             biased;
             done = &mut stop_rx => break done.ok(),
             Some((consumed, ok)) = unacked.next(), if !unacked.is_empty() => {
-                if ok && !failed {
+                if ok && !failed && by_consumer {
                     if let Err(e) = consumer.store_offset(&consumed.topic, consumed.partition, consumed.offset) {
                         warn!(error = %e, topic = %consumed.topic, partition = consumed.partition, "Offset not stored (partition revoked?).");
                     }
@@ -519,12 +536,21 @@ async fn consume(
                     failed = true;
                 }
             }
-            _ = commit_tick.tick() => commit(&consumer, CommitMode::Async),
+            _ = commit_tick.tick(), if by_consumer => commit(&consumer, CommitMode::Async),
             message = stream.next(), if unacked.len() < MAX_UNACKED && !failed => {
                 let Some(message) = message else { break None };
                 match message {
                     Ok(m) => {
                         let (acks, consumed) = handle_message(&handler, &m).await;
+                        if let OffsetCommit::Transaction(egress) = &offsets {
+                            // After every message the event caused: same or earlier transaction.
+                            egress.do_send(IncludeOffset {
+                                topic: consumed.topic.clone(),
+                                partition: consumed.partition,
+                                next_offset: consumed.offset + 1,
+                                group: consumer.group_metadata(),
+                            });
+                        }
                         unacked.push_back(async move { (consumed, acks.await) }.boxed_local());
                     }
                     Err(e) => warn!(error = %e, "Kafka consumer error."),
@@ -534,13 +560,15 @@ async fn consume(
     };
     // Stop: everything consumed must be acknowledged and committed before we answer.
     while let Some((consumed, ok)) = unacked.next().await {
-        if ok && !failed {
+        if ok && !failed && by_consumer {
             let _ = consumer.store_offset(&consumed.topic, consumed.partition, consumed.offset);
-        } else {
+        } else if !ok {
             failed = true;
         }
     }
-    commit(&consumer, CommitMode::Sync);
+    if by_consumer {
+        commit(&consumer, CommitMode::Sync);
+    }
     drop(stream);
     if let Some(done) = done_tx {
         let _ = done.send(());

@@ -40,6 +40,9 @@ pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
             "message.timeout.ms",
             kafka.delivery_timeout.as_millis().to_string(),
         );
+    if kafka.exactly_once {
+        c.set("transactional.id", kafka.effective_transactional_id());
+    }
     // Pass-through properties win over our defaults, except the guarantees above.
     for (key, value) in &kafka.properties {
         if !matches!(key.as_str(), "enable.idempotence" | "acks") {
@@ -64,6 +67,9 @@ pub fn consumer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
             "message.max.bytes",
             (kafka.max_message_bytes + 4096).to_string(),
         );
+    if let Some(id) = &kafka.group_instance_id {
+        c.set("group.instance.id", id);
+    }
     for (key, value) in &kafka.properties {
         if !matches!(
             key.as_str(),

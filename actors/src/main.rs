@@ -157,9 +157,17 @@ fn run(config: Config) -> anyhow::Result<()> {
                 return anyhow::Ok(_embedded);
             }
         };
-        wait_for_signal().await;
-        info!("Signal received; stopping.");
-        daemon.shutdown(grace).await;
+        let mut daemon = daemon;
+        tokio::select! {
+            _ = wait_for_signal() => {
+                info!("Signal received; stopping.");
+                daemon.shutdown(grace).await;
+            }
+            Some(reason) = daemon.fatal.recv() => {
+                // Memory is ahead of what Kafka committed: restart from the committed state.
+                anyhow::bail!("stopping without a clean shutdown: {reason}");
+            }
+        }
         anyhow::Ok(_embedded)
     })?;
     // Clients first, then the embedded broker they talk to.

@@ -101,6 +101,8 @@ pub struct SchedulerActor {
     stats_interval: Duration,
     counters: SchedulerStats,
     idle: bool,
+    /// Waking from idle or blocked: one scheduling at a time until one dispatches.
+    probing: bool,
     draining: bool,
     drain_waiters: Vec<oneshot::Sender<()>>,
     /// Queue waits of executions commanded since the last stats line, per level (ms).
@@ -138,6 +140,7 @@ impl SchedulerActor {
             stats_interval,
             counters: SchedulerStats::default(),
             idle: false,
+            probing: false,
             draining: false,
             drain_waiters: Vec::new(),
             waits_ms: Default::default(),
@@ -147,10 +150,13 @@ impl SchedulerActor {
 
     /// Starts schedulings until the limit, an empty queue or a blocked head.
     fn pass(&mut self, ctx: &mut Context<Self>) {
+        // After the queue was seen empty or the head blocked, one scheduling probes; more
+        // follow only once something was dispatched, so an idle tick costs one dequeue.
+        let limit = if self.probing { 1 } else { self.max_in_flight };
         while !self.draining
             && !self.idle
             && !self.counters.blocked
-            && self.counters.in_flight < self.max_in_flight
+            && self.counters.in_flight < limit
         {
             self.counters.in_flight += 1;
             let peers = self.peers.clone();
@@ -166,6 +172,9 @@ impl SchedulerActor {
     }
 
     fn wake(&mut self, ctx: &mut Context<Self>) {
+        if self.idle || self.counters.blocked {
+            self.probing = true;
+        }
         self.idle = false;
         self.counters.blocked = false;
         self.pass(ctx);
@@ -341,6 +350,7 @@ impl Handler<Scheduled> for SchedulerActor {
         match msg.0 {
             Outcome::Empty => self.idle = true,
             Outcome::Dispatched { priority, waited } => {
+                self.probing = false;
                 self.counters.dispatched += 1;
                 let samples = &mut self.waits_ms[priority.index()];
                 if samples.len() < WAIT_SAMPLES {

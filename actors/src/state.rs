@@ -121,9 +121,10 @@ impl Outputs {
         error_type: ErrorType,
         message: &str,
     ) -> Publish {
+        // Published by the coordinator, for the request's user and correlation.
         let event = ExecutionFailed::rejection(
             execution_id,
-            metadata.clone(),
+            metadata.reply(),
             error_type,
             message,
             event_id(),

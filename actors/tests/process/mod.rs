@@ -165,6 +165,12 @@ impl DaemonProcess {
             .to_owned()
     }
 
+    /// Kills the process with SIGKILL (no shutdown at all) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
