@@ -112,6 +112,9 @@ impl Daemon {
                 warn!(execution_id = %id, "Restored queue entry skipped: id or arrival taken.");
             }
         }
+        for id in &restored.finished {
+            queue.remember_finished(id);
+        }
         for allocation in restored.allocated {
             queue.remember_finished(&allocation.execution_id);
             if let Err(e) = pool.allocate(&allocation.execution_id, allocation.resources) {

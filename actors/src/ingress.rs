@@ -189,6 +189,7 @@ impl EventHandler {
                             ErrorType::SystemError,
                             &format!("the execution request could not be read: {}", e.message),
                         ));
+                        out.push(self.outputs.state_finished(id));
                     }
                 }
                 self.publish(out)
@@ -234,12 +235,10 @@ impl EventHandler {
     ) -> Acks {
         info!(execution_id = %request.execution_id, error_type = ?error_type, reason = %message, "Execution rejected.");
         self.remember(&request.execution_id).await;
-        self.publish(vec![self.outputs.failed(
-            &request.execution_id,
-            &request.metadata,
-            error_type,
-            &message,
-        )])
+        self.publish(vec![
+            self.outputs.failed(&request.execution_id, &request.metadata, error_type, &message),
+            self.outputs.state_finished(&request.execution_id),
+        ])
     }
 
     async fn on_requested(&self, request: ExecutionRequested) -> Acks {
@@ -330,12 +329,15 @@ impl EventHandler {
                     }
                 }
                 info!(execution_id = %id, reason = %rejection, "Execution rejected.");
-                self.publish(vec![self.outputs.failed(
-                    &id,
-                    &request.metadata,
-                    ErrorType::ResourceLimit,
-                    &rejection.to_string(),
-                )])
+                self.publish(vec![
+                    self.outputs.failed(
+                        &id,
+                        &request.metadata,
+                        ErrorType::ResourceLimit,
+                        &rejection.to_string(),
+                    ),
+                    self.outputs.state_finished(&id),
+                ])
             }
             Err(e) => {
                 error!(execution_id = %id, error = %e, "Queue unavailable; the event will be consumed again.");
@@ -373,7 +375,7 @@ impl EventHandler {
         }
         // Unknown id: remember it, so a request arriving after its cancellation is not run.
         self.remember(id).await;
-        self.publish(Vec::new())
+        self.publish(vec![self.outputs.state_finished(id)])
     }
 
     async fn on_finished(&self, id: &str) -> Acks {

@@ -175,9 +175,12 @@ impl QueueActor {
         self.observe();
     }
 
-    /// Publishes the queue depth gauges.
-    fn observe(&self) {
+    /// Publishes the queue depth gauges, and tombstones for ids the duplicate memory forgot.
+    fn observe(&mut self) {
         telemetry::queue_depth(&self.queue.depth());
+        for id in self.queue.take_forgotten() {
+            self.send_logged(self.outputs.state_forgotten(&id));
+        }
     }
 
     /// Publishes without waiting for the answer; a failure is logged by the egress actor.
@@ -342,6 +345,7 @@ impl Handler<RememberFinished> for QueueActor {
     fn handle(&mut self, msg: RememberFinished, _ctx: &mut Self::Context) {
         let started = Instant::now();
         self.queue.remember_finished(&msg.execution_id);
+        self.observe();
         self.stats.record(started);
     }
 }

@@ -2,8 +2,9 @@
 //! topic from which a restarted daemon rebuilds its queue and pool.
 //!
 //! The state topic is compacted and keyed by execution id: `queued` (with the request, level
-//! and arrival), `allocated` (with the resources held), and a tombstone once the execution has
-//! left the coordinator's hands (finished, cancelled, expired).
+//! and arrival), `allocated` (with the resources held), `finished` once the execution has left
+//! the coordinator's hands (completed, failed, cancelled, expired, rejected) — so duplicate
+//! detection survives a restart — and a tombstone once the bounded duplicate memory forgets it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::clock::{event_id, timestamp};
+use crate::clock::{event_id, now_millis, timestamp};
 use crate::egress::Publish;
 use crate::kafka::client_config;
 
@@ -57,6 +58,11 @@ pub enum StateRecord {
         gpu: u64,
         /// The request.
         request: Box<ExecutionRequested>,
+    },
+    /// Gone: remembered only to recognise a repeat of its request.
+    Finished {
+        /// When it finished, ms since the UNIX epoch (restore keeps the newest).
+        finished_at: u64,
     },
     /// Commanded; holds resources until completion, failure or cancellation.
     Allocated {
@@ -205,8 +211,16 @@ impl Outputs {
         Self::json(&self.state_topic, &entry.execution_id, &record)
     }
 
-    /// State: gone (tombstone).
+    /// State: finished (remembered for duplicate detection).
     pub fn state_finished(&self, execution_id: &str) -> Publish {
+        let record = StateRecord::Finished {
+            finished_at: now_millis(),
+        };
+        Self::json(&self.state_topic, execution_id, &record)
+    }
+
+    /// State: forgotten (tombstone), once the duplicate memory has let the id go.
+    pub fn state_forgotten(&self, execution_id: &str) -> Publish {
         Publish {
             topic: self.state_topic.clone(),
             key: execution_id.to_owned(),
@@ -223,6 +237,8 @@ pub struct RestoredState {
     pub queued: Vec<QueuedExecution<Pending>>,
     /// Allocations still held.
     pub allocated: Vec<Allocation>,
+    /// Executions finished recently, oldest first (for duplicate detection).
+    pub finished: Vec<String>,
     /// Records read.
     pub records: u64,
     /// Time taken.
@@ -302,6 +318,7 @@ pub fn restore(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<RestoredS
         records,
         ..RestoredState::default()
     };
+    let mut finished: Vec<(u64, String)> = Vec::new();
     for (execution_id, payload) in latest {
         let Some(payload) = payload else { continue };
         match serde_json::from_slice::<StateRecord>(&payload) {
@@ -334,15 +351,19 @@ pub fn restore(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<RestoredS
                 execution_id,
                 resources: Resources::new(cpu_millis, memory_mib, gpu),
             }),
+            Ok(StateRecord::Finished { finished_at }) => finished.push((finished_at, execution_id)),
             Err(e) => warn!(%execution_id, error = %e, "Unreadable state record skipped."),
         }
     }
     state.queued.sort_by_key(|e| e.arrival);
+    finished.sort();
+    state.finished = finished.into_iter().map(|(_, id)| id).collect();
     state.elapsed = started.elapsed();
     info!(
         records = state.records,
         queued = state.queued.len(),
         allocated = state.allocated.len(),
+        finished = state.finished.len(),
         elapsed_ms = state.elapsed.as_millis() as u64,
         "State restored."
     );

@@ -652,7 +652,7 @@ async fn the_scheduler_restarts_and_still_schedules() {
 }
 
 /// Checks what the queue published for an expired execution: `execution_failed` (`timeout`)
-/// on the events topic and a tombstone last on the state topic.
+/// on the events topic and `finished` last on the state topic.
 fn assert_expired_on_the_wire(rig: &Rig, id: &str) {
     let failed: Vec<Value> = rig
         .sink
@@ -673,13 +673,14 @@ fn assert_expired_on_the_wire(rig: &Rig, id: &str) {
     assert_eq!(failed["metadata"]["user_id"], "alice");
     let states = rig.state_of(id);
     assert!(
-        matches!(states.as_slice(), [Some(_), None]),
-        "queued then tombstone for {id}: {states:?}"
+        matches!(states.as_slice(), [Some(queued), Some(finished)]
+            if queued["state"] == "queued" && finished["state"] == "finished"),
+        "queued then finished for {id}: {states:?}"
     );
 }
 
 #[actix::test]
-async fn stale_executions_expire_with_a_timeout_failure_and_a_tombstone() {
+async fn stale_executions_expire_with_a_timeout_failure_and_a_finished_record() {
     let stale_timeout = Duration::from_millis(250);
     let limits = QueueLimits {
         stale_timeout,
@@ -747,7 +748,7 @@ async fn the_sweeper_expires_on_its_own_timer() {
         std::future::ready(
             rig.state_of("late")
                 .last()
-                .is_some_and(Option::is_none)
+                .is_some_and(|last| last.as_ref().is_some_and(|r| r["state"] == "finished"))
                 .then_some(()),
         )
     })
@@ -781,7 +782,7 @@ async fn an_acknowledged_command_is_never_sent_twice() {
 }
 
 #[actix::test]
-async fn an_execution_cancelled_while_being_scheduled_gets_a_tombstone() {
+async fn an_execution_cancelled_while_being_scheduled_is_recorded_finished() {
     // Room for one SMALL, taken: x will not fit.
     let rig = Rig::start(pool(500, 256), QueueLimits::default());
     rig.resource
@@ -822,7 +823,7 @@ async fn an_execution_cancelled_while_being_scheduled_gets_a_tombstone() {
     // A restarted daemon rebuilds its queue from the last record of each execution.
     assert_eq!(
         rig.state_names("x").last().map(String::as_str),
-        Some("tombstone"),
+        Some("finished"),
         "x was cancelled but its last state record says otherwise"
     );
 }
@@ -876,6 +877,6 @@ async fn an_execution_cancelled_while_its_command_is_in_flight_is_not_requeued()
     );
     assert_eq!(
         rig.state_names("x").last().map(String::as_str),
-        Some("tombstone")
+        Some("finished")
     );
 }

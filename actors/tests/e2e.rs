@@ -340,3 +340,36 @@ async fn a_graceful_restart_loses_nothing_and_commands_nothing_twice() {
     assert_eq!(command_ids(&commands), ids, "each commanded once, in order");
     assert!(second.terminate().success());
 }
+
+#[tokio::test]
+async fn duplicate_detection_survives_a_restart() {
+    let bootstrap = bootstrap_servers();
+    let config = TestConfig::fresh();
+    let events = config.events_topic();
+    let p = producer();
+    let mut first = DaemonProcess::start(&config, &bootstrap);
+    produce_event(&p, &events, &request("once", "u1", 5)).await;
+    wait_commands(&config, &["once"]).await;
+    produce_event(&p, &events, &golden("execution_completed", "once")).await;
+    produce_event(&p, &events, &request("rejected-once", "u1", 3)).await;
+    collect_until(&events, Isolation::ReadCommitted, deadline(), |m| {
+        by_id(m, "execution_failed").contains_key("rejected-once")
+    })
+    .await;
+    assert!(first.terminate().success());
+
+    // The platform sends both again after the restart; then a fresh request as a marker.
+    let mut second = DaemonProcess::start(&config, &bootstrap);
+    produce_event(&p, &events, &request("once", "u1", 5)).await;
+    produce_event(&p, &events, &request("rejected-once", "u1", 3)).await;
+    produce_event(&p, &events, &request("marker", "u1", 5)).await;
+    let commands = wait_commands(&config, &["once", "marker"]).await;
+    assert_eq!(command_ids(&commands), ["once", "marker"]);
+    let seen = collect_until(&events, Isolation::ReadCommitted, deadline(), |m| {
+        by_id(m, "execution_accepted").contains_key("marker")
+    })
+    .await;
+    assert_eq!(by_id(&seen, "execution_accepted")["once"].len(), 1);
+    assert_eq!(by_id(&seen, "execution_failed")["rejected-once"].len(), 1);
+    assert!(second.terminate().success());
+}

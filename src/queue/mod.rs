@@ -172,6 +172,10 @@ pub struct ExecutionQueue<T> {
     per_user: FxHashMap<String, usize>,
     recent: FxHashSet<Arc<str>>,
     recent_order: VecDeque<Arc<str>>,
+    /// Ids forgotten by the bounded duplicate memory since the last [`take_forgotten`].
+    ///
+    /// [`take_forgotten`]: ExecutionQueue::take_forgotten
+    forgotten: Vec<Arc<str>>,
     next_arrival: u64,
 }
 
@@ -190,6 +194,7 @@ impl<T> ExecutionQueue<T> {
             per_user: FxHashMap::default(),
             recent: FxHashSet::default(),
             recent_order: VecDeque::new(),
+            forgotten: Vec::new(),
             next_arrival: 0,
         }
     }
@@ -238,8 +243,15 @@ impl<T> ExecutionQueue<T> {
         while self.recent_order.len() > self.limits.dedup_capacity {
             if let Some(old) = self.recent_order.pop_front() {
                 self.recent.remove(&old);
+                self.forgotten.push(old);
             }
         }
+    }
+
+    /// The ids the duplicate memory forgot since the last call (oldest first), so a durable
+    /// copy of that memory can forget them too.
+    pub fn take_forgotten(&mut self) -> Vec<Arc<str>> {
+        std::mem::take(&mut self.forgotten)
     }
 
     /// Queues a request; returns its position (0 = next to dispatch) or why it was refused.

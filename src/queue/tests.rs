@@ -126,6 +126,9 @@ fn dedup_memory_is_bounded_and_forgets_the_oldest() {
     assert!(q.is_duplicate("b") && q.is_duplicate("c") && q.is_duplicate("d"));
     assert_eq!(q.recent.len(), 3);
     assert_eq!(q.recent_order.len(), 3);
+    let forgotten: Vec<String> = q.take_forgotten().iter().map(|id| id.to_string()).collect();
+    assert_eq!(forgotten, ["a"]);
+    assert!(q.take_forgotten().is_empty());
 }
 
 #[test]
