@@ -295,7 +295,8 @@ pub struct KafkaConfig {
     /// Exactly-once: every output (events, commands, state records, DLQ copies) and the input
     /// offsets they answer are written in Kafka transactions, so `read_committed` readers never
     /// see a duplicate or a loss across crashes; a restarted or zombie instance is fenced by the
-    /// `transactional_id`. Costs up to `transaction_interval` of latency. Default false.
+    /// `transactional_id`. Costs up to `transaction_interval` of latency. Default true; false
+    /// gives at-least-once (idempotent producer, offsets committed after acknowledgement).
     pub exactly_once: bool,
     /// The stable `transactional.id` with `exactly_once`; "" means "<group_id>-coordinator".
     /// Every instance that may take over from another must use the same one. Default "".
@@ -331,7 +332,7 @@ impl Default for KafkaConfig {
             commit_interval: Duration::from_secs(5),
             max_message_bytes: 1_048_576,
             delivery_timeout: Duration::from_secs(30),
-            exactly_once: false,
+            exactly_once: true,
             transactional_id: String::new(),
             transaction_interval: Duration::from_millis(10),
             group_instance_id: None,

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::egress::{Flush, KafkaEgressActor};
 use crate::ingress::{EventHandler, IngressPeers, KafkaIngressActor, OffsetCommit, StopConsuming};
-use crate::kafka::{ensure_topics, producer_config};
+use crate::kafka::{daemon_producer_config, ensure_topics};
 use crate::queue_actor::QueueActor;
 use crate::resource_actor::ResourceActor;
 use crate::scheduler::{Drain, SchedulerActor, SchedulerPeers};
@@ -71,7 +71,7 @@ impl Daemon {
         let health = ProducerHealth {
             connected: readiness.producer_connected.clone(),
         };
-        let producer: FutureProducer<ProducerHealth> = producer_config(&kafka, &bootstrap)
+        let producer: FutureProducer<ProducerHealth> = daemon_producer_config(&kafka, &bootstrap)
             .create_with_context(health)
             .context("creating the Kafka producer")?;
         if kafka.exactly_once {

@@ -40,14 +40,20 @@ pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
             "message.timeout.ms",
             kafka.delivery_timeout.as_millis().to_string(),
         );
-    if kafka.exactly_once {
-        c.set("transactional.id", kafka.effective_transactional_id());
-    }
     // Pass-through properties win over our defaults, except the guarantees above.
     for (key, value) in &kafka.properties {
         if !matches!(key.as_str(), "enable.idempotence" | "acks") {
             c.set(key, value);
         }
+    }
+    c
+}
+
+/// The daemon's producer: idempotent, and transactional with `exactly_once`.
+pub fn daemon_producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
+    let mut c = producer_config(kafka, bootstrap);
+    if kafka.exactly_once {
+        c.set("transactional.id", kafka.effective_transactional_id());
     }
     c
 }

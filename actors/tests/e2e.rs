@@ -373,3 +373,41 @@ async fn duplicate_detection_survives_a_restart() {
     assert_eq!(by_id(&seen, "execution_failed")["rejected-once"].len(), 1);
     assert!(second.terminate().success());
 }
+
+#[tokio::test]
+async fn with_exactly_once_a_new_instance_takes_over_and_fences_the_old_one() {
+    let bootstrap = bootstrap_servers();
+    let config = one_slot_pool(TestConfig::fresh())
+        .set("kafka", "exactly_once = true")
+        .set("queue", "requeue_demotes = false");
+    let events = config.events_topic();
+    let p = producer();
+    let mut old = DaemonProcess::start(&config, &bootstrap);
+    for id in ["t0", "t1", "t2"] {
+        produce_event(&p, &events, &request(id, "u1", 5)).await;
+    }
+    wait_commands(&config, &["t0"]).await;
+    collect_until(&events, Isolation::ReadCommitted, deadline(), |m| {
+        of_type(m, "execution_accepted").len() >= 3
+    })
+    .await;
+
+    // The new instance fences the old one's transactions, then rebuilds from what was committed.
+    let mut new = DaemonProcess::start(&config, &bootstrap);
+    new.wait_for_log("restored_queued=2", WAIT);
+    // The fenced instance cannot commit any more: it stops, with a failure, on its own.
+    produce_event(&p, &events, &golden("execution_completed", "t0")).await;
+    let status = old.wait(WAIT);
+    assert!(
+        !status.success(),
+        "the fenced instance must not exit cleanly"
+    );
+    produce_event(&p, &events, &golden("execution_completed", "t1")).await;
+    let commands = wait_commands(&config, &["t0", "t1", "t2"]).await;
+    assert_eq!(
+        command_ids(&commands),
+        ["t0", "t1", "t2"],
+        "each commanded once"
+    );
+    assert!(new.terminate().success());
+}

@@ -75,15 +75,45 @@ fn text(output: &Output) -> String {
 }
 
 /// How many messages `topic`'s only partition holds (its high watermark).
+/// Messages on partition 0 of `topic` as a `read_committed` reader sees them: read from the
+/// start until the reader's position reaches the high watermark (transaction markers take
+/// offsets too, so the watermark alone over-counts under exactly-once).
 fn message_count(topic: &str) -> i64 {
-    let consumer: BaseConsumer = common::client_config(&[])
-        .create()
-        .expect("cannot create the Kafka consumer");
+    let consumer: BaseConsumer = common::client_config(&[
+        ("group.id", &common::fresh_group()),
+        ("isolation.level", "read_committed"),
+        ("enable.auto.commit", "false"),
+    ])
+    .create()
+    .expect("cannot create the Kafka consumer");
     let (low, high) = consumer
         .fetch_watermarks(topic, 0, WAIT)
         .unwrap_or_else(|e| panic!("watermarks of {topic}: {e}"));
     assert_eq!(low, 0);
-    high
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&assignment).expect("assign");
+    let deadline = common::deadline();
+    let mut count = 0;
+    loop {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            message.unwrap_or_else(|e| panic!("reading {topic}: {e}"));
+            count += 1;
+        }
+        let position = consumer
+            .position()
+            .ok()
+            .and_then(|p| p.find_partition(topic, 0).map(|e| e.offset()));
+        if matches!(position, Some(rdkafka::Offset::Offset(p)) if p >= high) {
+            return count;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic} not read to its end ({high})"
+        );
+    }
 }
 
 /// The requests on `messages`, in order; each must decode and be keyed by its execution id.

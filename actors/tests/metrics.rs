@@ -69,7 +69,10 @@ fn wait_for_status(addr: &str, path: &str, want: u16) {
 #[tokio::test]
 async fn metrics_follow_the_events_and_readiness_follows_the_assignment() {
     let bootstrap = bootstrap_servers();
+    // At-least-once, where a second instance is a standby; with exactly-once a second instance
+    // takes over instead (see e2e's takeover test).
     let config = TestConfig::fresh()
+        .set("kafka", "exactly_once = false")
         .set("resources", "total_cpu_cores = 1.0")
         .set("resources", "overcommit_factor = 1.0")
         .set("resources", "min_available_cpu_cores = 0.1")
