@@ -13,7 +13,7 @@ help:
 	@echo "make kafka-up    start the test broker (scripts/kafka.sh up); kafka-down stops it"
 
 run:
-	cargo run --release -p execution-coordinator -- run --config $(CONFIG)
+	cargo run --release -p execution-coordinator -- demo --config $(CONFIG)
 
 # Starts Apache Kafka unless KAFKA_BOOTSTRAP_SERVERS is set, runs every test of the workspace
 # against it, stops it even when the tests fail, and exits with the tests' status.

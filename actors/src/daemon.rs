@@ -217,6 +217,15 @@ impl Daemon {
         })
     }
 
+    /// Stops the threads the daemon started beside the System's (the egress's, with
+    /// exactly-once) and waits for them, so no client outlives the broker it talks to.
+    pub fn stop_threads(self) {
+        if let Some(arbiter) = self._egress_arbiter {
+            arbiter.stop();
+            let _ = arbiter.join();
+        }
+    }
+
     /// Stops consuming, lets in-flight scheduling finish, flushes the producer and commits,
     /// all within `grace`. Returns false (with a warning) if the grace ran out.
     pub async fn shutdown(&self, grace: Duration) -> bool {

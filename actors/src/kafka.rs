@@ -76,6 +76,10 @@ pub fn consumer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     if let Some(id) = &kafka.group_instance_id {
         c.set("group.instance.id", id);
     }
+    if kafka.uses_embedded_broker() {
+        // The mock cluster holds an empty fetch for fetch.wait.max.ms even when data arrives.
+        c.set("fetch.wait.max.ms", "10");
+    }
     for (key, value) in &kafka.properties {
         if !matches!(
             key.as_str(),

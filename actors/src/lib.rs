@@ -7,6 +7,7 @@ use actix::Message;
 
 pub mod clock;
 pub mod daemon;
+pub mod demo;
 pub mod egress;
 pub mod ingress;
 pub mod kafka;

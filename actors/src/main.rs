@@ -7,9 +7,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use coordinator_core::config::{Config, LogFormat};
 use execution_coordinator::daemon::Daemon;
+use execution_coordinator::demo::run_demo;
 use execution_coordinator::kafka::EmbeddedBroker;
 use execution_coordinator::loadgen::{run_loadgen, LoadgenOptions};
-use execution_coordinator::worker_sim::{run_worker_sim, WorkerSimOptions};
+use execution_coordinator::worker_sim::{run_worker_sim, RuntimeDistribution, WorkerSimOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -45,6 +46,26 @@ enum Command {
         bootstrap: Option<String>,
         #[command(flatten)]
         options: LoadgenOptions,
+    },
+    /// The daemon (on the embedded broker unless `kafka.bootstrap_servers` is set) with a load
+    /// generator and a simulated worker in the same process; Ctrl-C prints a summary.
+    Demo {
+        /// Requests per second from the load generator.
+        #[arg(long, default_value_t = 120.0)]
+        rate: f64,
+        /// Requests in all (0 = until Ctrl-C). The default outruns the default pool for 20 s,
+        /// then the queue drains.
+        #[arg(long, default_value_t = 2400)]
+        count: u64,
+        /// Simulated run time of an execution (const:MS, uniform:LO-HI, exp:MEAN).
+        #[arg(long, default_value = "uniform:200-2000")]
+        runtime: RuntimeDistribution,
+        /// Fraction of executions the worker reports failed.
+        #[arg(long, default_value_t = 0.05)]
+        fail_rate: f64,
+        /// Seed of the load and the run times.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
     /// Consume `create_pod_command` and publish each execution's outcome after a simulated
     /// run time: a stand-in for the Kubernetes worker.
@@ -115,9 +136,40 @@ fn main() -> ExitCode {
                 block_on_until_signal(stop, run_worker_sim(options, &config.kafka, &bootstrap));
             report(result, |s| s.errors == 0)
         }
+        Command::Demo {
+            rate,
+            count,
+            runtime,
+            fail_rate,
+            seed,
+        } => {
+            init_logging(&config);
+            let loadgen = LoadgenOptions {
+                rate,
+                count,
+                seed: Some(seed),
+                users: 25,
+                quiet: true,
+                ..LoadgenOptions::default()
+            };
+            let worker = WorkerSimOptions {
+                runtime,
+                fail_rate,
+                seed: Some(seed),
+                quiet: true,
+                ..WorkerSimOptions::default()
+            };
+            match run(config, Some((loadgen, worker))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    error!(error = format!("{e:#}"), "Demo failed.");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run => {
             init_logging(&config);
-            match run(config) {
+            match run(config, None) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!(error = format!("{e:#}"), "Coordinator failed.");
@@ -128,7 +180,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the daemon until SIGINT/SIGTERM; with `demo`, the load generator and the simulated
+/// worker run beside it and a summary is printed at the end.
+fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyhow::Result<()> {
     for w in config.warnings() {
         warn!(warning = %w, "Configuration warning.");
     }
@@ -150,20 +204,61 @@ fn run(config: Config) -> anyhow::Result<()> {
             }
         };
         let grace = config.daemon.shutdown_grace;
+        let kafka = config.kafka.clone();
         let daemon = tokio::select! {
-            daemon = Daemon::start(config, bootstrap) => daemon.context("starting the coordinator")?,
+            daemon = Daemon::start(config, bootstrap.clone()) => daemon.context("starting the coordinator")?,
             _ = wait_for_signal() => {
                 info!("Signal received during startup; stopping.");
                 return anyhow::Ok(_embedded);
             }
         };
         let mut daemon = daemon;
-        tokio::select! {
-            _ = wait_for_signal() => {
-                info!("Signal received; stopping.");
-                daemon.shutdown(grace).await;
+        let mut fatal_rx = std::mem::replace(
+            &mut daemon.fatal,
+            tokio::sync::mpsc::unbounded_channel().1,
+        );
+        let signal = CancellationToken::new();
+        let demo_run = {
+            let signal = signal.clone();
+            let daemon = &daemon;
+            let (kafka, bootstrap) = (&kafka, &bootstrap);
+            async move {
+                match demo {
+                    Some((loadgen, worker)) => Some(
+                        run_demo(daemon, kafka, bootstrap, loadgen, worker, signal).await,
+                    ),
+                    None => {
+                        signal.cancelled().await;
+                        None
+                    }
+                }
             }
-            Some(reason) = daemon.fatal.recv() => {
+        };
+        let fatal = tokio::select! {
+            summary = async {
+                tokio::join!(
+                    async {
+                        wait_for_signal().await;
+                        info!("Signal received; stopping.");
+                        signal.cancel();
+                    },
+                    demo_run
+                )
+                .1
+            } => {
+                if let Some(summary) = summary {
+                    println!("{summary}");
+                }
+                None
+            }
+            Some(reason) = fatal_rx.recv() => Some(reason),
+        };
+        match fatal {
+            None => {
+                daemon.shutdown(grace).await;
+                daemon.stop_threads();
+            }
+            Some(reason) => {
                 // Memory is ahead of what Kafka committed: restart from the committed state.
                 anyhow::bail!("stopping without a clean shutdown: {reason}");
             }

@@ -90,6 +90,11 @@ pub struct PutBack(pub QueuedExecution<Pending>);
 #[rtype(result = "Vec<QueuedExecution<Pending>>")]
 pub struct ExpireStale;
 
+/// Executions expired since start.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "u64")]
+pub struct ExpiredCount;
+
 /// The queue's figures.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "QueueStats")]
@@ -391,6 +396,14 @@ impl Handler<QueuedIds> for QueueActor {
             .collect();
         entries.sort();
         entries.into_iter().map(|(_, _, id)| id).collect()
+    }
+}
+
+impl Handler<ExpiredCount> for QueueActor {
+    type Result = u64;
+
+    fn handle(&mut self, _msg: ExpiredCount, _ctx: &mut Self::Context) -> u64 {
+        self.expired_total
     }
 }
 

@@ -34,6 +34,23 @@ pub struct Drain;
 #[rtype(result = "SchedulerStats")]
 pub struct SchedulerStatsQuery;
 
+/// Queue wait of every execution commanded since start, per level (`Priority::ALL` order):
+/// (count, p50, p99), from a bounded sample.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "[WaitSummary; 5]")]
+pub struct QueueWaits;
+
+/// Queue waits of one level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WaitSummary {
+    /// Executions commanded.
+    pub count: u64,
+    /// Median wait.
+    pub p50: Duration,
+    /// 99th percentile wait.
+    pub p99: Duration,
+}
+
 /// One scheduling finished (sent by the scheduling task to the actor).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -107,11 +124,16 @@ pub struct SchedulerActor {
     drain_waiters: Vec<oneshot::Sender<()>>,
     /// Queue waits of executions commanded since the last stats line, per level (ms).
     waits_ms: [Vec<u64>; 5],
+    /// Queue waits since start, per level: (count, bounded sample in ms).
+    all_waits_ms: [(u64, Vec<u64>); 5],
     stats: ActorStats,
 }
 
 /// Queue-wait samples kept per level between two stats lines.
 const WAIT_SAMPLES: usize = 4096;
+
+/// Queue-wait samples kept per level since start.
+const ALL_WAIT_SAMPLES: usize = 65_536;
 
 /// "p50/p99" of `samples` in ms, or "-" when empty.
 fn wait_summary(samples: &mut [u64]) -> String {
@@ -144,6 +166,7 @@ impl SchedulerActor {
             draining: false,
             drain_waiters: Vec::new(),
             waits_ms: Default::default(),
+            all_waits_ms: Default::default(),
             stats: ActorStats::new("scheduler"),
         }
     }
@@ -250,7 +273,7 @@ async fn schedule_one(peers: SchedulerPeers, outputs: Outputs) -> Outcome {
         telemetry::scheduling_duration(started.elapsed());
         telemetry::queue_wait(entry.priority, waited);
         telemetry::count(telemetry::name::COMMANDED);
-        info!(
+        debug!(
             execution_id = %id,
             priority = entry.priority.value(),
             waited_ms = waited.as_millis() as u64,
@@ -352,9 +375,19 @@ impl Handler<Scheduled> for SchedulerActor {
             Outcome::Dispatched { priority, waited } => {
                 self.probing = false;
                 self.counters.dispatched += 1;
+                let ms = waited.as_millis() as u64;
                 let samples = &mut self.waits_ms[priority.index()];
                 if samples.len() < WAIT_SAMPLES {
-                    samples.push(waited.as_millis() as u64);
+                    samples.push(ms);
+                }
+                let (count, sample) = &mut self.all_waits_ms[priority.index()];
+                *count += 1;
+                if sample.len() < ALL_WAIT_SAMPLES {
+                    sample.push(ms);
+                } else {
+                    // Keep a spread over the whole run: overwrite round-robin.
+                    let slot = (*count as usize) % ALL_WAIT_SAMPLES;
+                    sample[slot] = ms;
                 }
             }
             Outcome::Blocked => {
@@ -399,6 +432,29 @@ impl Handler<SchedulerStatsQuery> for SchedulerActor {
 
     fn handle(&mut self, _msg: SchedulerStatsQuery, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.counters)
+    }
+}
+
+impl Handler<QueueWaits> for SchedulerActor {
+    type Result = MessageResult<QueueWaits>;
+
+    fn handle(&mut self, _msg: QueueWaits, _ctx: &mut Self::Context) -> Self::Result {
+        let mut out = [WaitSummary::default(); 5];
+        for (summary, (count, sample)) in out.iter_mut().zip(&self.all_waits_ms) {
+            let mut sorted = sample.clone();
+            sorted.sort_unstable();
+            let at = |p: usize| {
+                sorted
+                    .get(sorted.len().saturating_sub(1) * p / 100)
+                    .map_or(Duration::ZERO, |ms| Duration::from_millis(*ms))
+            };
+            *summary = WaitSummary {
+                count: *count,
+                p50: at(50),
+                p99: at(99),
+            };
+        }
+        MessageResult(out)
     }
 }
 

@@ -118,3 +118,80 @@ fn run_on_the_embedded_broker_prints_its_address_and_stats_and_stops_on_sigterm(
     };
     assert!(exit.success(), "SIGTERM exits 0, got {exit:?}");
 }
+
+#[test]
+fn demo_on_the_embedded_broker_closes_the_loop_and_prints_a_summary() {
+    let file = config_file(
+        "[daemon]\nstats_interval = \"200ms\"\nlog_format = \"json\"\nmetrics_addr = \"\"\n\
+         [resources]\ntotal_cpu_cores = 2.0\n",
+    );
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--rate",
+            "200",
+            "--count",
+            "100",
+            "--runtime",
+            "const:20",
+            "--config",
+        ])
+        .arg(file.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the demo");
+    let (tx, rx) = mpsc::channel::<String>();
+    for pipe in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    // Wait until the ingress has seen all 100 executions finish (completed or failed).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("the demo did not complete 100 executions within 60 s")
+            });
+        let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if json["actor"] == "kafka_ingress" && json["released"].as_u64() >= Some(100) {
+            break;
+        }
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "demo did not stop within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "Ctrl-C exits 0, got {exit:?}");
+    let output: Vec<String> = rx.try_iter().collect();
+    let summary = output
+        .iter()
+        .find(|l| l.starts_with("requests consumed"))
+        .unwrap_or_else(|| panic!("no summary in:\n{}", output.join("\n")));
+    assert!(
+        summary.contains("accepted      100") && summary.contains("commanded      100"),
+        "{summary}"
+    );
+    assert!(output.iter().any(|l| l.contains("queue wait per priority")));
+}
