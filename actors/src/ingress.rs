@@ -236,7 +236,12 @@ impl EventHandler {
         info!(execution_id = %request.execution_id, error_type = ?error_type, reason = %message, "Execution rejected.");
         self.remember(&request.execution_id).await;
         self.publish(vec![
-            self.outputs.failed(&request.execution_id, &request.metadata, error_type, &message),
+            self.outputs.failed(
+                &request.execution_id,
+                &request.metadata,
+                error_type,
+                &message,
+            ),
             self.outputs.state_finished(&request.execution_id),
         ])
     }

@@ -155,7 +155,9 @@ fn order_key(priority: Priority, arrival: u64) -> u64 {
 pub struct ExecutionQueue<T> {
     limits: QueueLimits,
     /// Entries by arrival: the first is the oldest.
-    entries: BTreeMap<u64, QueuedExecution<T>>,
+    /// Boxed: B-tree nodes hold a dozen values inline, so large values would waste the free
+    /// slots of every node.
+    entries: BTreeMap<u64, Box<QueuedExecution<T>>>,
     /// Arrival of each queued execution id.
     ids: FxHashMap<String, u64>,
     /// Dispatch order: (priority, arrival) packed into one key.
@@ -303,7 +305,7 @@ impl<T> ExecutionQueue<T> {
         self.depth[entry.priority.index()] += 1;
         *self.per_user.entry(entry.user_id.clone()).or_insert(0) += 1;
         self.ids.insert(entry.execution_id.clone(), entry.arrival);
-        self.entries.insert(entry.arrival, entry);
+        self.entries.insert(entry.arrival, Box::new(entry));
         self.rank(key)
     }
 
@@ -315,7 +317,7 @@ impl<T> ExecutionQueue<T> {
     /// Takes an entry out by arrival, keeping every index consistent. The user's count is
     /// left to the caller.
     fn take(&mut self, arrival: u64) -> Option<(QueuedExecution<T>, Arc<str>)> {
-        let entry = self.entries.remove(&arrival)?;
+        let entry = *self.entries.remove(&arrival)?;
         self.order.remove(order_key(entry.priority, arrival));
         self.depth[entry.priority.index()] -= 1;
         self.ids.remove(&entry.execution_id);
@@ -388,7 +390,9 @@ impl<T> ExecutionQueue<T> {
     /// The next execution in dispatch order, left in place.
     pub fn peek(&self) -> Option<&QueuedExecution<T>> {
         let key = self.order.first()?;
-        self.entries.get(&(key & ((1 << PRIORITY_SHIFT) - 1)))
+        self.entries
+            .get(&(key & ((1 << PRIORITY_SHIFT) - 1)))
+            .map(|e| &**e)
     }
 
     /// Puts a dequeued execution back after "insufficient resources": one level lower when
@@ -462,7 +466,7 @@ impl<T> ExecutionQueue<T> {
 
     /// The queued entry for `execution_id`.
     pub fn get(&self, execution_id: &str) -> Option<&QueuedExecution<T>> {
-        self.entries.get(self.ids.get(execution_id)?)
+        self.entries.get(self.ids.get(execution_id)?).map(|e| &**e)
     }
 
     /// Removes and returns every execution queued longer than `stale_timeout` at `now`,
@@ -488,7 +492,7 @@ impl<T> ExecutionQueue<T> {
 
     /// Entries in arrival order (oldest first).
     pub fn iter(&self) -> impl Iterator<Item = &QueuedExecution<T>> {
-        self.entries.values()
+        self.entries.values().map(|e| &**e)
     }
 
     /// Depth per level, oldest wait and the `top` users with most queued executions.
