@@ -8,7 +8,7 @@ CONFIG ?= config.toml
 help:
 	@echo "make run         build and run the daemon (--config $(CONFIG))"
 	@echo "make test        start Apache Kafka, run every test of the workspace against it, stop it"
-	@echo "make bench       cargo bench --workspace"
+	@echo "make bench       start Apache Kafka, run the core and end-to-end benchmarks, print one table"
 	@echo "make lint        rustfmt check and clippy -D warnings"
 	@echo "make kafka-up    start the test broker (scripts/kafka.sh up); kafka-down stops it"
 
@@ -20,9 +20,10 @@ run:
 test:
 	scripts/with-kafka.sh cargo test --workspace
 
-# Benchmarks include end-to-end runs through a real broker (SPEC §8), so they get one too.
+# Core criterion benchmarks and end-to-end runs through a real broker (SPEC §8), then one table
+# of both; BENCH_QUICK=1 for a short run. See scripts/bench-e2e.sh.
 bench:
-	scripts/with-kafka.sh cargo bench --workspace
+	scripts/with-kafka.sh scripts/bench-e2e.sh
 
 lint:
 	cargo fmt --all -- --check

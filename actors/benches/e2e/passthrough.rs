@@ -1,0 +1,261 @@
+//! The passthrough baseline: the physical limit of this broker and machine for the daemon's
+//! job. Consumes the input topics and, per message, produces a message of the same size (the
+//! input's key and bytes) to the commands topic, with the daemon's own consumer and producer
+//! settings and client contexts, on a single-threaded runtime like the daemon's actix System,
+//! and with the daemon's delivery guarantee:
+//!
+//! - `exactly_once = true`: outputs go into a transaction with the offsets of their inputs; the
+//!   open transaction is committed every `transaction_interval`, as the daemon's egress does;
+//! - `exactly_once = false`: each offset is stored once its output is acknowledged, in order,
+//!   and offsets are committed every `commit_interval`, as the daemon's ingress does.
+//!
+//! Nothing else: no decoding, no queue, no state topic.
+//!
+//! Run as `E2E_BENCH_ROLE=passthrough <this binary> CONFIG`; SIGTERM stops it cleanly.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use coordinator_core::config::Config;
+use execution_coordinator::kafka::{
+    consumer_config, daemon_producer_config, is_nothing_to_commit, CommitOnRevoke,
+};
+use execution_coordinator::telemetry::ProducerHealth;
+use futures::future::LocalBoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt as _, StreamExt as _};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Outputs in flight, at most; the daemon's ingress allows as many unacknowledged events.
+const MAX_UNACKED: usize = 10_000;
+
+/// Entry point of the passthrough child process.
+pub fn main() -> anyhow::Result<()> {
+    let path = std::env::args()
+        .nth(1)
+        .context("usage: E2E_BENCH_ROLE=passthrough e2e CONFIG")?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    let config =
+        Config::from_toml_str(&text, std::env::vars()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.daemon.log_level))
+        .init();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(pipe(config))
+}
+
+type Ack = LocalBoxFuture<'static, (String, i32, i64, bool)>;
+
+async fn pipe(config: Config) -> anyhow::Result<()> {
+    let kafka = config.kafka;
+    let bootstrap = kafka
+        .bootstrap_servers
+        .clone()
+        .context("the passthrough needs kafka.bootstrap_servers")?;
+    let consumer: StreamConsumer<CommitOnRevoke> = consumer_config(&kafka, &bootstrap)
+        .create_with_context(CommitOnRevoke {
+            assigned: Arc::new(AtomicBool::new(false)),
+        })
+        .context("creating the consumer")?;
+    let producer: FutureProducer<ProducerHealth> = daemon_producer_config(&kafka, &bootstrap)
+        .create_with_context(ProducerHealth::default())
+        .context("creating the producer")?;
+    let mut txn = if kafka.exactly_once {
+        producer
+            .init_transactions(kafka.delivery_timeout)
+            .context("initialising transactions")?;
+        Some(Transaction::default())
+    } else {
+        None
+    };
+    let mut txn_tick = tokio::time::interval(kafka.transaction_interval);
+    txn_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let topics = kafka.input_topics_full();
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topic_refs).context("subscribing")?;
+    let commands = kafka.commands_topic_full();
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut unacked: FuturesOrdered<Ack> = FuturesOrdered::new();
+    let mut commit_tick = tokio::time::interval(kafka.commit_interval);
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stream = consumer.stream();
+    let mut failed = 0u64;
+    loop {
+        tokio::select! {
+            biased;
+            _ = term.recv() => break,
+            Some((topic, partition, offset, ok)) = unacked.next(), if !unacked.is_empty() => {
+                if ok {
+                    let _ = consumer.store_offset(&topic, partition, offset);
+                } else {
+                    failed += 1;
+                }
+            }
+            _ = commit_tick.tick(), if txn.is_none() => commit(&consumer, CommitMode::Async),
+            _ = txn_tick.tick(), if txn.is_some() => {
+                if let Some(txn) = txn.as_mut() {
+                    txn.commit(&producer, &consumer, kafka.delivery_timeout)?;
+                }
+            }
+            message = stream.next(), if unacked.len() < MAX_UNACKED => {
+                let Some(message) = message else { break };
+                let m = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("passthrough: consumer error: {e}");
+                        continue;
+                    }
+                };
+                if let Some(txn) = txn.as_mut() {
+                    txn.produce(&producer, &consumer, &commands, m.key(), m.payload(), kafka.delivery_timeout)?;
+                    txn.offsets.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
+                    continue;
+                }
+                let source = (m.topic().to_owned(), m.partition(), m.offset());
+                let ack = forward(&producer, &commands, m.key(), m.payload(), kafka.delivery_timeout);
+                unacked.push_back(
+                    async move {
+                        let ok = ack.await;
+                        (source.0, source.1, source.2, ok)
+                    }
+                    .boxed_local(),
+                );
+            }
+        }
+    }
+    drop(stream);
+    while let Some((topic, partition, offset, ok)) = unacked.next().await {
+        if ok {
+            let _ = consumer.store_offset(&topic, partition, offset);
+        } else {
+            failed += 1;
+        }
+    }
+    match txn.as_mut() {
+        Some(txn) => txn.commit(&producer, &consumer, kafka.delivery_timeout)?,
+        None => commit(&consumer, CommitMode::Sync),
+    }
+    anyhow::ensure!(failed == 0, "{failed} outputs not acknowledged");
+    Ok(())
+}
+
+/// The open transaction and the input offsets it will commit (exactly-once).
+#[derive(Default)]
+struct Transaction {
+    open: bool,
+    offsets: BTreeMap<(String, i32), i64>,
+}
+
+impl Transaction {
+    /// Produces one output into the open transaction (opening one if needed); the delivery
+    /// report is not awaited, the commit reports failures — as the daemon's egress does.
+    fn produce(
+        &mut self,
+        producer: &FutureProducer<ProducerHealth>,
+        consumer: &StreamConsumer<CommitOnRevoke>,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(topic).payload(payload.unwrap_or_default());
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        loop {
+            if !self.open {
+                producer.begin_transaction()?;
+                self.open = true;
+            }
+            match producer.send_result(record) {
+                Ok(_delivery) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    self.commit(producer, consumer, timeout)?;
+                    record = returned;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Commits the open transaction with the offsets of the inputs it answers.
+    fn commit(
+        &mut self,
+        producer: &FutureProducer<ProducerHealth>,
+        consumer: &StreamConsumer<CommitOnRevoke>,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        if !self.open {
+            return Ok(());
+        }
+        if !self.offsets.is_empty() {
+            let mut tpl = TopicPartitionList::new();
+            for ((topic, partition), next) in &self.offsets {
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+            }
+            let group = consumer
+                .group_metadata()
+                .context("no consumer group metadata")?;
+            producer.send_offsets_to_transaction(&tpl, &group, timeout)?;
+        }
+        producer.commit_transaction(timeout)?;
+        self.open = false;
+        self.offsets.clear();
+        Ok(())
+    }
+}
+
+/// Enqueues one output now (librdkafka copies key and payload) and returns its ack. When the
+/// producer's queue is full, copies the message and retries like the daemon's egress does.
+fn forward(
+    producer: &FutureProducer<ProducerHealth>,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    timeout: std::time::Duration,
+) -> LocalBoxFuture<'static, bool> {
+    let mut record: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(topic).payload(payload.unwrap_or_default());
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    match producer.send_result(record) {
+        Ok(delivery) => async move { matches!(delivery.await, Ok(Ok(_))) }.boxed_local(),
+        Err(_) => {
+            let producer = producer.clone();
+            let topic = topic.to_owned();
+            let key = key.map(<[u8]>::to_vec);
+            let payload = payload.unwrap_or_default().to_vec();
+            async move {
+                let mut record: FutureRecord<'_, [u8], [u8]> =
+                    FutureRecord::to(&topic).payload(&payload);
+                if let Some(key) = &key {
+                    record = record.key(key);
+                }
+                producer.send(record, timeout).await.is_ok()
+            }
+            .boxed_local()
+        }
+    }
+}
+
+fn commit(consumer: &StreamConsumer<CommitOnRevoke>, mode: CommitMode) {
+    if let Err(e) = consumer.commit_consumer_state(mode) {
+        if !is_nothing_to_commit(&e) {
+            eprintln!("passthrough: commit failed: {e}");
+        }
+    }
+}

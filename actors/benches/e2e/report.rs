@@ -1,0 +1,629 @@
+//! Results: saved as JSON under `target/e2e-bench/`, printed as one Markdown table, together
+//! with the core criterion results when asked (`E2E_BENCH_ROLE=report`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::procs::out_dir;
+use crate::stats::{ms, Percentiles};
+use crate::{Mode, Plan};
+
+/// One throughput run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ThroughputRun {
+    /// Requests per second, first to last command appended.
+    pub rate: f64,
+    /// Commands measured (fewer than N when the run was capped).
+    pub commanded: usize,
+    /// First to last command appended, ms.
+    pub span_ms: u64,
+    /// CPU time of the pipe's process (start to last command) per 1,000 requests, ms.
+    pub cpu_ms_per_1k: f64,
+}
+
+/// Throughput with `n` preloaded requests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ThroughputResult {
+    /// Delivery mode.
+    pub mode: Mode,
+    /// Requests preloaded.
+    pub n: usize,
+    /// Daemon runs, in order.
+    pub daemon: Vec<ThroughputRun>,
+    /// Passthrough runs, in order.
+    pub passthrough: Vec<ThroughputRun>,
+    /// daemon / passthrough per round.
+    pub ratios: Vec<f64>,
+    /// Median of `ratios`.
+    pub median_ratio: f64,
+}
+
+/// One latency run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LatencyRun {
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests sent after the warm-up.
+    pub measured: u64,
+    /// Of those, commands received within the grace after the last request.
+    pub received: u64,
+    /// After the warm-up.
+    pub percentiles: Percentiles,
+    /// CPU of the pipe's process over the run, % of one core.
+    pub cpu_percent: f64,
+}
+
+/// Latency at a steady rate, samples of all rounds pooled per pipe.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LatencyResult {
+    /// Delivery mode.
+    pub mode: Mode,
+    /// Requests per second.
+    pub rate: u32,
+    /// Daemon, pooled.
+    pub daemon: Percentiles,
+    /// Passthrough, pooled.
+    pub passthrough: Percentiles,
+    /// Daemon runs.
+    pub daemon_runs: Vec<LatencyRun>,
+    /// Passthrough runs.
+    pub passthrough_runs: Vec<LatencyRun>,
+}
+
+/// The saturation bench.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SaturationResult {
+    /// Delivery mode.
+    pub mode: Mode,
+    /// Requests preloaded.
+    pub n: usize,
+    /// Of those, commanded before the run cap.
+    pub commanded: usize,
+    /// Executions the pool holds at once.
+    pub slots: u32,
+    /// Simulated run time, ms.
+    pub run_time_ms: u64,
+    /// Commands per second while saturated.
+    pub dispatched_per_s: f64,
+    /// Commands plus requeues ("insufficient") per second while saturated.
+    pub decisions_per_s: f64,
+    /// Accepted → commanded per requested level (broker append times, ms resolution).
+    pub wait_by_priority: Vec<(u8, Percentiles)>,
+    /// Queue depth during the blocked window.
+    pub queued_while_blocked: u64,
+    /// Daemon CPU, ms per s, with nothing to do.
+    pub idle_cpu_ms_per_s: f64,
+    /// Daemon CPU, ms per s, with the head of a full queue waiting for resources.
+    pub blocked_cpu_ms_per_s: f64,
+    /// Requeues per second in the blocked window (the scheduler's tick).
+    pub blocked_requeues_per_s: f64,
+}
+
+/// The memory bench for one queue size.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MemoryResult {
+    /// Delivery mode.
+    pub mode: Mode,
+    /// Requests sent to the queue.
+    pub n: usize,
+    /// Queue depth reported by the daemon.
+    pub queued: u64,
+    /// VmRSS before any request, bytes.
+    pub idle_rss: u64,
+    /// VmRSS with `n` queued, bytes.
+    pub rss: u64,
+    /// VmHWM, bytes.
+    pub peak_rss: u64,
+    /// `n` × 1 KiB.
+    pub script_bytes: u64,
+    /// Bytes of the requests on the wire.
+    pub request_bytes: u64,
+    /// 2 × `script_bytes` + 50 MiB (SPEC §8).
+    pub limit: u64,
+    /// Requests queued per second while loading.
+    pub ingest_per_s: f64,
+}
+
+/// Everything one bench run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Results {
+    /// When it ran (RFC 3339, UTC).
+    pub date: String,
+    /// CPU, cores and memory of the machine.
+    pub machine: String,
+    /// `git describe` of the tree that ran, with "-dirty" for uncommitted changes.
+    pub revision: String,
+    /// Quick mode.
+    pub quick: bool,
+    /// Wall time of the whole run, s.
+    pub elapsed_secs: u64,
+    /// Throughput per N.
+    pub throughput: Vec<ThroughputResult>,
+    /// Latency per rate.
+    pub latency: Vec<LatencyResult>,
+    /// Saturation per mode.
+    pub saturation: Vec<SaturationResult>,
+    /// Memory per N.
+    pub memory: Vec<MemoryResult>,
+}
+
+impl Results {
+    /// Empty results stamped with the date and machine.
+    pub fn new(plan: &Plan) -> Self {
+        Self {
+            date: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            machine: machine(),
+            revision: revision(),
+            quick: plan.quick,
+            ..Default::default()
+        }
+    }
+
+    /// Writes `target/e2e-bench/results.json`.
+    pub fn save(&self) -> anyhow::Result<PathBuf> {
+        let path = out_dir()?.join("results.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(self)?)?;
+        Ok(path)
+    }
+
+    fn load() -> anyhow::Result<Self> {
+        let path = out_dir()?.join("results.json");
+        let text = std::fs::read(&path)
+            .with_context(|| format!("no end-to-end results at {}", path.display()))?;
+        Ok(serde_json::from_slice(&text)?)
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        let mut rows = Vec::new();
+        let med = |v: Vec<f64>| crate::stats::median(&v);
+        for t in &self.throughput {
+            let rate = |runs: &[ThroughputRun]| med(runs.iter().map(|r| r.rate).collect());
+            let cpu = |runs: &[ThroughputRun]| med(runs.iter().map(|r| r.cpu_ms_per_1k).collect());
+            let capped = t
+                .daemon
+                .iter()
+                .chain(&t.passthrough)
+                .any(|r| r.commanded < t.n);
+            let measured: Vec<String> = t
+                .daemon
+                .iter()
+                .map(|r| thousands(r.commanded as f64))
+                .collect();
+            rows.push(Row::new(
+                "throughput",
+                format!(
+                    "{}: {} preloaded, req/s, median of {}{}",
+                    t.mode.name(),
+                    thousands(t.n as f64),
+                    t.ratios.len(),
+                    if capped {
+                        format!(
+                            " (capped: daemon measured on {} commands)",
+                            measured.join(", ")
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
+                thousands(rate(&t.daemon)),
+                thousands(rate(&t.passthrough)),
+                format!(
+                    "{} (rounds {})",
+                    ratio(t.median_ratio),
+                    t.ratios
+                        .iter()
+                        .map(|r| ratio(*r))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "≥ 0.70".into(),
+                verdict(t.median_ratio >= 0.70),
+            ));
+            let (dc, pc) = (cpu(&t.daemon), cpu(&t.passthrough));
+            rows.push(Row::new(
+                "throughput",
+                format!(
+                    "{}: {} preloaded, CPU ms per 1,000 requests",
+                    t.mode.name(),
+                    thousands(t.n as f64)
+                ),
+                format!("{dc:.0}"),
+                format!("{pc:.0}"),
+                format!("{:.0}×", dc / pc),
+                String::new(),
+                String::new(),
+            ));
+        }
+        for l in &self.latency {
+            let cpu = |runs: &[LatencyRun]| med(runs.iter().map(|r| r.cpu_percent).collect());
+            let behind = |runs: &[LatencyRun]| {
+                let (measured, received) = runs
+                    .iter()
+                    .fold((0, 0), |(m, r), run| (m + run.measured, r + run.received));
+                if received < measured {
+                    format!(
+                        "; only {} of {} commanded within {} s of the last request",
+                        thousands(received as f64),
+                        thousands(measured as f64),
+                        crate::scenarios::GRACE.as_secs()
+                    )
+                } else {
+                    String::new()
+                }
+            };
+            let complete = |runs: &[LatencyRun]| runs.iter().all(|r| r.received >= r.measured);
+            let (target, met) = if l.rate == 1_000 {
+                (
+                    "p99 ≤ 5 ms".to_owned(),
+                    verdict(l.daemon.p99_us <= 5_000 && complete(&l.daemon_runs)),
+                )
+            } else {
+                (String::new(), String::new())
+            };
+            rows.push(Row::new(
+                "latency",
+                format!(
+                    "{}: {}/s steady, request → command p50 / p99 / p99.9",
+                    l.mode.name(),
+                    thousands(l.rate as f64),
+                ),
+                format!("{}{}", summary(&l.daemon), behind(&l.daemon_runs)),
+                format!("{}{}", summary(&l.passthrough), behind(&l.passthrough_runs)),
+                if l.daemon.count > 0 && l.passthrough.count > 0 {
+                    format!(
+                        "p99 {:.1}×",
+                        l.daemon.p99_us as f64 / l.passthrough.p99_us.max(1) as f64
+                    )
+                } else {
+                    String::new()
+                },
+                target,
+                met,
+            ));
+            rows.push(Row::new(
+                "latency",
+                format!(
+                    "{}: {}/s steady, CPU of the pipe's process (% of one core)",
+                    l.mode.name(),
+                    thousands(l.rate as f64)
+                ),
+                format!("{:.0}%", cpu(&l.daemon_runs)),
+                format!("{:.0}%", cpu(&l.passthrough_runs)),
+                String::new(),
+                String::new(),
+                String::new(),
+            ));
+        }
+        for s in &self.saturation {
+            rows.push(Row::new(
+                "saturation",
+                format!(
+                    "{}: {} requests (5 levels), pool of {}, {} ms runs: commands/s; decisions/s incl. requeues{}",
+                    s.mode.name(),
+                    thousands(s.n as f64),
+                    s.slots,
+                    s.run_time_ms,
+                    if s.commanded < s.n {
+                        format!(" (capped: {} commanded)", s.commanded)
+                    } else {
+                        String::new()
+                    }
+                ),
+                format!("{:.0}; {:.0}", s.dispatched_per_s, s.decisions_per_s),
+                format!(
+                    "ceiling {:.0}/s",
+                    s.slots as f64 * 1000.0 / s.run_time_ms as f64
+                ),
+                String::new(),
+                String::new(),
+                String::new(),
+            ));
+            let names = ["CRITICAL", "HIGH", "NORMAL", "LOW", "BACKGROUND"];
+            let waits: Vec<String> = s
+                .wait_by_priority
+                .iter()
+                .zip(names)
+                .map(|((_, p), name)| format!("{name} {}/{}", ms(p.p50_us), ms(p.p99_us)))
+                .collect();
+            rows.push(Row::new(
+                "saturation",
+                format!(
+                    "{}: queue wait p50/p99 ms by requested level",
+                    s.mode.name()
+                ),
+                waits.join(", "),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ));
+            rows.push(Row::new(
+                "saturation",
+                format!(
+                    "{}: daemon CPU ms/s, idle vs head blocked ({} queued, {:.1} requeues/s)",
+                    s.mode.name(),
+                    s.queued_while_blocked,
+                    s.blocked_requeues_per_s
+                ),
+                format!(
+                    "{:.1} vs {:.1}",
+                    s.idle_cpu_ms_per_s, s.blocked_cpu_ms_per_s
+                ),
+                String::new(),
+                String::new(),
+                "no spin".into(),
+                verdict(s.blocked_cpu_ms_per_s <= s.idle_cpu_ms_per_s + 20.0),
+            ));
+        }
+        for m in &self.memory {
+            rows.push(Row::new(
+                "memory",
+                format!(
+                    "{}: {} queued 1 KiB scripts, RSS (idle {}, peak {}, ingest {}/s)",
+                    m.mode.name(),
+                    thousands(m.n as f64),
+                    mib(m.idle_rss),
+                    mib(m.peak_rss),
+                    thousands(m.ingest_per_s)
+                ),
+                mib(m.rss),
+                format!(
+                    "scripts {}, requests {}",
+                    mib(m.script_bytes),
+                    mib(m.request_bytes)
+                ),
+                format!(
+                    "{} B per queued",
+                    thousands(m.rss.saturating_sub(m.idle_rss) as f64 / m.n as f64)
+                ),
+                format!("≤ {}", mib(m.limit)),
+                verdict(m.rss <= m.limit),
+            ));
+        }
+        rows
+    }
+
+    /// The end-to-end table with its header lines.
+    pub fn markdown(&self) -> String {
+        format!(
+            "Machine: {}. Date: {}. Tree: {}. Whole e2e run: {} s{}.\n\n{}",
+            self.machine,
+            self.date,
+            self.revision,
+            self.elapsed_secs,
+            if self.quick { " (quick mode)" } else { "" },
+            table(&self.rows())
+        )
+    }
+}
+
+/// One line of the table.
+pub struct Row([String; 7]);
+
+impl Row {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        bench: &str,
+        case: String,
+        coordinator: String,
+        baseline: String,
+        ratio: String,
+        target: String,
+        met: String,
+    ) -> Self {
+        Self([
+            bench.to_owned(),
+            case,
+            coordinator,
+            baseline,
+            ratio,
+            target,
+            met,
+        ])
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let header = [
+        "bench",
+        "case",
+        "coordinator",
+        "passthrough / payload",
+        "ratio",
+        "target",
+        "met",
+    ];
+    let mut out = format!("| {} |\n", header.join(" | "));
+    out.push_str(&format!("|{}\n", "---|".repeat(header.len())));
+    for row in rows {
+        out.push_str(&format!("| {} |\n", row.0.join(" | ")));
+    }
+    out
+}
+
+/// Percentiles, or a dash when nothing sent after the warm-up was commanded in time.
+fn summary(p: &Percentiles) -> String {
+    if p.count == 0 {
+        "–".to_owned()
+    } else {
+        p.summary()
+    }
+}
+
+fn ratio(r: f64) -> String {
+    if r < 0.1 {
+        format!("{r:.3}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
+fn verdict(ok: bool) -> String {
+    if ok { "yes" } else { "**no**" }.to_owned()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v);
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 && c.is_ascii_digit() {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The tree's revision: `git describe --always --dirty`.
+fn revision() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty", "--exclude", "*"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// "CPU model, N cores, M GiB RAM, kernel".
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / (1024.0 * 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{model}, {cores} cores, {mem_gib:.0} GiB RAM, Linux {}",
+        kernel.trim()
+    )
+}
+
+/// One criterion benchmark: id and median time per iteration.
+struct CriterionBench {
+    id: String,
+    median_ns: f64,
+    elements: Option<u64>,
+}
+
+fn criterion_results(root: &Path, since: Option<SystemTime>) -> Vec<CriterionBench> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            if path.file_name().is_some_and(|n| n == "new") {
+                if let Some(b) = read_criterion(&path, since) {
+                    out.push(b);
+                }
+            } else if path.file_name().is_none_or(|n| n != "report") {
+                dirs.push(path);
+            }
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+fn read_criterion(dir: &Path, since: Option<SystemTime>) -> Option<CriterionBench> {
+    let estimates = dir.join("estimates.json");
+    if let Some(since) = since {
+        let modified = std::fs::metadata(&estimates).ok()?.modified().ok()?;
+        if modified < since {
+            return None;
+        }
+    }
+    let benchmark: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("benchmark.json")).ok()?).ok()?;
+    let estimates: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(estimates).ok()?).ok()?;
+    Some(CriterionBench {
+        id: benchmark["full_id"].as_str()?.to_owned(),
+        median_ns: estimates["median"]["point_estimate"].as_f64()?,
+        elements: benchmark["throughput"]["Elements"].as_u64(),
+    })
+}
+
+fn duration(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.0} ns")
+    } else if ns < 1e6 {
+        format!("{:.2} µs", ns / 1e3)
+    } else if ns < 1e9 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.2} s", ns / 1e9)
+    }
+}
+
+/// Prints one table: the core criterion results (those written since `BENCH_STARTED`, unix
+/// seconds, when set) and the last end-to-end results.
+pub fn print_combined() -> anyhow::Result<()> {
+    let since = std::env::var("BENCH_STARTED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+    let target = out_dir()?
+        .parent()
+        .context("target directory")?
+        .to_path_buf();
+    let mut rows: Vec<Row> = criterion_results(&target.join("criterion"), since)
+        .into_iter()
+        .map(|b| {
+            let per_op = match b.elements {
+                Some(n) if n > 1 => format!(
+                    "{} per op ({} ops/s)",
+                    duration(b.median_ns / n as f64),
+                    thousands(n as f64 * 1e9 / b.median_ns)
+                ),
+                _ => format!("{} per op", duration(b.median_ns)),
+            };
+            Row::new(
+                "core",
+                b.id,
+                per_op,
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            )
+        })
+        .collect();
+    let results = Results::load()?;
+    rows.extend(results.rows());
+    println!(
+        "Machine: {}. End-to-end run: {}, tree {} ({} s{}); core: criterion medians.\n",
+        results.machine,
+        results.date,
+        results.revision,
+        results.elapsed_secs,
+        if results.quick { ", quick mode" } else { "" }
+    );
+    print!("{}", table(&rows));
+    Ok(())
+}
