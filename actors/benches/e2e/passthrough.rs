@@ -211,6 +211,13 @@ impl Transaction {
                 .context("no consumer group metadata")?;
             producer.send_offsets_to_transaction(&tpl, &group, timeout)?;
         }
+        // rust-rdkafka's commit_transaction flushes first, and its flush polls in slices of up
+        // to 100 ms, while the FutureProducer's own thread takes the delivery reports: with a
+        // message still in flight it sleeps the whole slice. Wait for the deliveries here.
+        let deadline = std::time::Instant::now() + timeout;
+        while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         producer.commit_transaction(timeout)?;
         self.open = false;
         self.offsets.clear();
