@@ -11,10 +11,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use futures::future::join_all;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
@@ -99,6 +100,9 @@ impl Publish {
 struct Transactions {
     interval: Duration,
     open: bool,
+    /// Delivery reports of the open transaction's messages: awaited before the commit, whose
+    /// own flush would otherwise wait in 100 ms polling slices.
+    deliveries: Vec<DeliveryFuture>,
     offsets: BTreeMap<(String, i32), i64>,
     group: Option<ConsumerGroupMetadata>,
     committed: u64,
@@ -147,6 +151,7 @@ impl KafkaEgressActor {
         actor.transactions = Some(Transactions {
             interval,
             open: false,
+            deliveries: Vec::new(),
             offsets: BTreeMap::new(),
             group: None,
             committed: 0,
@@ -196,6 +201,7 @@ impl KafkaEgressActor {
             Ok(()) => {
                 txn.open = false;
                 txn.offsets.clear();
+                txn.deliveries.clear();
                 txn.committed += 1;
             }
             Err(e) => {
@@ -207,8 +213,54 @@ impl KafkaEgressActor {
                 }
                 txn.open = false;
                 txn.offsets.clear();
+                txn.deliveries.clear();
                 let _ = txn.fatal.send(format!("transaction not committed: {e}"));
             }
+        }
+    }
+
+    /// Waits (holding the mailbox, so nothing joins the transaction meanwhile) until every
+    /// message of the open transaction is delivered, then commits it; a failed delivery aborts
+    /// it instead.
+    fn commit_when_delivered(&mut self, ctx: &mut Context<Self>) {
+        let Some(txn) = self.transactions.as_mut() else {
+            return;
+        };
+        if !txn.open {
+            return;
+        }
+        let deliveries = std::mem::take(&mut txn.deliveries);
+        ctx.wait(
+            join_all(deliveries)
+                .into_actor(self)
+                .map(|reports, act, _| {
+                    let failed = reports.into_iter().find_map(|r| match r {
+                        Ok(Ok(_)) => None,
+                        Ok(Err((e, _))) => Some(e.to_string()),
+                        Err(_) => Some("delivery report lost".to_owned()),
+                    });
+                    match failed {
+                        None => act.commit(),
+                        Some(error) => act.abort(&error),
+                    }
+                }),
+        );
+    }
+
+    /// Aborts the open transaction after a failed delivery and reports it as fatal.
+    fn abort(&mut self, error: &str) {
+        self.stats.error();
+        error!(
+            error,
+            "A message of the open transaction was not delivered; aborting it."
+        );
+        let _ = self
+            .producer
+            .abort_transaction(Timeout::After(self.enqueue_timeout));
+        if let Some(txn) = self.transactions.as_mut() {
+            txn.open = false;
+            txn.offsets.clear();
+            let _ = txn.fatal.send(format!("transaction aborted: {error}"));
         }
     }
 
@@ -233,12 +285,15 @@ impl KafkaEgressActor {
         }
         loop {
             match self.producer.send_result(record) {
-                // The delivery report is not awaited: the commit reports any failure.
-                Ok(_delivery) => {
+                // The delivery report is awaited before the commit, not here.
+                Ok(delivery) => {
+                    if let Some(txn) = self.transactions.as_mut() {
+                        txn.deliveries.push(delivery);
+                    }
                     return Ok(Delivered {
                         partition: -1,
                         offset: -1,
-                    })
+                    });
                 }
                 Err((e, returned))
                     if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
@@ -279,7 +334,7 @@ impl Actor for KafkaEgressActor {
             act.stats.report(act.pending.get());
         });
         if let Some(interval) = self.transactions.as_ref().map(|t| t.interval) {
-            ctx.run_interval(interval, |act, _| act.commit());
+            ctx.run_interval(interval, |act, ctx| act.commit_when_delivered(ctx));
         }
     }
 
