@@ -90,7 +90,7 @@ pub struct Plan {
     pub run_cap_secs: u64,
     /// Steady request rates of the latency bench.
     pub latency_rates: Vec<u32>,
-    /// Seconds measured per latency run (after a 2 s warm-up).
+    /// Seconds measured per latency run (after a 4 s warm-up).
     pub latency_secs: u64,
     /// Daemon/passthrough pairs per latency rate.
     pub latency_rounds: usize,
@@ -179,7 +179,7 @@ impl Plan {
             rounds: env_one("E2E_ROUNDS", if quick { 1 } else { 3 })?,
             latency_rates: env_list("E2E_LATENCY_RATES", vec![1_000, 5_000])?,
             latency_secs: env_one("E2E_LATENCY_SECS", if quick { 4 } else { 10 })?,
-            latency_rounds: env_one("E2E_LATENCY_ROUNDS", 1)?,
+            latency_rounds: env_one("E2E_LATENCY_ROUNDS", if quick { 1 } else { 2 })?,
             saturation_n: env_one("E2E_SATURATION_N", if quick { 600 } else { 2_000 })?,
             cpu_window_secs: env_one("E2E_CPU_WINDOW_SECS", if quick { 3 } else { 5 })?,
             memory_n: env_list(

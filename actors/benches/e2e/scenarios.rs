@@ -31,8 +31,9 @@ const SMALL_POOL: &[(&str, &str)] = &[
     ("resources", "overcommit_factor = 1.0"),
 ];
 
-/// Warm-up of each latency run, not counted.
-const WARM_UP: Duration = Duration::from_secs(2);
+/// Warm-up of each latency run, not counted: long enough for the daemon to drain the backlog
+/// of its cold start (the first requests wait for connections and metadata).
+const WARM_UP: Duration = Duration::from_secs(4);
 
 /// How long the latency collector waits for stragglers after the last request.
 pub const GRACE: Duration = Duration::from_secs(10);
