@@ -85,6 +85,17 @@ pub enum PublishError {
 }
 
 impl Publish {
+    /// The Kafka record of this message.
+    fn record(&self) -> FutureRecord<'_, str, [u8]> {
+        let record = FutureRecord::to(&self.topic)
+            .key(self.key.as_str())
+            .headers(owned_headers(&self.headers));
+        match &self.payload {
+            Some(payload) => record.payload(payload.as_slice()),
+            None => record,
+        }
+    }
+
     /// A JSON event keyed by execution id.
     pub fn json(topic: &str, key: &str, payload: Vec<u8>) -> Self {
         Self {
@@ -264,25 +275,25 @@ impl KafkaEgressActor {
         }
     }
 
+    /// Opens a transaction unless one is open.
+    fn ensure_open(&mut self) -> Result<(), KafkaError> {
+        if let Some(txn) = self.transactions.as_mut() {
+            if !txn.open {
+                self.producer.begin_transaction()?;
+                txn.open = true;
+            }
+        }
+        Ok(())
+    }
+
     /// Exactly-once: produces `msg` into the open transaction (opening one if needed).
     fn produce_in_transaction(&mut self, msg: &Publish) -> Result<Delivered, PublishError> {
         let failed = |source: KafkaError| PublishError::Kafka {
             topic: msg.topic.clone(),
             source,
         };
-        if let Some(txn) = self.transactions.as_mut() {
-            if !txn.open {
-                self.producer.begin_transaction().map_err(failed)?;
-                txn.open = true;
-            }
-        }
-        let headers = owned_headers(&msg.headers);
-        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&msg.topic)
-            .key(msg.key.as_str())
-            .headers(headers);
-        if let Some(payload) = &msg.payload {
-            record = record.payload(payload.as_slice());
-        }
+        self.ensure_open().map_err(failed)?;
+        let mut record = msg.record();
         loop {
             match self.producer.send_result(record) {
                 // The delivery report is awaited before the commit, not here.
@@ -300,12 +311,7 @@ impl KafkaEgressActor {
                 {
                     // Make room: the commit flushes what the transaction holds.
                     self.commit();
-                    if let Some(txn) = self.transactions.as_mut() {
-                        if !txn.open {
-                            self.producer.begin_transaction().map_err(failed)?;
-                            txn.open = true;
-                        }
-                    }
+                    self.ensure_open().map_err(failed)?;
                     record = returned;
                 }
                 Err((e, _)) => return Err(failed(e)),
@@ -375,14 +381,7 @@ impl Handler<Publish> for KafkaEgressActor {
         let pending = self.pending.clone();
         pending.set(pending.get() + 1);
         Box::pin(async move {
-            let headers = owned_headers(&msg.headers);
-            let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&msg.topic)
-                .key(msg.key.as_str())
-                .headers(headers);
-            if let Some(payload) = &msg.payload {
-                record = record.payload(payload.as_slice());
-            }
-            let result = producer.send(record, Timeout::After(timeout)).await;
+            let result = producer.send(msg.record(), Timeout::After(timeout)).await;
             pending.set(pending.get() - 1);
             match result {
                 Ok(delivery) => Ok(Delivered {

@@ -181,34 +181,15 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
                 log[log.len().saturating_sub(40)..].join("\n")
             );
         }
-        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), reader.recv()).await {
-            let event = json(&m);
-            if event["event_type"] == "execution_failed"
-                && event["metadata"]["service_name"] == "execution-coordinator"
-            {
-                let id = event["execution_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                let kind = event["error_type"].as_str().unwrap_or_default().to_owned();
-                failures.entry(id).or_default().push(kind);
-            }
+        if let Some((id, kind)) = next_failure(&reader).await {
+            failures.entry(id).or_default().push(kind);
         }
     }
     // Drain what else is committed for a moment, so a late duplicate would be seen.
     let quiet = Instant::now() + Duration::from_secs(2);
     while Instant::now() < quiet {
-        if let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), reader.recv()).await {
-            let event = json(&m);
-            if event["event_type"] == "execution_failed"
-                && event["metadata"]["service_name"] == "execution-coordinator"
-            {
-                let id = event["execution_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                failures.entry(id).or_default().push("late".into());
-            }
+        if let Some((id, kind)) = next_failure(&reader).await {
+            failures.entry(id).or_default().push(kind);
         }
     }
     stop_worker.store(true, Ordering::Relaxed);
@@ -264,6 +245,22 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(daemon.terminate().success());
+}
+
+/// The next `execution_failed` the coordinator published, as (execution id, error type), if one
+/// arrives within 200 ms.
+async fn next_failure(reader: &rdkafka::consumer::StreamConsumer) -> Option<(String, String)> {
+    let m = tokio::time::timeout(Duration::from_millis(200), reader.recv())
+        .await
+        .ok()?
+        .ok()?;
+    let event = json(&m);
+    let ours = event["event_type"] == "execution_failed"
+        && event["metadata"]["service_name"] == "execution-coordinator";
+    ours.then(|| {
+        let field = |name: &str| event[name].as_str().unwrap_or_default().to_owned();
+        (field("execution_id"), field("error_type"))
+    })
 }
 
 fn metrics(addr: &str) -> String {

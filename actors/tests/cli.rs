@@ -14,6 +14,55 @@ fn config_file(text: &str) -> tempfile::NamedTempFile {
     file
 }
 
+/// Starts the binary with `args --config FILE`, its stdout and stderr lines sent to the receiver.
+fn spawn_with_lines(
+    args: &[&str],
+    config: &tempfile::NamedTempFile,
+) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(config.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the binary");
+    let (tx, rx) = mpsc::channel::<String>();
+    for pipe in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    (child, rx)
+}
+
+/// Sends `signal` (e.g. "-TERM") and waits, at most 30 s, for the exit status.
+fn signal_and_wait(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process did not stop within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn check_config_prints_the_effective_config() {
     let file = config_file("[queue]\nmax_queue_size = 42\n");
@@ -63,26 +112,7 @@ fn run_on_the_embedded_broker_prints_its_address_and_stats_and_stops_on_sigterm(
     let file = config_file(
         "[daemon]\nstats_interval = \"200ms\"\nlog_format = \"json\"\nmetrics_addr = \"127.0.0.1:0\"\n",
     );
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(file.path())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the daemon");
-    let (tx, rx) = mpsc::channel::<String>();
-    for pipe in [
-        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().expect("stderr")),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
+    let (mut child, rx) = spawn_with_lines(&["run"], &file);
     let deadline = Instant::now() + Duration::from_secs(30);
     let (mut address, mut stats_actors) = (false, std::collections::BTreeSet::new());
     while !(address && stats_actors.len() >= 5) {
@@ -103,19 +133,7 @@ fn run_on_the_embedded_broker_prints_its_address_and_stats_and_stops_on_sigterm(
             }
         }
     }
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "daemon did not stop within 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = signal_and_wait(&mut child, "-TERM");
     assert!(exit.success(), "SIGTERM exits 0, got {exit:?}");
 }
 
@@ -125,8 +143,8 @@ fn demo_on_the_embedded_broker_closes_the_loop_and_prints_a_summary() {
         "[daemon]\nstats_interval = \"200ms\"\nlog_format = \"json\"\nmetrics_addr = \"\"\n\
          [resources]\ntotal_cpu_cores = 2.0\n",
     );
-    let mut child = Command::new(BIN)
-        .args([
+    let (mut child, rx) = spawn_with_lines(
+        &[
             "demo",
             "--rate",
             "200",
@@ -134,26 +152,9 @@ fn demo_on_the_embedded_broker_closes_the_loop_and_prints_a_summary() {
             "100",
             "--runtime",
             "const:20",
-            "--config",
-        ])
-        .arg(file.path())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the demo");
-    let (tx, rx) = mpsc::channel::<String>();
-    for pipe in [
-        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().expect("stderr")),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
+        ],
+        &file,
+    );
     // Wait until the ingress has seen all 100 executions finish (completed or failed).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -170,19 +171,7 @@ fn demo_on_the_embedded_broker_closes_the_loop_and_prints_a_summary() {
             break;
         }
     }
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "demo did not stop within 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let exit = signal_and_wait(&mut child, "-INT");
     assert!(exit.success(), "Ctrl-C exits 0, got {exit:?}");
     let output: Vec<String> = rx.try_iter().collect();
     let summary = output
