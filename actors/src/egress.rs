@@ -199,6 +199,12 @@ impl KafkaEgressActor {
             }
         }
         if result.is_ok() {
+            // A delivery future resolves before librdkafka drops the message from its queue;
+            // commit_transaction's own flush would then poll in 100 ms slices. Wait here.
+            let deadline = Instant::now() + self.enqueue_timeout;
+            while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_micros(200));
+            }
             result = loop {
                 match self.producer.commit_transaction(timeout) {
                     Err(KafkaError::Transaction(e)) if e.is_retriable() => {

@@ -53,7 +53,9 @@ pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
 pub fn daemon_producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     let mut c = producer_config(kafka, bootstrap);
     if kafka.exactly_once {
-        c.set("transactional.id", kafka.effective_transactional_id());
+        c.set("transactional.id", kafka.effective_transactional_id())
+            // A new transaction right after a commit gets CONCURRENT_TRANSACTIONS retries.
+            .set("retry.backoff.ms", "10");
     }
     c
 }
