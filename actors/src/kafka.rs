@@ -93,28 +93,13 @@ pub fn consumer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     c
 }
 
-/// Every topic the daemon reads or writes, prefixed.
-pub fn all_topics(kafka: &KafkaConfig) -> Vec<String> {
-    let mut topics = kafka.input_topics_full();
-    for t in [
-        kafka.events_topic_full(),
-        kafka.commands_topic_full(),
-        kafka.dlq_topic_full(),
-    ] {
-        if !topics.contains(&t) {
-            topics.push(t);
-        }
-    }
-    topics
-}
-
 /// Creates missing topics (existing ones are left as they are). The state topic is compacted.
 pub async fn ensure_topics(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(kafka, bootstrap)
         .create()
         .context("creating the Kafka admin client")?;
     let state = kafka.state_topic_full();
-    let names: Vec<String> = all_topics(kafka);
+    let names: Vec<String> = kafka.all_topics_full();
     let mut topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|t| NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(1)))
@@ -195,7 +180,7 @@ impl EmbeddedBroker {
     /// Starts a one-broker mock cluster with every topic of `kafka` created.
     pub fn start(kafka: &KafkaConfig) -> anyhow::Result<Self> {
         let cluster = MockCluster::new(1).context("starting the embedded Kafka mock cluster")?;
-        let mut topics = all_topics(kafka);
+        let mut topics = kafka.all_topics_full();
         topics.push(kafka.state_topic_full());
         for topic in &topics {
             cluster
