@@ -162,11 +162,13 @@ impl Daemon {
             let peers = SchedulerPeers {
                 dequeue: queue_addr.clone().recipient(),
                 requeue: queue_addr.clone().recipient(),
+                untried: queue_addr.clone().recipient(),
                 settle: queue_addr.clone().recipient(),
                 put_back: queue_addr.clone().recipient(),
                 allocate: resource.clone().recipient(),
                 release: resource.clone().recipient(),
                 publish: egress.clone().recipient(),
+                publish_batch: egress.clone().recipient(),
             };
             let outputs = outputs.clone();
             let s = config.scheduler.clone();

@@ -5,13 +5,14 @@
 //! `transaction_interval`. A failed commit leaves the daemon's memory ahead of what Kafka holds,
 //! so it is reported on the fatal channel and the process restarts from the committed state.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures::future::join_all;
+use futures::future::{join_all, BoxFuture};
+use futures::FutureExt;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -39,6 +40,24 @@ pub struct Publish {
     pub payload: Option<Vec<u8>>,
     /// Message headers.
     pub headers: Vec<(String, String)>,
+}
+
+/// Hand messages to the producer in this order. Answers once all of them are in its queue (or,
+/// with exactly-once, in the open transaction), with their broker acks to await, in order.
+#[derive(Message, Debug)]
+#[rtype(result = "Handed")]
+pub struct PublishBatch(pub Vec<Publish>);
+
+/// The broker's ack of one handed message.
+pub type Ack = BoxFuture<'static, Result<Delivered, PublishError>>;
+
+/// Messages handed to the producer: their acks, in the order given.
+pub struct Handed(pub Vec<Ack>);
+
+impl std::fmt::Debug for Handed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Handed({} acks)", self.0.len())
+    }
 }
 
 /// Flush everything buffered, waiting at most the given time.
@@ -120,6 +139,9 @@ struct Transactions {
     fatal: UnboundedSender<String>,
 }
 
+/// Messages the egress's mailbox takes before senders wait: high enough never to be reached.
+const MAILBOX_CAPACITY: usize = 1 << 24;
+
 /// The producer actor.
 pub struct KafkaEgressActor {
     /// Set when exactly-once is on.
@@ -129,7 +151,8 @@ pub struct KafkaEgressActor {
     enqueue_timeout: Duration,
     stats: ActorStats,
     stats_interval: Duration,
-    pending: Rc<Cell<usize>>,
+    /// Messages handed and not yet acknowledged (at least once).
+    pending: Arc<AtomicUsize>,
 }
 
 impl KafkaEgressActor {
@@ -145,7 +168,7 @@ impl KafkaEgressActor {
             enqueue_timeout,
             stats: ActorStats::new("kafka_egress"),
             stats_interval,
-            pending: Rc::new(Cell::new(0)),
+            pending: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -342,8 +365,11 @@ impl Actor for KafkaEgressActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // A message in the mailbox is handed over (its sender moves on); what bounds the
+        // backlog is the senders' own limits (unacked events, commands awaiting acks).
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         ctx.run_interval(self.stats_interval, |act, _| {
-            act.stats.report(act.pending.get());
+            act.stats.report(act.pending.load(Ordering::Relaxed));
         });
         if let Some(interval) = self.transactions.as_ref().map(|t| t.interval) {
             ctx.run_interval(interval, |act, ctx| act.commit_when_delivered(ctx));
@@ -371,38 +397,74 @@ impl Supervised for KafkaEgressActor {
     }
 }
 
-impl Handler<Publish> for KafkaEgressActor {
-    type Result = ResponseFuture<Result<Delivered, PublishError>>;
-
-    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
-        let started = Instant::now();
+impl KafkaEgressActor {
+    /// Hands `msg` to the producer (or the open transaction) now; returns its ack. When the
+    /// producer's queue is full the message waits for room, at most `enqueue_timeout`.
+    fn hand(&mut self, msg: Publish) -> Ack {
         if self.transactions.is_some() {
-            let result = self.produce_in_transaction(&msg);
-            self.stats.record(started);
-            return Box::pin(async move { result });
+            return std::future::ready(self.produce_in_transaction(&msg)).boxed();
         }
-        self.stats.record(started);
+        let pending = self.pending.clone();
+        pending.fetch_add(1, Ordering::Relaxed);
+        let handed = match self.producer.send_result(msg.record()) {
+            Ok(delivery) => Ok(delivery),
+            Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => Err(None),
+            Err((e, _)) => Err(Some(e)),
+        };
         let producer = self.producer.clone();
         let timeout = self.enqueue_timeout;
-        let pending = self.pending.clone();
-        pending.set(pending.get() + 1);
-        Box::pin(async move {
-            let result = producer.send(msg.record(), Timeout::After(timeout)).await;
-            pending.set(pending.get() - 1);
+        async move {
+            let result = match handed {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(delivery)) => Ok(delivery),
+                    Ok(Err((e, _))) => Err(e),
+                    Err(_) => Err(KafkaError::Canceled),
+                },
+                // Full queue: wait for room (rdkafka retries until the timeout).
+                Err(None) => producer
+                    .send(msg.record(), Timeout::After(timeout))
+                    .await
+                    .map_err(|(e, _)| e),
+                Err(Some(e)) => Err(e),
+            };
+            pending.fetch_sub(1, Ordering::Relaxed);
             match result {
                 Ok(delivery) => Ok(Delivered {
                     partition: delivery.partition,
                     offset: delivery.offset,
                 }),
-                Err((source, _)) => {
+                Err(source) => {
                     error!(topic = %msg.topic, key = %msg.key, error = %source, "Message not delivered.");
                     Err(PublishError::Kafka {
-                        topic: msg.topic.clone(),
+                        topic: msg.topic,
                         source,
                     })
                 }
             }
-        })
+        }
+        .boxed()
+    }
+}
+
+impl Handler<Publish> for KafkaEgressActor {
+    type Result = ResponseFuture<Result<Delivered, PublishError>>;
+
+    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let ack = self.hand(msg);
+        self.stats.record(started);
+        ack
+    }
+}
+
+impl Handler<PublishBatch> for KafkaEgressActor {
+    type Result = MessageResult<PublishBatch>;
+
+    fn handle(&mut self, msg: PublishBatch, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let acks = msg.0.into_iter().map(|m| self.hand(m)).collect();
+        self.stats.record(started);
+        MessageResult(Handed(acks))
     }
 }
 
@@ -438,7 +500,7 @@ impl Handler<ReportStats> for KafkaEgressActor {
     type Result = ();
 
     fn handle(&mut self, _msg: ReportStats, _ctx: &mut Self::Context) {
-        self.stats.report(self.pending.get());
+        self.stats.report(self.pending.load(Ordering::Relaxed));
     }
 }
 

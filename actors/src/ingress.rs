@@ -19,7 +19,7 @@ use futures::future::{join_all, LocalBoxFuture};
 use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message as _};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
@@ -28,7 +28,7 @@ use crate::kafka::{consumer_config, is_nothing_to_commit, CommitOnRevoke};
 use crate::queue_actor::{Cancel, Enqueue, IsDuplicate, RememberFinished};
 use crate::resource_actor::Release;
 use crate::scheduler::Kick;
-use crate::state::{Outputs, Pending};
+use crate::state::{Outputs, Pending, ORIGIN, ORIGIN_HEADER};
 use crate::stats::ActorStats;
 use crate::telemetry;
 use crate::{InjectFault, ReportStats, RestartCount};
@@ -246,16 +246,21 @@ impl EventHandler {
         ])
     }
 
+    /// A duplicate request is ignored without a word (SPEC §3.5).
+    fn ignore_duplicate(&self, id: &str) -> Acks {
+        self.count(|c| c.duplicates += 1);
+        telemetry::count(telemetry::name::DUPLICATES);
+        debug!(execution_id = %id, "Duplicate request ignored.");
+        self.publish(Vec::new())
+    }
+
     async fn on_requested(&self, request: ExecutionRequested) -> Acks {
         let id = request.execution_id.clone();
-        if self.is_duplicate(&id).await {
-            self.count(|c| c.duplicates += 1);
-            telemetry::count(telemetry::name::DUPLICATES);
-            debug!(execution_id = %id, "Duplicate request ignored.");
-            return self.publish(Vec::new());
-        }
+        // A valid request's duplicate check is the queue's own (at enqueue); a request about to
+        // be refused asks first, so a redelivery is not refused twice.
         let priority = match request.priority_level() {
             Ok(p) => p,
+            Err(_) if self.is_duplicate(&id).await => return self.ignore_duplicate(&id),
             Err(e) => {
                 self.count(|c| c.rejected_invalid += 1);
                 telemetry::rejected("invalid");
@@ -272,6 +277,7 @@ impl EventHandler {
         };
         let resolved = match self.spec.resolve(ask) {
             Ok(r) => r,
+            Err(_) if self.is_duplicate(&id).await => return self.ignore_duplicate(&id),
             Err(e @ RequestError::InvalidQuantity(_)) => {
                 self.count(|c| c.rejected_invalid += 1);
                 telemetry::rejected("invalid");
@@ -317,11 +323,7 @@ impl EventHandler {
                 }
                 .boxed_local()
             }
-            Ok(Err(Rejection::Duplicate { .. })) => {
-                self.count(|c| c.duplicates += 1);
-                telemetry::count(telemetry::name::DUPLICATES);
-                self.publish(Vec::new())
-            }
+            Ok(Err(Rejection::Duplicate { .. })) => self.ignore_duplicate(&id),
             Ok(Err(rejection)) => {
                 match rejection {
                     Rejection::QueueFull { .. } => {
@@ -592,10 +594,28 @@ async fn handle_message(handler: &EventHandler, m: &BorrowedMessage<'_>) -> (Ack
         partition: m.partition(),
         offset: m.offset(),
     };
+    if is_own_event(m) {
+        // Our own `execution_accepted` / `execution_failed` coming back: nothing to do (the
+        // failures we publish are for executions that hold no resources).
+        handler.count(|c| {
+            c.consumed += 1;
+            c.skipped += 1;
+        });
+        return (handler.publish(Vec::new()), consumed);
+    }
     let acks = handler
         .handle(m.key(), m.payload(), (m.topic(), m.partition(), m.offset()))
         .await;
     (acks, consumed)
+}
+
+/// Whether the message carries the coordinator's origin header.
+fn is_own_event(m: &BorrowedMessage<'_>) -> bool {
+    m.headers().is_some_and(|headers| {
+        headers
+            .iter()
+            .any(|h| h.key == ORIGIN_HEADER && h.value == Some(ORIGIN.as_bytes()))
+    })
 }
 
 fn commit(consumer: &StreamConsumer<CommitOnRevoke>, mode: CommitMode) {

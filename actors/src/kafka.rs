@@ -71,6 +71,9 @@ pub fn consumer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("session.timeout.ms", "10000")
         .set("statistics.interval.ms", "5000")
+        // Prefetch at most 16 MiB (librdkafka's default is 64 MiB): the backlog belongs in
+        // the broker, and the daemon's memory goes to its queue. `[kafka.properties]` may raise it.
+        .set("queued.max.messages.kbytes", "16384")
         .set(
             "message.max.bytes",
             (kafka.max_message_bytes + 4096).to_string(),

@@ -35,21 +35,26 @@ pub struct Admitted {
     pub state_ack: RecipientRequest<Publish>,
 }
 
-/// Take the next execution in dispatch order.
+/// Take up to `max` executions in dispatch order (fewer when the queue holds fewer).
 #[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "Option<QueuedExecution<Pending>>")]
-pub struct Dequeue;
-
-/// A dequeued execution is about to be commanded: it no longer counts in positions. Answers
-/// false when it was cancelled meanwhile (then it must not be commanded).
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "bool")]
-pub struct Settle {
-    /// Its level when dequeued.
-    pub priority: Priority,
-    /// Its arrival.
-    pub arrival: u64,
+#[rtype(result = "Vec<QueuedExecution<Pending>>")]
+pub struct Dequeue {
+    /// At most this many.
+    pub max: usize,
 }
+
+/// Dequeued executions are about to be commanded: they no longer count in positions. Answers,
+/// for each (level when dequeued, arrival), false when it was cancelled meanwhile (then it
+/// must not be commanded).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Vec<bool>")]
+pub struct Settle(pub Vec<(Priority, u64)>);
+
+/// Give back executions a scheduling pass dequeued but never tried (the pass ended at a blocked
+/// execution ahead of them): same level, same arrival, state record unchanged.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Untried(pub Vec<QueuedExecution<Pending>>);
 
 /// Put an execution back after "insufficient resources" (one level lower when configured).
 #[derive(Message, Debug, Clone)]
@@ -281,14 +286,39 @@ impl Handler<Enqueue> for QueueActor {
 }
 
 impl Handler<Dequeue> for QueueActor {
-    type Result = Option<QueuedExecution<Pending>>;
+    type Result = MessageResult<Dequeue>;
 
-    fn handle(&mut self, _msg: Dequeue, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Dequeue, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
-        let next = self.queue.dequeue();
+        let mut taken = Vec::with_capacity(msg.max.min(self.queue.len()));
+        while taken.len() < msg.max {
+            match self.queue.dequeue() {
+                Some(entry) => taken.push(entry),
+                None => break,
+            }
+        }
+        if !taken.is_empty() {
+            self.observe();
+        }
+        self.stats.record(started);
+        MessageResult(taken)
+    }
+}
+
+impl Handler<Untried> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Untried, _ctx: &mut Self::Context) {
+        let started = Instant::now();
+        for entry in msg.0 {
+            let id = entry.execution_id.clone();
+            // Its `queued` record still holds; only a cancellation meanwhile changes it.
+            if self.queue.put_back(entry).is_none() && !self.queue.contains(&id) {
+                self.send_logged(self.outputs.state_finished(&id));
+            }
+        }
         self.observe();
         self.stats.record(started);
-        next
     }
 }
 
@@ -319,11 +349,15 @@ impl Handler<PutBack> for QueueActor {
 }
 
 impl Handler<Settle> for QueueActor {
-    type Result = bool;
+    type Result = Vec<bool>;
 
-    fn handle(&mut self, msg: Settle, _ctx: &mut Self::Context) -> bool {
+    fn handle(&mut self, msg: Settle, _ctx: &mut Self::Context) -> Vec<bool> {
         let started = Instant::now();
-        let go = self.queue.settle(msg.priority, msg.arrival);
+        let go = msg
+            .0
+            .into_iter()
+            .map(|(priority, arrival)| self.queue.settle(priority, arrival))
+            .collect();
         self.stats.record(started);
         go
     }

@@ -20,6 +20,12 @@ pub struct Allocate {
     pub resources: Resources,
 }
 
+/// Reserve resources for executions in the order given, stopping at the first that does not
+/// fit: answers the allocations made (a prefix of the request) and, if one did not fit, why.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "(Vec<Allocation>, Option<Insufficient>)")]
+pub struct AllocateInOrder(pub Vec<(String, Resources)>);
+
 /// Return an execution's resources to the pool; answers what was released, if anything.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Option<Allocation>")]
@@ -111,6 +117,28 @@ impl Handler<Allocate> for ResourceActor {
         telemetry::pool(&self.pool.stats());
         self.stats.record(started);
         result
+    }
+}
+
+impl Handler<AllocateInOrder> for ResourceActor {
+    type Result = MessageResult<AllocateInOrder>;
+
+    fn handle(&mut self, msg: AllocateInOrder, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let mut granted = Vec::with_capacity(msg.0.len());
+        let mut refused = None;
+        for (execution_id, resources) in msg.0 {
+            match self.pool.allocate(&execution_id, resources) {
+                Ok(allocation) => granted.push(allocation),
+                Err(insufficient) => {
+                    refused = Some(insufficient);
+                    break;
+                }
+            }
+        }
+        telemetry::pool(&self.pool.stats());
+        self.stats.record(started);
+        MessageResult((granted, refused))
     }
 }
 

@@ -11,9 +11,9 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use crate::clock::now_millis;
-use crate::egress::Publish;
-use crate::queue_actor::{Dequeue, PutBack, Requeue, Settle};
-use crate::resource_actor::{Allocate, Release};
+use crate::egress::{Handed, Publish, PublishBatch};
+use crate::queue_actor::{Dequeue, PutBack, Requeue, Settle, Untried};
+use crate::resource_actor::{AllocateInOrder, Release};
 use crate::state::{Outputs, Pending};
 use crate::stats::ActorStats;
 use crate::telemetry;
@@ -51,22 +51,30 @@ pub struct WaitSummary {
     pub p99: Duration,
 }
 
-/// One scheduling finished (sent by the scheduling task to the actor).
+/// A scheduling pass handed its commands to the egress (or ended without any); its slots are
+/// free again (sent by the pass's task to the actor).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-struct Scheduled(Outcome);
+struct Scheduled(Pass);
+
+/// The broker answered the commands of one pass (sent after [`Scheduled`] by the same task).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+struct Acked(Vec<CommandAck>);
 
 /// Counters of scheduling decisions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SchedulerStats {
-    /// Executions commanded.
+    /// Executions commanded (command acknowledged by the broker).
     pub dispatched: u64,
     /// Executions put back for lack of resources.
     pub requeued: u64,
     /// Commands the broker did not take (execution put back).
     pub publish_failures: u64,
-    /// Schedulings in flight now.
+    /// Executions being scheduled now (dequeued, command not yet handed to the egress).
     pub in_flight: usize,
+    /// Commands handed to the egress and not yet acknowledged.
+    pub awaiting_ack: usize,
     /// True while the head of the queue waits for resources.
     pub blocked: bool,
 }
@@ -74,40 +82,56 @@ pub struct SchedulerStats {
 /// The peers the scheduler talks to, as recipients so tests can stand in for them.
 #[derive(Clone)]
 pub struct SchedulerPeers {
-    /// QueueActor: next execution.
+    /// QueueActor: next executions.
     pub dequeue: Recipient<Dequeue>,
-    /// QueueActor: put back.
+    /// QueueActor: put back (one level lower) after "insufficient".
     pub requeue: Recipient<Requeue>,
+    /// QueueActor: put back, untried, behind a blocked execution.
+    pub untried: Recipient<Untried>,
     /// QueueActor: commanded, no longer counts in positions.
     pub settle: Recipient<Settle>,
     /// QueueActor: put back at its level after a failed publish.
     pub put_back: Recipient<PutBack>,
-    /// ResourceActor: reserve.
-    pub allocate: Recipient<Allocate>,
-    /// ResourceActor: give back after a failed publish.
+    /// ResourceActor: reserve, in dispatch order.
+    pub allocate: Recipient<AllocateInOrder>,
+    /// ResourceActor: give back after a failed publish or a cancellation.
     pub release: Recipient<Release>,
-    /// KafkaEgressActor: command and state record.
+    /// KafkaEgressActor: state record of an execution cancelled while being scheduled.
     pub publish: Recipient<Publish>,
+    /// KafkaEgressActor: commands and state records.
+    pub publish_batch: Recipient<PublishBatch>,
 }
 
+/// How a scheduling pass ended.
+#[derive(Debug, Default)]
+struct Pass {
+    /// Slots it held.
+    slots: usize,
+    /// Commands handed to the egress.
+    handed: usize,
+    /// The queue had fewer executions than slots.
+    drained: bool,
+    /// An execution did not fit: put back, the pass ended there.
+    blocked: bool,
+    /// A peer was gone (stopping).
+    peer_gone: bool,
+}
+
+/// What became of one handed command.
 #[derive(Debug)]
-enum Outcome {
-    /// The queue was empty.
-    Empty,
-    /// Commanded and acknowledged.
-    Dispatched {
+enum CommandAck {
+    /// Acknowledged.
+    Commanded {
         priority: Priority,
         waited: Duration,
     },
-    /// Not enough free resources: put back, the pass ends.
-    Blocked,
-    /// The command was not acknowledged: resources released, execution put back.
-    PublishFailed,
-    /// Cancelled while being scheduled: resources released, not commanded.
-    Cancelled,
-    /// A peer was gone (stopping).
-    PeerGone,
+    /// Not acknowledged: resources released; the execution to put back, unless a cancellation
+    /// released it meanwhile.
+    Failed(Option<QueuedExecution<Pending>>),
 }
+
+/// Commands handed and not yet acknowledged, at most; beyond it the scheduler waits for acks.
+const MAX_AWAITING_ACK: usize = 10_000;
 
 /// The scheduler actor.
 pub struct SchedulerActor {
@@ -118,10 +142,12 @@ pub struct SchedulerActor {
     stats_interval: Duration,
     counters: SchedulerStats,
     idle: bool,
-    /// Waking from idle or blocked: one scheduling at a time until one dispatches.
+    /// Waking from idle or blocked: one execution at a time until one is commanded.
     probing: bool,
     draining: bool,
     drain_waiters: Vec<oneshot::Sender<()>>,
+    /// Executions whose commands the broker refused, to put back once no pass runs.
+    failed: Vec<QueuedExecution<Pending>>,
     /// Queue waits of executions commanded since the last stats line, per level (ms).
     waits_ms: [Vec<u64>; 5],
     /// Queue waits since start, per level: (count, bounded sample in ms).
@@ -146,7 +172,8 @@ fn wait_summary(samples: &mut [u64]) -> String {
 }
 
 impl SchedulerActor {
-    /// A scheduler with at most `max_in_flight` schedulings at once, waking every `interval`.
+    /// A scheduler with at most `max_in_flight` executions being scheduled at once, waking
+    /// every `interval`.
     pub fn new(
         peers: SchedulerPeers,
         outputs: Outputs,
@@ -165,33 +192,35 @@ impl SchedulerActor {
             probing: false,
             draining: false,
             drain_waiters: Vec::new(),
+            failed: Vec::new(),
             waits_ms: Default::default(),
             all_waits_ms: Default::default(),
             stats: ActorStats::new("scheduler"),
         }
     }
 
-    /// Starts schedulings until the limit, an empty queue or a blocked head.
+    /// Starts a scheduling pass over the free slots, unless the queue was seen empty, the head
+    /// blocked, or too many commands wait for their acks.
     fn pass(&mut self, ctx: &mut Context<Self>) {
-        // After the queue was seen empty or the head blocked, one scheduling probes; more
-        // follow only once something was dispatched, so an idle tick costs one dequeue.
+        // After the queue was seen empty or the head blocked, one execution probes; more follow
+        // only once one was commanded, so an idle or blocked tick costs one dequeue.
         let limit = if self.probing { 1 } else { self.max_in_flight };
-        while !self.draining
-            && !self.idle
-            && !self.counters.blocked
-            && self.counters.in_flight < limit
+        let slots = limit.saturating_sub(self.counters.in_flight);
+        if self.draining
+            || self.idle
+            || self.counters.blocked
+            || slots == 0
+            || self.counters.awaiting_ack >= MAX_AWAITING_ACK
         {
-            self.counters.in_flight += 1;
-            let peers = self.peers.clone();
-            let outputs = self.outputs.clone();
-            let me = ctx.address();
-            // Detached from the actor's context, so a restart never drops an execution that
-            // was dequeued but not yet commanded.
-            actix::spawn(async move {
-                let outcome = schedule_one(peers, outputs).await;
-                me.do_send(Scheduled(outcome));
-            });
+            return;
         }
+        self.counters.in_flight += slots;
+        let peers = self.peers.clone();
+        let outputs = self.outputs.clone();
+        let me = ctx.address();
+        // Detached from the actor's context, so a restart never drops an execution that was
+        // dequeued but not yet commanded.
+        actix::spawn(schedule(peers, outputs, slots, me));
     }
 
     fn wake(&mut self, ctx: &mut Context<Self>) {
@@ -204,106 +233,209 @@ impl SchedulerActor {
     }
 
     fn answer_drain(&mut self) {
-        if self.draining && self.counters.in_flight == 0 {
+        if self.draining && self.counters.in_flight == 0 && self.counters.awaiting_ack == 0 {
             for waiter in self.drain_waiters.drain(..) {
                 let _ = waiter.send(());
             }
         }
     }
+
+    /// Puts back the executions whose commands failed, once no pass is running (one could
+    /// take them again at once); the scheduler is blocked until the next tick meanwhile.
+    fn put_back_failed(&mut self) {
+        if self.counters.in_flight == 0 {
+            for entry in self.failed.drain(..) {
+                self.peers.put_back.do_send(PutBack(entry));
+            }
+        }
+    }
+
+    fn record_wait(&mut self, priority: Priority, waited: Duration) {
+        let ms = waited.as_millis() as u64;
+        let samples = &mut self.waits_ms[priority.index()];
+        if samples.len() < WAIT_SAMPLES {
+            samples.push(ms);
+        }
+        let (count, sample) = &mut self.all_waits_ms[priority.index()];
+        *count += 1;
+        if sample.len() < ALL_WAIT_SAMPLES {
+            sample.push(ms);
+        } else {
+            // Keep a spread over the whole run: overwrite round-robin.
+            let slot = (*count as usize) % ALL_WAIT_SAMPLES;
+            sample[slot] = ms;
+        }
+    }
 }
 
-/// One scheduling: dequeue, allocate, publish command and state; put back on failure.
-async fn schedule_one(peers: SchedulerPeers, outputs: Outputs) -> Outcome {
+/// One scheduling pass over `slots` executions: dequeue them, allocate in dispatch order until
+/// one does not fit, hand the commands and state records to the egress, then report the acks.
+async fn schedule(peers: SchedulerPeers, outputs: Outputs, slots: usize, me: Addr<SchedulerActor>) {
     let started = Instant::now();
-    let entry: QueuedExecution<Pending> = match peers.dequeue.send(Dequeue).await {
-        Ok(Some(entry)) => entry,
-        Ok(None) => return Outcome::Empty,
-        Err(_) => return Outcome::PeerGone,
+    let (pass, handed) = hand_commands(&peers, &outputs, slots).await;
+    let handed_count = pass.handed;
+    me.do_send(Scheduled(pass));
+    if let Some((commands, request)) = handed {
+        telemetry::scheduling_duration(started.elapsed());
+        // The egress answers once the messages are in the producer (or the transaction).
+        let acks = request.await.unwrap_or_else(|_| Handed(Vec::new()));
+        let outcomes = await_acks(&peers, commands, acks).await;
+        debug_assert_eq!(outcomes.len(), handed_count);
+        me.do_send(Acked(outcomes));
+    }
+}
+
+/// A command handed to the egress, waiting for its ack.
+struct HandedCommand {
+    entry: QueuedExecution<Pending>,
+    waited: Duration,
+}
+
+/// Dequeue, allocate, settle and hand over; `None` when nothing was handed.
+async fn hand_commands(
+    peers: &SchedulerPeers,
+    outputs: &Outputs,
+    slots: usize,
+) -> (
+    Pass,
+    Option<(Vec<HandedCommand>, RecipientRequest<PublishBatch>)>,
+) {
+    let mut pass = Pass {
+        slots,
+        ..Pass::default()
     };
-    let id = entry.execution_id.clone();
-    let resources = entry.payload.resources;
-    let allocation = match peers
-        .allocate
-        .send(Allocate {
-            execution_id: id.clone(),
-            resources,
-        })
-        .await
-    {
-        Ok(Ok(allocation)) => allocation,
-        Ok(Err(insufficient)) => {
-            debug!(execution_id = %id, %insufficient, "Head of queue waits for resources.");
-            let _ = peers.requeue.send(Requeue(entry)).await;
-            return Outcome::Blocked;
-        }
+    let mut entries = match peers.dequeue.send(Dequeue { max: slots }).await {
+        Ok(entries) => entries,
         Err(_) => {
-            let _ = peers.requeue.send(Requeue(entry)).await;
-            return Outcome::PeerGone;
+            pass.peer_gone = true;
+            return (pass, None);
         }
     };
-    // Last check before the command: a cancellation may have come in while we allocated.
+    pass.drained = entries.len() < slots;
+    if entries.is_empty() {
+        return (pass, None);
+    }
+    let asks = entries
+        .iter()
+        .map(|e| (e.execution_id.clone(), e.payload.resources))
+        .collect();
+    let (allocations, refused) = match peers.allocate.send(AllocateInOrder(asks)).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            let _ = peers.untried.send(Untried(entries)).await;
+            pass.peer_gone = true;
+            return (pass, None);
+        }
+    };
+    // Behind the first that did not fit: back at their level, untried (no demotion for them).
+    let mut rest = entries.split_off(allocations.len());
+    if let Some(insufficient) = refused {
+        let blocked = rest.remove(0);
+        debug!(execution_id = %blocked.execution_id, %insufficient, "Execution waits for resources.");
+        let _ = peers.requeue.send(Requeue(blocked)).await;
+        pass.blocked = true;
+    }
+    if !rest.is_empty() {
+        let _ = peers.untried.send(Untried(rest)).await;
+    }
+    if entries.is_empty() {
+        return (pass, None);
+    }
+    // Last check before the commands: a cancellation may have come in while we allocated.
+    let keys = entries.iter().map(|e| (e.priority, e.arrival)).collect();
     let go = peers
         .settle
-        .send(Settle {
-            priority: entry.priority,
-            arrival: entry.arrival,
-        })
+        .send(Settle(keys))
         .await
-        .unwrap_or(true);
-    if !go {
-        info!(execution_id = %id, "Execution cancelled while being scheduled; not commanded.");
-        let _ = peers
-            .release
-            .send(Release {
-                execution_id: id.clone(),
-            })
-            .await;
-        let _ = peers.publish.send(outputs.state_finished(&id)).await;
-        return Outcome::Cancelled;
+        .unwrap_or_else(|_| vec![true; entries.len()]);
+    let now = now_millis();
+    let mut commands = Vec::with_capacity(entries.len());
+    let mut messages = Vec::with_capacity(entries.len() * 2);
+    for ((entry, allocation), go) in entries.into_iter().zip(&allocations).zip(go) {
+        let id = &entry.execution_id;
+        if !go {
+            info!(execution_id = %id, "Execution cancelled while being scheduled; not commanded.");
+            let _ = peers
+                .release
+                .send(Release {
+                    execution_id: id.clone(),
+                })
+                .await;
+            let _ = peers.publish.send(outputs.state_finished(id)).await;
+            continue;
+        }
+        messages.push(outputs.create_pod_command(&entry, allocation));
+        messages.push(outputs.state_allocated(&entry, allocation));
+        let waited = entry.waited(now);
+        commands.push(HandedCommand { entry, waited });
     }
-    let command = outputs.create_pod_command(&entry, &allocation);
-    let record = outputs.state_allocated(&entry, &allocation);
-    let (command, record) = futures::join!(peers.publish.send(command), peers.publish.send(record));
-    if !matches!(record, Ok(Ok(_))) {
-        // The command decides; a missing state record only matters to a restart.
-        error!(execution_id = %id, "State record of a commanded execution not acknowledged.");
+    if commands.is_empty() {
+        return (pass, None);
     }
-    if matches!(command, Ok(Ok(_))) {
-        let waited = entry.waited(now_millis());
-        telemetry::scheduling_duration(started.elapsed());
-        telemetry::queue_wait(entry.priority, waited);
-        telemetry::count(telemetry::name::COMMANDED);
-        debug!(
-            execution_id = %id,
-            priority = entry.priority.value(),
-            waited_ms = waited.as_millis() as u64,
-            cpu_millis = allocation.resources.cpu_millis,
-            memory_mib = allocation.resources.memory_mib,
-            "Execution commanded."
-        );
-        return Outcome::Dispatched {
-            priority: entry.priority,
-            waited,
+    // Once in the egress's mailbox (unbounded) the commands are handed over: the slots are
+    // free again. A gone egress answers no acks: every command counts as not acknowledged.
+    let request = peers.publish_batch.send(PublishBatch(messages));
+    pass.handed = commands.len();
+    (pass, Some((commands, request)))
+}
+
+/// Awaits the acks of handed commands; a command not acknowledged gives its resources back
+/// and its execution goes back to its level, unless a cancellation released it meanwhile.
+async fn await_acks(
+    peers: &SchedulerPeers,
+    commands: Vec<HandedCommand>,
+    handed: Handed,
+) -> Vec<CommandAck> {
+    let mut acks = handed.0.into_iter();
+    let mut outcomes = Vec::with_capacity(commands.len());
+    for command in commands {
+        let (command_ack, record_ack) = (acks.next(), acks.next());
+        let (command_ok, record_ok) = match (command_ack, record_ack) {
+            (Some(c), Some(r)) => {
+                let (c, r) = futures::join!(c, r);
+                (c.is_ok(), r.is_ok())
+            }
+            _ => (false, false),
         };
+        let entry = command.entry;
+        let id = &entry.execution_id;
+        if !record_ok {
+            // The command decides; a missing state record only matters to a restart.
+            error!(execution_id = %id, "State record of a commanded execution not acknowledged.");
+        }
+        if command_ok {
+            telemetry::queue_wait(entry.priority, command.waited);
+            telemetry::count(telemetry::name::COMMANDED);
+            debug!(
+                execution_id = %id,
+                priority = entry.priority.value(),
+                waited_ms = command.waited.as_millis() as u64,
+                "Execution commanded."
+            );
+            outcomes.push(CommandAck::Commanded {
+                priority: entry.priority,
+                waited: command.waited,
+            });
+            continue;
+        }
+        let released = matches!(
+            peers
+                .release
+                .send(Release {
+                    execution_id: id.clone()
+                })
+                .await,
+            Ok(Some(_))
+        );
+        if released {
+            error!(execution_id = %id, "Command not acknowledged; resources released and execution put back.");
+            outcomes.push(CommandAck::Failed(Some(entry)));
+        } else {
+            info!(execution_id = %id, "Command not acknowledged for an execution cancelled meanwhile; dropped.");
+            outcomes.push(CommandAck::Failed(None));
+        }
     }
-    // Not commanded: give the resources back and put the execution back where it was, unless a
-    // cancellation released them meanwhile (then it is gone for good).
-    let released = matches!(
-        peers
-            .release
-            .send(Release {
-                execution_id: id.clone()
-            })
-            .await,
-        Ok(Some(_))
-    );
-    if released {
-        error!(execution_id = %id, "Command not acknowledged; resources released and execution put back.");
-        let _ = peers.put_back.send(PutBack(entry)).await;
-    } else {
-        info!(execution_id = %id, "Command not acknowledged for an execution cancelled meanwhile; dropped.");
-    }
-    Outcome::PublishFailed
+    outcomes
 }
 
 impl Actor for SchedulerActor {
@@ -312,7 +444,8 @@ impl Actor for SchedulerActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.interval, |act, ctx| act.wake(ctx));
         ctx.run_interval(self.stats_interval, |act, _| {
-            act.stats.report(act.counters.in_flight);
+            act.stats
+                .report(act.counters.in_flight + act.counters.awaiting_ack);
             let waits: Vec<String> = Priority::ALL
                 .iter()
                 .map(|p| {
@@ -333,6 +466,7 @@ impl Actor for SchedulerActor {
                 requeued = act.counters.requeued,
                 publish_failures = act.counters.publish_failures,
                 in_flight = act.counters.in_flight,
+                awaiting_ack = act.counters.awaiting_ack,
                 blocked = act.counters.blocked,
                 queue_wait_p50_p99_ms = %waits.join(","),
                 "Scheduler stats."
@@ -369,44 +503,54 @@ impl Handler<Scheduled> for SchedulerActor {
 
     fn handle(&mut self, msg: Scheduled, ctx: &mut Self::Context) {
         let started = Instant::now();
-        self.counters.in_flight -= 1;
-        match msg.0 {
-            Outcome::Empty => self.idle = true,
-            Outcome::Dispatched { priority, waited } => {
-                self.probing = false;
-                self.counters.dispatched += 1;
-                let ms = waited.as_millis() as u64;
-                let samples = &mut self.waits_ms[priority.index()];
-                if samples.len() < WAIT_SAMPLES {
-                    samples.push(ms);
+        let pass = msg.0;
+        self.counters.in_flight -= pass.slots;
+        self.counters.awaiting_ack += pass.handed;
+        if pass.handed > 0 {
+            self.probing = false;
+        }
+        if pass.drained {
+            self.idle = true;
+        }
+        if pass.blocked {
+            telemetry::count(telemetry::name::REQUEUED);
+            self.counters.requeued += 1;
+            self.counters.blocked = true;
+        }
+        if pass.peer_gone {
+            self.stats.error();
+            self.counters.blocked = true;
+        }
+        self.put_back_failed();
+        self.pass(ctx);
+        self.answer_drain();
+        self.stats.record(started);
+    }
+}
+
+impl Handler<Acked> for SchedulerActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Acked, ctx: &mut Self::Context) {
+        let started = Instant::now();
+        for ack in msg.0 {
+            self.counters.awaiting_ack -= 1;
+            match ack {
+                CommandAck::Commanded { priority, waited } => {
+                    self.counters.dispatched += 1;
+                    self.record_wait(priority, waited);
                 }
-                let (count, sample) = &mut self.all_waits_ms[priority.index()];
-                *count += 1;
-                if sample.len() < ALL_WAIT_SAMPLES {
-                    sample.push(ms);
-                } else {
-                    // Keep a spread over the whole run: overwrite round-robin.
-                    let slot = (*count as usize) % ALL_WAIT_SAMPLES;
-                    sample[slot] = ms;
+                CommandAck::Failed(entry) => {
+                    self.stats.error();
+                    self.counters.publish_failures += 1;
+                    // Wait for the next tick rather than retrying at once against a failing
+                    // broker: a pass running now must not take it again either.
+                    self.counters.blocked = true;
+                    self.failed.extend(entry);
                 }
-            }
-            Outcome::Blocked => {
-                telemetry::count(telemetry::name::REQUEUED);
-                self.counters.requeued += 1;
-                self.counters.blocked = true;
-            }
-            Outcome::PublishFailed => {
-                self.stats.error();
-                self.counters.publish_failures += 1;
-                // Wait for the next tick rather than retrying at once against a failing broker.
-                self.counters.blocked = true;
-            }
-            Outcome::Cancelled => {}
-            Outcome::PeerGone => {
-                self.stats.error();
-                self.counters.blocked = true;
             }
         }
+        self.put_back_failed();
         self.pass(ctx);
         self.answer_drain();
         self.stats.record(started);
@@ -470,7 +614,8 @@ impl Handler<ReportStats> for SchedulerActor {
     type Result = ();
 
     fn handle(&mut self, _msg: ReportStats, _ctx: &mut Self::Context) {
-        self.stats.report(self.counters.in_flight);
+        self.stats
+            .report(self.counters.in_flight + self.counters.awaiting_ack);
     }
 }
 

@@ -27,6 +27,12 @@ use crate::clock::{event_id, now_millis, timestamp};
 use crate::egress::Publish;
 use crate::kafka::client_config;
 
+/// Header naming the producer on the events and DLQ records the coordinator writes.
+pub const ORIGIN_HEADER: &str = "x-coordinator";
+
+/// Value of [`ORIGIN_HEADER`].
+pub const ORIGIN: &str = "execution-coordinator";
+
 /// A queued request and what it will reserve.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
@@ -101,6 +107,16 @@ impl Outputs {
         Publish::json(topic, key, payload)
     }
 
+    /// An event of ours on the events topic, marked with [`ORIGIN_HEADER`]: when it comes
+    /// back on an input topic the ingress skips it without decoding it.
+    fn own_event<T: Serialize>(topic: &str, key: &str, value: &T) -> Publish {
+        let mut publish = Self::json(topic, key, value);
+        publish
+            .headers
+            .push((ORIGIN_HEADER.to_owned(), ORIGIN.to_owned()));
+        publish
+    }
+
     /// `execution_accepted` with the true queue position.
     pub fn accepted(
         &self,
@@ -116,7 +132,7 @@ impl Outputs {
             event_id(),
             timestamp(),
         );
-        Self::json(&self.events_topic, &request.execution_id, &event)
+        Self::own_event(&self.events_topic, &request.execution_id, &event)
     }
 
     /// `execution_failed` for a rejection or expiry.
@@ -136,7 +152,7 @@ impl Outputs {
             event_id(),
             timestamp(),
         );
-        Self::json(&self.events_topic, execution_id, &event)
+        Self::own_event(&self.events_topic, execution_id, &event)
     }
 
     /// `create_pod_command` carrying what was reserved.
@@ -175,7 +191,7 @@ impl Outputs {
                 ("x-source-partition".into(), source.1.to_string()),
                 ("x-source-offset".into(), source.2.to_string()),
                 ("x-error".into(), error.to_owned()),
-                ("x-coordinator".into(), "execution-coordinator".into()),
+                (ORIGIN_HEADER.into(), ORIGIN.into()),
             ],
         }
     }

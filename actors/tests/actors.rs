@@ -21,7 +21,7 @@ use execution_coordinator::queue_actor::{
     Cancel, Enqueue, ExpireStale, IsDuplicate, QueueActor, QueueStatsQuery, QueuedIds,
 };
 use execution_coordinator::resource_actor::{
-    Allocate, AllocationsQuery, PoolStatsQuery, Release, ResourceActor,
+    Allocate, AllocateInOrder, AllocationsQuery, PoolStatsQuery, Release, ResourceActor,
 };
 use execution_coordinator::scheduler::{
     Kick, SchedulerActor, SchedulerPeers, SchedulerStats, SchedulerStatsQuery,
@@ -96,17 +96,19 @@ impl Rig {
         &self,
         max_in_flight: usize,
         interval: Duration,
-        allocate: Recipient<Allocate>,
+        allocate: Recipient<AllocateInOrder>,
     ) -> Addr<SchedulerActor> {
         let counter = DequeueCounter::start(self.queue.clone().recipient(), self.dequeues.clone());
         let peers = SchedulerPeers {
             dequeue: counter.recipient(),
             requeue: self.queue.clone().recipient(),
+            untried: self.queue.clone().recipient(),
             settle: self.queue.clone().recipient(),
             put_back: self.queue.clone().recipient(),
             allocate,
             release: self.resource.clone().recipient(),
             publish: self.collector.clone().recipient(),
+            publish_batch: self.collector.clone().recipient(),
         };
         let outputs = self.outputs.clone();
         Supervisor::start(move |_| {
@@ -338,6 +340,51 @@ async fn a_blocked_head_is_requeued_one_level_lower_and_waits_for_a_release() {
         .map(|a| a.execution_id)
         .collect();
     assert_eq!(held, ids(&["b", "d"]));
+}
+
+#[actix::test]
+async fn a_blocked_pass_demotes_only_the_execution_that_did_not_fit() {
+    // Room for two executions of SMALL; ten schedulings may run at once.
+    let rig = Rig::start(pool(1_000, 1_024), QueueLimits::default());
+    for id in ["a", "b"] {
+        rig.enqueue(id, Normal, SMALL).await;
+    }
+    for id in ["c", "d", "e", "f"] {
+        rig.enqueue(id, High, SMALL).await;
+    }
+    let scheduler = rig.scheduler(10, NEVER);
+    let s = await_stats(&scheduler, "the pass to block", |s| {
+        s.blocked && s.in_flight == 0 && s.awaiting_ack == 0
+    })
+    .await;
+    assert_eq!((s.dispatched, s.requeued), (2, 1));
+    assert_eq!(rig.commands(), ids(&["c", "d"]));
+    // e did not fit and went one level lower; f, a and b, behind it, were never tried and keep
+    // their levels: f (HIGH) is still ahead of everything NORMAL.
+    assert_eq!(rig.queued().await, ids(&["f", "a", "b", "e"]));
+    let depth = rig.queue.send(QueueStatsQuery).await.expect("queue").depth;
+    assert_eq!(depth, [0, 1, 3, 0, 0]);
+    for id in ["f", "a", "b"] {
+        assert_eq!(rig.state_names(id), ["queued"], "{id} was written again");
+    }
+
+    // A release: f goes out, then the pass stops at a (NORMAL → LOW), b and e stay NORMAL.
+    rig.resource
+        .send(Release {
+            execution_id: "c".into(),
+        })
+        .await
+        .expect("pool answers");
+    scheduler.do_send(Kick);
+    rig.await_commands(&["c", "d", "f"]).await;
+    let s = await_stats(&scheduler, "the pass to block again", |s| {
+        s.blocked && s.in_flight == 0 && s.requeued == 2
+    })
+    .await;
+    assert_eq!(s.dispatched, 3);
+    assert_eq!(rig.queued().await, ids(&["b", "e", "a"]));
+    let depth = rig.queue.send(QueueStatsQuery).await.expect("queue").depth;
+    assert_eq!(depth, [0, 0, 2, 1, 0]);
 }
 
 #[actix::test]

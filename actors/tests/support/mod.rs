@@ -15,10 +15,11 @@ use coordinator_core::events::ExecutionRequested;
 use coordinator_core::pool::{Allocation, Insufficient, PoolSpec, Resources};
 use coordinator_core::queue::{QueuedExecution, Rejection};
 use coordinator_core::Priority;
-use execution_coordinator::egress::{Delivered, Publish, PublishError};
+use execution_coordinator::egress::{Ack, Delivered, Handed, Publish, PublishBatch, PublishError};
 use execution_coordinator::queue_actor::Dequeue;
-use execution_coordinator::resource_actor::Allocate;
+use execution_coordinator::resource_actor::AllocateInOrder;
 use execution_coordinator::state::Pending;
+use futures::FutureExt;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use serde_json::Value;
@@ -206,10 +207,9 @@ impl Actor for Collector {
     type Context = Context<Self>;
 }
 
-impl Handler<Publish> for Collector {
-    type Result = ResponseFuture<Result<Delivered, PublishError>>;
-
-    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
+impl Collector {
+    /// Records `msg` (now, or once the gate opens when its topic is held) and answers its ack.
+    fn ack(&self, msg: Publish) -> Ack {
         let gate = {
             let mut log = self.sink.lock();
             match (&log.gate, log.held.contains(&msg.topic)) {
@@ -223,21 +223,38 @@ impl Handler<Publish> for Collector {
         };
         let Some(gate) = gate else {
             // Recorded now, so the log is in handling order.
-            return Box::pin(std::future::ready(self.sink.answer(msg)));
+            return std::future::ready(self.sink.answer(msg)).boxed();
         };
         let sink = self.sink.clone();
-        Box::pin(async move {
+        async move {
             let _ = gate.acquire().await.map(|permit| permit.forget());
             sink.lock().waiting -= 1;
             sink.answer(msg)
-        })
+        }
+        .boxed()
     }
 }
 
-/// Sits between the scheduler and the pool and holds every `Allocate` until the test lets
-/// it through, so a test can act while a scheduling is in progress.
+impl Handler<Publish> for Collector {
+    type Result = ResponseFuture<Result<Delivered, PublishError>>;
+
+    fn handle(&mut self, msg: Publish, _ctx: &mut Self::Context) -> Self::Result {
+        self.ack(msg)
+    }
+}
+
+impl Handler<PublishBatch> for Collector {
+    type Result = MessageResult<PublishBatch>;
+
+    fn handle(&mut self, msg: PublishBatch, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(Handed(msg.0.into_iter().map(|m| self.ack(m)).collect()))
+    }
+}
+
+/// Sits between the scheduler and the pool and holds every `AllocateInOrder` until the test
+/// lets it through, so a test can act while a scheduling is in progress.
 pub struct AllocateGate {
-    pool: Recipient<Allocate>,
+    pool: Recipient<AllocateInOrder>,
     gate: Arc<Semaphore>,
     seen: Arc<AtomicU64>,
 }
@@ -245,7 +262,7 @@ pub struct AllocateGate {
 impl AllocateGate {
     /// A closed gate in front of `pool`; `seen` counts the requests that reached it.
     pub fn start(
-        pool: Recipient<Allocate>,
+        pool: Recipient<AllocateInOrder>,
         gate: Arc<Semaphore>,
         seen: Arc<AtomicU64>,
     ) -> Addr<AllocateGate> {
@@ -257,10 +274,10 @@ impl Actor for AllocateGate {
     type Context = Context<Self>;
 }
 
-impl Handler<Allocate> for AllocateGate {
-    type Result = ResponseFuture<Result<Allocation, Insufficient>>;
+impl Handler<AllocateInOrder> for AllocateGate {
+    type Result = ResponseFuture<(Vec<Allocation>, Option<Insufficient>)>;
 
-    fn handle(&mut self, msg: Allocate, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: AllocateInOrder, _ctx: &mut Self::Context) -> Self::Result {
         self.seen.fetch_add(1, Ordering::SeqCst);
         let pool = self.pool.clone();
         let gate = self.gate.clone();
@@ -289,12 +306,12 @@ impl Actor for DequeueCounter {
 }
 
 impl Handler<Dequeue> for DequeueCounter {
-    type Result = ResponseFuture<Option<QueuedExecution<Pending>>>;
+    type Result = ResponseFuture<Vec<QueuedExecution<Pending>>>;
 
     fn handle(&mut self, msg: Dequeue, _ctx: &mut Self::Context) -> Self::Result {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let queue = self.queue.clone();
-        Box::pin(async move { queue.send(msg).await.ok().flatten() })
+        Box::pin(async move { queue.send(msg).await.unwrap_or_default() })
     }
 }
 
