@@ -127,7 +127,7 @@ enum CommandAck {
     },
     /// Not acknowledged: resources released; the execution to put back, unless a cancellation
     /// released it meanwhile.
-    Failed(Option<QueuedExecution<Pending>>),
+    Failed(Option<Box<QueuedExecution<Pending>>>),
 }
 
 /// Commands handed and not yet acknowledged, at most; beyond it the scheduler waits for acks.
@@ -429,7 +429,7 @@ async fn await_acks(
         );
         if released {
             error!(execution_id = %id, "Command not acknowledged; resources released and execution put back.");
-            outcomes.push(CommandAck::Failed(Some(entry)));
+            outcomes.push(CommandAck::Failed(Some(Box::new(entry))));
         } else {
             info!(execution_id = %id, "Command not acknowledged for an execution cancelled meanwhile; dropped.");
             outcomes.push(CommandAck::Failed(None));
@@ -546,7 +546,7 @@ impl Handler<Acked> for SchedulerActor {
                     // Wait for the next tick rather than retrying at once against a failing
                     // broker: a pass running now must not take it again either.
                     self.counters.blocked = true;
-                    self.failed.extend(entry);
+                    self.failed.extend(entry.map(|e| *e));
                 }
             }
         }
