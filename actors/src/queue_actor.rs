@@ -54,7 +54,7 @@ pub struct Settle(pub Vec<(Priority, u64)>);
 /// execution ahead of them): same level, same arrival, state record unchanged.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct Untried(pub Vec<QueuedExecution<Pending>>);
+pub struct ReturnUntried(pub Vec<QueuedExecution<Pending>>);
 
 /// Put an execution back after "insufficient resources" (one level lower when configured).
 #[derive(Message, Debug, Clone)]
@@ -305,10 +305,10 @@ impl Handler<Dequeue> for QueueActor {
     }
 }
 
-impl Handler<Untried> for QueueActor {
+impl Handler<ReturnUntried> for QueueActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Untried, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: ReturnUntried, _ctx: &mut Self::Context) {
         let started = Instant::now();
         for entry in msg.0 {
             let id = entry.execution_id.clone();

@@ -12,7 +12,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::clock::now_millis;
 use crate::egress::{Handed, Publish, PublishBatch};
-use crate::queue_actor::{Dequeue, PutBack, Requeue, Settle, Untried};
+use crate::queue_actor::{Dequeue, PutBack, Requeue, ReturnUntried, Settle};
 use crate::resource_actor::{AllocateInOrder, Release};
 use crate::state::{Outputs, Pending};
 use crate::stats::ActorStats;
@@ -87,7 +87,7 @@ pub struct SchedulerPeers {
     /// QueueActor: put back (one level lower) after "insufficient".
     pub requeue: Recipient<Requeue>,
     /// QueueActor: put back, untried, behind a blocked execution.
-    pub untried: Recipient<Untried>,
+    pub untried: Recipient<ReturnUntried>,
     /// QueueActor: commanded, no longer counts in positions.
     pub settle: Recipient<Settle>,
     /// QueueActor: put back at its level after a failed publish.
@@ -322,7 +322,7 @@ async fn hand_commands(
     let (allocations, refused) = match peers.allocate.send(AllocateInOrder(asks)).await {
         Ok(answer) => answer,
         Err(_) => {
-            let _ = peers.untried.send(Untried(entries)).await;
+            let _ = peers.untried.send(ReturnUntried(entries)).await;
             pass.peer_gone = true;
             return (pass, None);
         }
@@ -336,7 +336,7 @@ async fn hand_commands(
         pass.blocked = true;
     }
     if !rest.is_empty() {
-        let _ = peers.untried.send(Untried(rest)).await;
+        let _ = peers.untried.send(ReturnUntried(rest)).await;
     }
     if entries.is_empty() {
         return (pass, None);
