@@ -298,12 +298,10 @@ impl EventHandler {
         }
         let user_id = request.metadata.user_key().to_owned();
         let enqueue = Enqueue {
+            execution_id: id.clone(),
             user_id,
             priority,
-            pending: Pending {
-                request: request.clone(),
-                resources: resolved.resources,
-            },
+            pending: Pending::new(&request, resolved.resources),
         };
         match self.peers.enqueue.send(enqueue).await {
             Ok(Ok(admitted)) => {

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use coordinator_core::events::ErrorType;
+use coordinator_core::events::{ErrorType, EventMetadata};
 use coordinator_core::queue::{Cancelled, ExecutionQueue, QueueStats, QueuedExecution, Rejection};
 use coordinator_core::Priority;
 use tracing::{info, warn};
@@ -19,6 +19,8 @@ use crate::{InjectFault, ReportStats, RestartCount};
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Result<Admitted, Rejection>")]
 pub struct Enqueue {
+    /// The execution.
+    pub execution_id: String,
     /// The user the per-user limit counts against.
     pub user_id: String,
     /// Its level.
@@ -162,12 +164,15 @@ impl QueueActor {
                 humantime::format_duration(Duration::from_secs(waited.as_secs())),
                 humantime::format_duration(timeout)
             );
-            let failed = self.outputs.failed(
-                &e.execution_id,
-                &e.payload.request.metadata,
-                ErrorType::Timeout,
-                &message,
-            );
+            // Our own encoding: it decodes; if not, the failure still goes out, as ours.
+            let metadata = e
+                .payload
+                .request()
+                .map(|r| r.metadata)
+                .unwrap_or_else(|_| EventMetadata::coordinator());
+            let failed =
+                self.outputs
+                    .failed(&e.execution_id, &metadata, ErrorType::Timeout, &message);
             self.send_logged(failed);
             self.send_logged(self.outputs.state_finished(&e.execution_id));
         }
@@ -253,7 +258,7 @@ impl Handler<Enqueue> for QueueActor {
 
     fn handle(&mut self, msg: Enqueue, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
-        let id = msg.pending.request.execution_id.clone();
+        let id = msg.execution_id;
         let result = self
             .queue
             .enqueue(

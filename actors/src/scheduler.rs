@@ -353,18 +353,21 @@ async fn hand_commands(
     let mut messages = Vec::with_capacity(entries.len() * 2);
     for ((entry, allocation), go) in entries.into_iter().zip(&allocations).zip(go) {
         let id = &entry.execution_id;
-        if !go {
-            info!(execution_id = %id, "Execution cancelled while being scheduled; not commanded.");
-            let _ = peers
-                .release
-                .send(Release {
-                    execution_id: id.clone(),
-                })
-                .await;
-            let _ = peers.publish.send(outputs.state_finished(id)).await;
-            continue;
-        }
-        messages.push(outputs.create_pod_command(&entry, allocation));
+        let command = match (go, outputs.create_pod_command(&entry, allocation)) {
+            (true, Ok(command)) => command,
+            (false, _) => {
+                info!(execution_id = %id, "Execution cancelled while being scheduled; not commanded.");
+                drop_scheduled(peers, outputs, id).await;
+                continue;
+            }
+            (true, Err(e)) => {
+                // Only a defect gets here: the request was encoded by the ingress.
+                error!(execution_id = %id, error = %e, "Queued request does not decode; execution dropped.");
+                drop_scheduled(peers, outputs, id).await;
+                continue;
+            }
+        };
+        messages.push(command);
         messages.push(outputs.state_allocated(&entry, allocation));
         let waited = entry.waited(now);
         commands.push(HandedCommand { entry, waited });
@@ -377,6 +380,17 @@ async fn hand_commands(
     let request = peers.publish_batch.send(PublishBatch(messages));
     pass.handed = commands.len();
     (pass, Some((commands, request)))
+}
+
+/// Gives back the resources of an execution that will not be commanded and records it finished.
+async fn drop_scheduled(peers: &SchedulerPeers, outputs: &Outputs, id: &str) {
+    let _ = peers
+        .release
+        .send(Release {
+            execution_id: id.to_owned(),
+        })
+        .await;
+    let _ = peers.publish.send(outputs.state_finished(id)).await;
 }
 
 /// Awaits the acks of handed commands; a command not acknowledged gives its resources back

@@ -21,6 +21,7 @@ use coordinator_core::Priority;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tracing::{info, warn};
 
 use crate::clock::{event_id, now_millis, timestamp};
@@ -34,12 +35,55 @@ pub const ORIGIN_HEADER: &str = "x-coordinator";
 pub const ORIGIN: &str = "execution-coordinator";
 
 /// A queued request and what it will reserve.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Pending {
-    /// The request as received.
-    pub request: ExecutionRequested,
+    /// The request, encoded compactly: one allocation while it waits (a decoded request is a
+    /// score of them), written as is into its `queued` state record, decoded again when its
+    /// command is built.
+    request: Box<RawValue>,
     /// Resolved amounts (defaults applied, clamped to caps).
     pub resources: Resources,
+}
+
+impl Pending {
+    /// `request`, to reserve `resources`.
+    pub fn new(request: &ExecutionRequested, resources: Resources) -> Self {
+        // Encoding our own type cannot fail (no maps with non-string keys).
+        let request =
+            serde_json::value::to_raw_value(request).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        Self { request, resources }
+    }
+
+    /// The request, decoded.
+    pub fn request(&self) -> Result<ExecutionRequested, serde_json::Error> {
+        serde_json::from_str(self.request.get())
+    }
+
+    /// The request as JSON.
+    pub fn request_json(&self) -> &RawValue {
+        &self.request
+    }
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.resources == other.resources && self.request.get() == other.request.get()
+    }
+}
+
+/// The `queued` record as written: the request embedded as encoded in [`Pending`] (read back
+/// as [`StateRecord::Queued`]).
+#[derive(Serialize)]
+struct QueuedRecord<'a> {
+    state: &'static str,
+    priority: Priority,
+    arrival: u64,
+    enqueued_at: u64,
+    requeues: u32,
+    cpu_millis: u64,
+    memory_mib: u64,
+    gpu: u64,
+    request: &'a RawValue,
 }
 
 /// One record of the state topic.
@@ -155,21 +199,27 @@ impl Outputs {
         Self::own_event(&self.events_topic, execution_id, &event)
     }
 
-    /// `create_pod_command` carrying what was reserved.
+    /// `create_pod_command` carrying what was reserved; an error if the queued request does
+    /// not decode (it was encoded by us, so only a defect can cause that).
     pub fn create_pod_command(
         &self,
         entry: &QueuedExecution<Pending>,
         allocation: &Allocation,
-    ) -> Publish {
+    ) -> Result<Publish, serde_json::Error> {
+        let request = entry.payload.request()?;
         let command = CreatePodCommand::for_request(
-            &entry.payload.request,
+            &request,
             allocation.resources.cpu_millis,
             allocation.resources.memory_mib,
             entry.priority,
             event_id(),
             timestamp(),
         );
-        Self::json(&self.commands_topic, &entry.execution_id, &command)
+        Ok(Self::json(
+            &self.commands_topic,
+            &entry.execution_id,
+            &command,
+        ))
     }
 
     /// The raw input message, to the DLQ, with headers naming where it came from and why.
@@ -199,7 +249,8 @@ impl Outputs {
     /// State: queued.
     pub fn state_queued(&self, entry: &QueuedExecution<Pending>) -> Publish {
         let r = entry.payload.resources;
-        let record = StateRecord::Queued {
+        let record = QueuedRecord {
+            state: "queued",
             priority: entry.priority,
             arrival: entry.arrival,
             enqueued_at: entry.enqueued_at,
@@ -207,7 +258,7 @@ impl Outputs {
             cpu_millis: r.cpu_millis,
             memory_mib: r.memory_mib,
             gpu: r.gpu,
-            request: Box::new(entry.payload.request.clone()),
+            request: entry.payload.request_json(),
         };
         Self::json(&self.state_topic, &entry.execution_id, &record)
     }
@@ -354,10 +405,7 @@ pub fn restore(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<RestoredS
                 arrival,
                 enqueued_at,
                 requeues,
-                payload: Pending {
-                    request: *request,
-                    resources: Resources::new(cpu_millis, memory_mib, gpu),
-                },
+                payload: Pending::new(&request, Resources::new(cpu_millis, memory_mib, gpu)),
             }),
             Ok(StateRecord::Allocated {
                 cpu_millis,

@@ -123,9 +123,10 @@ impl Rig {
         let answer = self
             .queue
             .send(Enqueue {
+                execution_id: id.clone(),
                 user_id: request.metadata.user_key().to_owned(),
                 priority,
-                pending: Pending { request, resources },
+                pending: Pending::new(&request, resources),
             })
             .await;
         admitted(&id, answer).position
