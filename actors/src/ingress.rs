@@ -441,8 +441,10 @@ pub struct KafkaIngressActor {
     stopped: bool,
 }
 
-/// Events consumed but not yet acknowledged, at most; beyond it the consumer waits.
-const MAX_UNACKED: usize = 10_000;
+/// Events consumed but not yet acknowledged, at most; beyond it the consumer waits. Each holds
+/// its outputs in the producer until acked: 2,000 keep a 100k burst's peak 50 MiB lower than
+/// 10,000 did, with the same throughput (BENCHMARKS.md).
+const MAX_UNACKED: usize = 2_000;
 
 impl KafkaIngressActor {
     /// An ingress for the input topics of `kafka` on `bootstrap`; `assigned` tells whether

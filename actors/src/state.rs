@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use coordinator_core::config::KafkaConfig;
 use coordinator_core::events::{
-    CreatePodCommand, ErrorType, EventMetadata, ExecutionAccepted, ExecutionFailed,
+    CreatePodCommand, ErrorType, EventMetadata, EventType, ExecutionAccepted, ExecutionFailed,
     ExecutionRequested,
 };
 use coordinator_core::pool::{Allocation, Resources};
@@ -46,11 +46,34 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// `request`, to reserve `resources`.
+    /// `request`, to reserve `resources`; only what its command and its failure events are
+    /// built from is kept.
     pub fn new(request: &ExecutionRequested, resources: Resources) -> Self {
+        let kept = KeptRequest {
+            event_type: request.event_type,
+            metadata: KeptMetadata {
+                service_name: &request.metadata.service_name,
+                service_version: &request.metadata.service_version,
+                correlation_id: &request.metadata.correlation_id,
+                user_id: request.metadata.user_id.as_deref(),
+                environment: &request.metadata.environment,
+            },
+            execution_id: &request.execution_id,
+            script: &request.script,
+            language: &request.language,
+            language_version: &request.language_version,
+            runtime_image: &request.runtime_image,
+            runtime_command: &request.runtime_command,
+            runtime_filename: &request.runtime_filename,
+            timeout_seconds: request.timeout_seconds,
+            cpu_limit: request.cpu_limit.as_deref(),
+            memory_limit: request.memory_limit.as_deref(),
+            priority: request.priority,
+            gpu_request: request.gpu_request,
+        };
         // Encoding our own type cannot fail (no maps with non-string keys).
         let request =
-            serde_json::value::to_raw_value(request).unwrap_or_else(|_| RawValue::NULL.to_owned());
+            serde_json::value::to_raw_value(&kept).unwrap_or_else(|_| RawValue::NULL.to_owned());
         Self { request, resources }
     }
 
@@ -63,6 +86,41 @@ impl Pending {
     pub fn request_json(&self) -> &RawValue {
         &self.request
     }
+}
+
+/// What a queued execution keeps of its request: the fields of its command and of the
+/// metadata its replies carry. Dropped: the event's id, version and time, the aggregate id, the
+/// client's address and agent, and the resource requests (resolved into [`Pending::resources`]).
+/// Decodes as an [`ExecutionRequested`].
+#[derive(Serialize)]
+struct KeptRequest<'a> {
+    event_type: EventType,
+    metadata: KeptMetadata<'a>,
+    execution_id: &'a str,
+    script: &'a str,
+    language: &'a str,
+    language_version: &'a str,
+    runtime_image: &'a str,
+    runtime_command: &'a [String],
+    runtime_filename: &'a str,
+    timeout_seconds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_limit: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_limit: Option<&'a str>,
+    priority: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gpu_request: Option<u32>,
+}
+
+/// The request's metadata without the client's address and agent.
+#[derive(Serialize)]
+struct KeptMetadata<'a> {
+    service_name: &'a str,
+    service_version: &'a str,
+    correlation_id: &'a str,
+    user_id: Option<&'a str>,
+    environment: &'a str,
 }
 
 impl PartialEq for Pending {
@@ -432,4 +490,39 @@ pub fn restore(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<RestoredS
         "State restored."
     );
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden() -> ExecutionRequested {
+        serde_json::from_str(include_str!("../../tests/golden/execution_requested.json"))
+            .expect("the golden request decodes")
+    }
+
+    #[test]
+    fn a_queued_request_keeps_what_its_command_and_replies_need() {
+        let request = golden();
+        let pending = Pending::new(&request, Resources::new(200, 128, 0));
+        let kept = pending.request().expect("the kept request decodes");
+        let command = |r: &ExecutionRequested| {
+            CreatePodCommand::for_request(r, 200, 128, Priority::Normal, "e".into(), "t".into())
+        };
+        assert_eq!(command(&kept), command(&request));
+        assert_eq!(kept.metadata.reply(), request.metadata.reply());
+        assert_eq!(kept.metadata.user_key(), request.metadata.user_key());
+        // What is dropped is gone from memory and from the state record.
+        let json = pending.request_json().get();
+        for gone in [
+            "event_id",
+            "timestamp",
+            "user_agent",
+            "ip_address",
+            "cpu_request",
+        ] {
+            assert!(!json.contains(gone), "{gone} kept: {json}");
+        }
+        assert!(json.len() < serde_json::to_string(&request).expect("encodes").len());
+    }
 }
