@@ -106,6 +106,8 @@ pub struct EventHandler {
     spec: Arc<PoolSpec>,
     max_message_bytes: usize,
     counters: Rc<RefCell<IngressCounters>>,
+    /// The accepted counter, looked up once.
+    accepted: metrics::Counter,
 }
 
 /// The broker acks for one input event's effects.
@@ -125,6 +127,7 @@ impl EventHandler {
             spec: Arc::new(spec),
             max_message_bytes,
             counters: Rc::new(RefCell::new(IngressCounters::default())),
+            accepted: metrics::counter!(telemetry::name::ACCEPTED),
         }
     }
 
@@ -306,7 +309,7 @@ impl EventHandler {
         match self.peers.enqueue.send(enqueue).await {
             Ok(Ok(admitted)) => {
                 self.count(|c| c.accepted += 1);
-                telemetry::count(telemetry::name::ACCEPTED);
+                self.accepted.increment(1);
                 debug!(execution_id = %id, position = admitted.position, "Execution queued.");
                 let accepted = self.publish(vec![self.outputs.accepted(
                     &request,

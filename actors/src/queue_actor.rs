@@ -122,6 +122,7 @@ pub struct QueueActor {
     publish: Recipient<Publish>,
     outputs: Outputs,
     expired_total: u64,
+    depth_gauges: telemetry::QueueDepthGauges,
 }
 
 impl QueueActor {
@@ -142,6 +143,7 @@ impl QueueActor {
             publish,
             outputs,
             expired_total: 0,
+            depth_gauges: telemetry::QueueDepthGauges::new(),
         }
     }
 
@@ -192,7 +194,7 @@ impl QueueActor {
 
     /// Publishes the queue depth gauges, and tombstones for ids the duplicate memory forgot.
     fn observe(&mut self) {
-        telemetry::queue_depth(&self.queue.depth());
+        self.depth_gauges.set(&self.queue.depth());
         for id in self.queue.take_forgotten() {
             self.send_logged(self.outputs.state_forgotten(&id));
         }

@@ -55,6 +55,7 @@ pub struct AllocationsQuery;
 /// The pool actor.
 pub struct ResourceActor {
     pool: ResourcePool,
+    gauges: telemetry::PoolGauges,
     stats: ActorStats,
     stats_interval: Duration,
 }
@@ -64,6 +65,7 @@ impl ResourceActor {
     pub fn new(pool: ResourcePool, stats_interval: Duration) -> Self {
         Self {
             pool,
+            gauges: telemetry::PoolGauges::new(),
             stats: ActorStats::new("resource"),
             stats_interval,
         }
@@ -91,7 +93,7 @@ impl Actor for ResourceActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        telemetry::pool(&self.pool.stats());
+        self.gauges.set(&self.pool.stats());
         ctx.run_interval(self.stats_interval, |act, _| act.report());
     }
 }
@@ -114,7 +116,7 @@ impl Handler<Allocate> for ResourceActor {
     fn handle(&mut self, msg: Allocate, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let result = self.pool.allocate(&msg.execution_id, msg.resources);
-        telemetry::pool(&self.pool.stats());
+        self.gauges.set(&self.pool.stats());
         self.stats.record(started);
         result
     }
@@ -136,7 +138,7 @@ impl Handler<AllocateInOrder> for ResourceActor {
                 }
             }
         }
-        telemetry::pool(&self.pool.stats());
+        self.gauges.set(&self.pool.stats());
         self.stats.record(started);
         MessageResult((granted, refused))
     }
@@ -149,7 +151,7 @@ impl Handler<Release> for ResourceActor {
         let started = Instant::now();
         let released = self.pool.release(&msg.execution_id);
         if released.is_some() {
-            telemetry::pool(&self.pool.stats());
+            self.gauges.set(&self.pool.stats());
         }
         self.stats.record(started);
         released

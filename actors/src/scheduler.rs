@@ -148,6 +148,7 @@ pub struct SchedulerActor {
     drain_waiters: Vec<oneshot::Sender<()>>,
     /// Executions whose commands the broker refused, to put back once no pass runs.
     failed: Vec<QueuedExecution<Pending>>,
+    command_metrics: telemetry::CommandMetrics,
     /// Queue waits of executions commanded since the last stats line, per level (ms).
     waits_ms: [Vec<u64>; 5],
     /// Queue waits since start, per level: (count, bounded sample in ms).
@@ -193,6 +194,7 @@ impl SchedulerActor {
             draining: false,
             drain_waiters: Vec::new(),
             failed: Vec::new(),
+            command_metrics: telemetry::CommandMetrics::new(),
             waits_ms: Default::default(),
             all_waits_ms: Default::default(),
             stats: ActorStats::new("scheduler"),
@@ -418,8 +420,6 @@ async fn await_acks(
             error!(execution_id = %id, "State record of a commanded execution not acknowledged.");
         }
         if command_ok {
-            telemetry::queue_wait(entry.priority, command.waited);
-            telemetry::count(telemetry::name::COMMANDED);
             debug!(
                 execution_id = %id,
                 priority = entry.priority.value(),
@@ -551,6 +551,7 @@ impl Handler<Acked> for SchedulerActor {
             self.counters.awaiting_ack -= 1;
             match ack {
                 CommandAck::Commanded { priority, waited } => {
+                    self.command_metrics.commanded(priority, waited);
                     self.counters.dispatched += 1;
                     self.record_wait(priority, waited);
                 }

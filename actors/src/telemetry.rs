@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use coordinator_core::pool::PoolStats;
 use coordinator_core::Priority;
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rdkafka::client::ClientContext;
 use rdkafka::producer::ProducerContext;
@@ -48,16 +48,56 @@ pub mod name {
     pub const CONSUMER_LAG: &str = "execution_coordinator_consumer_lag_messages";
 }
 
-/// Queue depth per level.
-pub fn queue_depth(depth: &[usize; 5]) {
-    for p in Priority::ALL {
-        gauge!(name::QUEUE_DEPTH, "priority" => p.name()).set(depth[p.index()] as f64);
+/// Queue depth per level, the gauges looked up once (a lookup by name and label on every
+/// queue change showed in the profile).
+pub struct QueueDepthGauges([Gauge; 5]);
+
+impl QueueDepthGauges {
+    /// The gauges of the installed recorder (no-ops without one).
+    pub fn new() -> Self {
+        Self(Priority::ALL.map(|p| gauge!(name::QUEUE_DEPTH, "priority" => p.name())))
+    }
+
+    /// Sets the depth of each level.
+    pub fn set(&self, depth: &[usize; 5]) {
+        for (gauge, depth) in self.0.iter().zip(depth) {
+            gauge.set(*depth as f64);
+        }
     }
 }
 
-/// How long an execution waited before its command.
-pub fn queue_wait(priority: Priority, waited: Duration) {
-    histogram!(name::QUEUE_WAIT, "priority" => priority.name()).record(waited.as_secs_f64());
+impl Default for QueueDepthGauges {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What every command records: queue wait per level and the commanded counter, looked up once.
+pub struct CommandMetrics {
+    waits: [Histogram; 5],
+    commanded: Counter,
+}
+
+impl CommandMetrics {
+    /// The handles of the installed recorder (no-ops without one).
+    pub fn new() -> Self {
+        Self {
+            waits: Priority::ALL.map(|p| histogram!(name::QUEUE_WAIT, "priority" => p.name())),
+            commanded: counter!(name::COMMANDED),
+        }
+    }
+
+    /// One command acknowledged for an execution that waited `waited` at `priority`.
+    pub fn commanded(&self, priority: Priority, waited: Duration) {
+        self.waits[priority.index()].record(waited.as_secs_f64());
+        self.commanded.increment(1);
+    }
+}
+
+impl Default for CommandMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// One scheduling, dequeue to acknowledged command.
@@ -80,26 +120,53 @@ pub fn restarted(actor: &'static str) {
     counter!(name::RESTARTS, "actor" => actor).increment(1);
 }
 
-/// Pool used and total per resource, and active allocations.
-pub fn pool(stats: &PoolStats) {
-    let mib = 1024.0 * 1024.0;
-    for (resource, used, total) in [
-        (
-            "cpu_cores",
-            stats.used.cpu_millis as f64 / 1000.0,
-            stats.total.cpu_millis as f64 / 1000.0,
-        ),
-        (
-            "memory_bytes",
-            stats.used.memory_mib as f64 * mib,
-            stats.total.memory_mib as f64 * mib,
-        ),
-        ("gpus", stats.used.gpu as f64, stats.total.gpu as f64),
-    ] {
-        gauge!(name::POOL, "resource" => resource, "state" => "used").set(used);
-        gauge!(name::POOL, "resource" => resource, "state" => "total").set(total);
+/// Pool used and total per resource, and active allocations; the gauges looked up once.
+pub struct PoolGauges {
+    /// (used, total) per resource: cpu_cores, memory_bytes, gpus.
+    resources: [(Gauge, Gauge); 3],
+    active: Gauge,
+}
+
+impl PoolGauges {
+    /// The gauges of the installed recorder (no-ops without one).
+    pub fn new() -> Self {
+        Self {
+            resources: ["cpu_cores", "memory_bytes", "gpus"].map(|resource| {
+                (
+                    gauge!(name::POOL, "resource" => resource, "state" => "used"),
+                    gauge!(name::POOL, "resource" => resource, "state" => "total"),
+                )
+            }),
+            active: gauge!(name::ACTIVE_ALLOCATIONS),
+        }
     }
-    gauge!(name::ACTIVE_ALLOCATIONS).set(stats.active_allocations as f64);
+
+    /// Sets every gauge from `stats`.
+    pub fn set(&self, stats: &PoolStats) {
+        let mib = 1024.0 * 1024.0;
+        let values = [
+            (
+                stats.used.cpu_millis as f64 / 1000.0,
+                stats.total.cpu_millis as f64 / 1000.0,
+            ),
+            (
+                stats.used.memory_mib as f64 * mib,
+                stats.total.memory_mib as f64 * mib,
+            ),
+            (stats.used.gpu as f64, stats.total.gpu as f64),
+        ];
+        for ((used, total), (u, t)) in self.resources.iter().zip(values) {
+            used.set(u);
+            total.set(t);
+        }
+        self.active.set(stats.active_allocations as f64);
+    }
+}
+
+impl Default for PoolGauges {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// What `/readyz` answers from.
