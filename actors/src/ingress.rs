@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -478,11 +479,9 @@ impl KafkaIngressActor {
             return;
         }
         let consumer: StreamConsumer<CommitOnRevoke> =
-            match consumer_config(&self.kafka, &self.bootstrap).create_with_context(
-                CommitOnRevoke {
-                    assigned: self.assigned.clone(),
-                },
-            ) {
+            match consumer_config(&self.kafka, &self.bootstrap)
+                .create_with_context(CommitOnRevoke::new(self.assigned.clone()))
+            {
                 Ok(c) => c,
                 Err(e) => {
                     error!(error = %e, "Could not create the Kafka consumer; retrying in 1 s.");
@@ -533,6 +532,8 @@ async fn consume(
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stream = consumer.stream();
     let mut failed = false;
+    // The assignment count when the group metadata was last sent to the egress.
+    let mut group_of: Option<u64> = None;
     let done_tx = loop {
         tokio::select! {
             biased;
@@ -555,12 +556,22 @@ async fn consume(
                     Ok(m) => {
                         let (acks, consumed) = handle_message(&handler, &m).await;
                         if let OffsetCommit::Transaction(egress) = &offsets {
+                            // The group's metadata is asked of librdkafka's main thread (a
+                            // round trip): only after an assignment, when the generation may
+                            // have moved; the egress keeps the last it was sent.
+                            let assignments = consumer.context().assignments.load(Ordering::Relaxed);
+                            let group = if group_of != Some(assignments) {
+                                group_of = Some(assignments);
+                                consumer.group_metadata()
+                            } else {
+                                None
+                            };
                             // After every message the event caused: same or earlier transaction.
                             egress.do_send(IncludeOffset {
                                 topic: consumed.topic.clone(),
                                 partition: consumed.partition,
                                 next_offset: consumed.offset + 1,
-                                group: consumer.group_metadata(),
+                                group,
                             });
                         }
                         unacked.push_back(async move { (consumed, acks.await) }.boxed_local());

@@ -1,7 +1,7 @@
 //! Kafka plumbing shared by the actors and the binary: client settings from config, topic
 //! creation, the consumer context that commits on revocation, and the embedded broker.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -131,6 +131,18 @@ pub async fn ensure_topics(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Resu
 pub struct CommitOnRevoke {
     /// True while the consumer holds at least one partition.
     pub assigned: Arc<AtomicBool>,
+    /// Assignments so far: the group generation may have changed when this moves.
+    pub assignments: AtomicU64,
+}
+
+impl CommitOnRevoke {
+    /// A context reporting its assignment state to `assigned`.
+    pub fn new(assigned: Arc<AtomicBool>) -> Self {
+        Self {
+            assigned,
+            assignments: AtomicU64::new(0),
+        }
+    }
 }
 
 impl ClientContext for CommitOnRevoke {
@@ -152,6 +164,7 @@ impl ConsumerContext for CommitOnRevoke {
                 info!(partitions = partitions.count(), "Partitions revoked.");
             }
             Rebalance::Assign(partitions) => {
+                self.assignments.fetch_add(1, Ordering::Relaxed);
                 self.assigned
                     .store(partitions.count() > 0, Ordering::Relaxed);
                 info!(partitions = partitions.count(), "Partitions assigned.");

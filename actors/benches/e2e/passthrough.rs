@@ -65,9 +65,7 @@ async fn pipe(config: Config) -> anyhow::Result<()> {
         .clone()
         .context("the passthrough needs kafka.bootstrap_servers")?;
     let consumer: StreamConsumer<CommitOnRevoke> = consumer_config(&kafka, &bootstrap)
-        .create_with_context(CommitOnRevoke {
-            assigned: Arc::new(AtomicBool::new(false)),
-        })
+        .create_with_context(CommitOnRevoke::new(Arc::new(AtomicBool::new(false))))
         .context("creating the consumer")?;
     let producer: FutureProducer<ProducerHealth> = daemon_producer_config(&kafka, &bootstrap)
         .create_with_context(ProducerHealth::default())
