@@ -169,7 +169,7 @@ impl QueueActor {
             // Our own encoding: it decodes; if not, the failure still goes out, as ours.
             let metadata = e
                 .payload
-                .request()
+                .request(&e.execution_id)
                 .map(|r| r.metadata)
                 .unwrap_or_else(|_| EventMetadata::coordinator());
             let failed =

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use coordinator_core::config::KafkaConfig;
 use coordinator_core::events::{
     CreatePodCommand, ErrorType, EventMetadata, EventType, ExecutionAccepted, ExecutionFailed,
-    ExecutionRequested,
+    ExecutionRequested, EVENT_VERSION,
 };
 use coordinator_core::pool::{Allocation, Resources};
 use coordinator_core::queue::QueuedExecution;
@@ -21,8 +21,7 @@ use coordinator_core::Priority;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::clock::{event_id, now_millis, timestamp};
 use crate::egress::Publish;
@@ -35,22 +34,22 @@ pub const ORIGIN_HEADER: &str = "x-coordinator";
 pub const ORIGIN: &str = "execution-coordinator";
 
 /// A queued request and what it will reserve.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
-    /// The request, encoded compactly: one allocation while it waits (a decoded request is a
-    /// score of them), written as is into its `queued` state record, decoded again when its
-    /// command is built.
-    request: Box<RawValue>,
+    /// What is kept of the request ([`Kept`]), in postcard's compact binary form: one
+    /// allocation of about the script's size while it waits (a decoded request is a score of
+    /// allocations, its JSON a third larger), decoded when its command or its `queued` state
+    /// record is built.
+    request: Box<[u8]>,
     /// Resolved amounts (defaults applied, clamped to caps).
     pub resources: Resources,
 }
 
 impl Pending {
-    /// `request`, to reserve `resources`; only what its command and its failure events are
-    /// built from is kept.
+    /// `request`, to reserve `resources`; only what its command and its replies are built from
+    /// is kept.
     pub fn new(request: &ExecutionRequested, resources: Resources) -> Self {
-        let kept = KeptRequest {
-            event_type: request.event_type,
+        let kept = Kept {
             metadata: KeptMetadata {
                 service_name: &request.metadata.service_name,
                 service_version: &request.metadata.service_version,
@@ -58,12 +57,11 @@ impl Pending {
                 user_id: request.metadata.user_id.as_deref(),
                 environment: &request.metadata.environment,
             },
-            execution_id: &request.execution_id,
             script: &request.script,
             language: &request.language,
             language_version: &request.language_version,
             runtime_image: &request.runtime_image,
-            runtime_command: &request.runtime_command,
+            runtime_command: request.runtime_command.iter().map(String::as_str).collect(),
             runtime_filename: &request.runtime_filename,
             timeout_seconds: request.timeout_seconds,
             cpu_limit: request.cpu_limit.as_deref(),
@@ -71,66 +69,108 @@ impl Pending {
             priority: request.priority,
             gpu_request: request.gpu_request,
         };
-        // Encoding our own type cannot fail (no maps with non-string keys).
-        let request =
-            serde_json::value::to_raw_value(&kept).unwrap_or_else(|_| RawValue::NULL.to_owned());
-        Self { request, resources }
+        // Encoding into memory cannot fail.
+        let request = postcard::to_allocvec(&kept).unwrap_or_default();
+        Self {
+            request: request.into_boxed_slice(),
+            resources,
+        }
     }
 
-    /// The request, decoded.
-    pub fn request(&self) -> Result<ExecutionRequested, serde_json::Error> {
-        serde_json::from_str(self.request.get())
+    /// What was kept, borrowed from the encoding; an error only if it does not decode, which
+    /// would be a defect (it was encoded by [`Pending::new`]).
+    fn kept(&self) -> Result<Kept<'_>, postcard::Error> {
+        postcard::from_bytes(&self.request)
     }
 
-    /// The request as JSON.
-    pub fn request_json(&self) -> &RawValue {
-        &self.request
+    /// The request of execution `execution_id`, as kept: the dropped fields take their
+    /// defaults.
+    pub fn request(&self, execution_id: &str) -> Result<ExecutionRequested, postcard::Error> {
+        let kept = self.kept()?;
+        let m = &kept.metadata;
+        Ok(ExecutionRequested {
+            event_id: String::new(),
+            event_type: EventType::ExecutionRequested,
+            event_version: EVENT_VERSION.to_owned(),
+            timestamp: String::new(),
+            aggregate_id: Some(execution_id.to_owned()),
+            metadata: EventMetadata {
+                service_name: m.service_name.to_owned(),
+                service_version: m.service_version.to_owned(),
+                correlation_id: m.correlation_id.to_owned(),
+                user_id: m.user_id.map(str::to_owned),
+                ip_address: None,
+                user_agent: None,
+                environment: m.environment.to_owned(),
+            },
+            execution_id: execution_id.to_owned(),
+            script: kept.script.to_owned(),
+            language: kept.language.to_owned(),
+            language_version: kept.language_version.to_owned(),
+            runtime_image: kept.runtime_image.to_owned(),
+            runtime_command: kept
+                .runtime_command
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            runtime_filename: kept.runtime_filename.to_owned(),
+            timeout_seconds: kept.timeout_seconds,
+            cpu_limit: kept.cpu_limit.map(str::to_owned),
+            memory_limit: kept.memory_limit.map(str::to_owned),
+            cpu_request: None,
+            memory_request: None,
+            priority: kept.priority,
+            gpu_request: kept.gpu_request,
+        })
     }
 }
 
-/// What a queued execution keeps of its request: the fields of its command and of the
-/// metadata its replies carry. Dropped: the event's id, version and time, the aggregate id, the
-/// client's address and agent, and the resource requests (resolved into [`Pending::resources`]).
-/// Decodes as an [`ExecutionRequested`].
-#[derive(Serialize)]
-struct KeptRequest<'a> {
-    event_type: EventType,
+/// What a queued execution keeps of its request: the fields of its command and of the metadata
+/// its replies carry. Dropped: the event's id, version and time, the aggregate id, the client's
+/// address and agent, and the resource requests (resolved into [`Pending::resources`]); the
+/// execution id is the queue entry's.
+#[derive(Debug, Serialize, Deserialize)]
+struct Kept<'a> {
+    #[serde(borrow)]
     metadata: KeptMetadata<'a>,
-    execution_id: &'a str,
     script: &'a str,
     language: &'a str,
     language_version: &'a str,
     runtime_image: &'a str,
-    runtime_command: &'a [String],
+    #[serde(borrow)]
+    runtime_command: Vec<&'a str>,
     runtime_filename: &'a str,
     timeout_seconds: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(borrow)]
     cpu_limit: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(borrow)]
     memory_limit: Option<&'a str>,
     priority: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     gpu_request: Option<u32>,
 }
 
 /// The request's metadata without the client's address and agent.
-#[derive(Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct KeptMetadata<'a> {
     service_name: &'a str,
     service_version: &'a str,
     correlation_id: &'a str,
+    #[serde(borrow)]
     user_id: Option<&'a str>,
     environment: &'a str,
 }
 
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        self.resources == other.resources && self.request.get() == other.request.get()
-    }
+/// The kept request as JSON in a `queued` state record: it decodes as an
+/// [`ExecutionRequested`].
+#[derive(Serialize)]
+struct KeptRequestJson<'a> {
+    event_type: EventType,
+    execution_id: &'a str,
+    #[serde(flatten)]
+    kept: Kept<'a>,
 }
 
-/// The `queued` record as written: the request embedded as encoded in [`Pending`] (read back
-/// as [`StateRecord::Queued`]).
+/// The `queued` record as written (read back as [`StateRecord::Queued`]).
 #[derive(Serialize)]
 struct QueuedRecord<'a> {
     state: &'static str,
@@ -141,7 +181,7 @@ struct QueuedRecord<'a> {
     cpu_millis: u64,
     memory_mib: u64,
     gpu: u64,
-    request: &'a RawValue,
+    request: Option<KeptRequestJson<'a>>,
 }
 
 /// One record of the state topic.
@@ -263,8 +303,8 @@ impl Outputs {
         &self,
         entry: &QueuedExecution<Pending>,
         allocation: &Allocation,
-    ) -> Result<Publish, serde_json::Error> {
-        let request = entry.payload.request()?;
+    ) -> Result<Publish, postcard::Error> {
+        let request = entry.payload.request(&entry.execution_id)?;
         let command = CreatePodCommand::for_request(
             &request,
             allocation.resources.cpu_millis,
@@ -307,6 +347,18 @@ impl Outputs {
     /// State: queued.
     pub fn state_queued(&self, entry: &QueuedExecution<Pending>) -> Publish {
         let r = entry.payload.resources;
+        let request = match entry.payload.kept() {
+            Ok(kept) => Some(KeptRequestJson {
+                event_type: EventType::ExecutionRequested,
+                execution_id: &entry.execution_id,
+                kept,
+            }),
+            Err(e) => {
+                // A defect: a restart would skip this record.
+                error!(execution_id = %entry.execution_id, error = %e, "Queued request does not decode; its state record goes without it.");
+                None
+            }
+        };
         let record = QueuedRecord {
             state: "queued",
             priority: entry.priority,
@@ -316,7 +368,7 @@ impl Outputs {
             cpu_millis: r.cpu_millis,
             memory_mib: r.memory_mib,
             gpu: r.gpu,
-            request: entry.payload.request_json(),
+            request,
         };
         Self::json(&self.state_topic, &entry.execution_id, &record)
     }
@@ -501,19 +553,44 @@ mod tests {
             .expect("the golden request decodes")
     }
 
+    fn queued(request: &ExecutionRequested) -> QueuedExecution<Pending> {
+        QueuedExecution {
+            execution_id: request.execution_id.clone(),
+            user_id: request.metadata.user_key().to_owned(),
+            priority: Priority::Normal,
+            arrival: 7,
+            enqueued_at: 1_000,
+            requeues: 0,
+            payload: Pending::new(request, Resources::new(200, 128, 0)),
+        }
+    }
+
     #[test]
     fn a_queued_request_keeps_what_its_command_and_replies_need() {
         let request = golden();
-        let pending = Pending::new(&request, Resources::new(200, 128, 0));
-        let kept = pending.request().expect("the kept request decodes");
+        let entry = queued(&request);
+        let kept = entry
+            .payload
+            .request(&request.execution_id)
+            .expect("the kept request decodes");
         let command = |r: &ExecutionRequested| {
             CreatePodCommand::for_request(r, 200, 128, Priority::Normal, "e".into(), "t".into())
         };
         assert_eq!(command(&kept), command(&request));
         assert_eq!(kept.metadata.reply(), request.metadata.reply());
         assert_eq!(kept.metadata.user_key(), request.metadata.user_key());
-        // What is dropped is gone from memory and from the state record.
-        let json = pending.request_json().get();
+        // Smaller than the request's JSON, which is what an entry used to hold.
+        let json = serde_json::to_vec(&request).expect("encodes");
+        assert!(entry.payload.request.len() + 400 < json.len());
+    }
+
+    #[test]
+    fn the_queued_record_restores_the_kept_request() {
+        let request = golden();
+        let entry = queued(&request);
+        let record = Outputs::new(&KafkaConfig::default()).state_queued(&entry);
+        let payload = record.payload.expect("a queued record has a payload");
+        let text = String::from_utf8(payload.clone()).expect("JSON");
         for gone in [
             "event_id",
             "timestamp",
@@ -521,8 +598,19 @@ mod tests {
             "ip_address",
             "cpu_request",
         ] {
-            assert!(!json.contains(gone), "{gone} kept: {json}");
+            assert!(!text.contains(gone), "{gone} kept: {text}");
         }
-        assert!(json.len() < serde_json::to_string(&request).expect("encodes").len());
+        let StateRecord::Queued {
+            priority,
+            arrival,
+            request: restored,
+            ..
+        } = serde_json::from_slice(&payload).expect("the record decodes")
+        else {
+            panic!("not a queued record: {text}");
+        };
+        assert_eq!((priority, arrival), (Priority::Normal, 7));
+        let again = Pending::new(&restored, entry.payload.resources);
+        assert_eq!(again, entry.payload, "restore keeps the same request");
     }
 }
