@@ -128,12 +128,14 @@ impl Daemon {
             // Commits block their thread: the egress gets one of its own.
             let arbiter = Arbiter::new();
             let interval = kafka.transaction_interval;
+            let state_topic = kafka.state_topic_full();
             let egress = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
                 KafkaEgressActor::transactional(
                     producer,
                     delivery_timeout,
                     stats_interval,
                     interval,
+                    state_topic,
                     fatal_tx,
                 )
             });

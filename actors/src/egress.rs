@@ -5,7 +5,7 @@
 //! `transaction_interval`. A failed commit leaves the daemon's memory ahead of what Kafka holds,
 //! so it is reported on the fatal channel and the process restarts from the committed state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,6 +134,12 @@ struct Transactions {
     /// own flush would otherwise wait in 100 ms polling slices.
     deliveries: Vec<DeliveryFuture>,
     offsets: BTreeMap<(String, i32), i64>,
+    /// The state topic's name.
+    state_topic: String,
+    /// State records of the open transaction, by execution, produced just before it commits: a
+    /// later record of an execution replaces an earlier one, since a restart reads only the
+    /// last (an execution queued and commanded within one transaction writes `allocated` only).
+    state: HashMap<String, Publish>,
     group: Option<ConsumerGroupMetadata>,
     committed: u64,
     fatal: UnboundedSender<String>,
@@ -173,12 +179,14 @@ impl KafkaEgressActor {
     }
 
     /// Exactly-once: `producer` has a `transactional.id` and `init_transactions` done; the open
-    /// transaction is committed every `interval`; a failed commit is sent to `fatal`.
+    /// transaction is committed every `interval`; a failed commit is sent to `fatal`. Records
+    /// for `state_topic` are coalesced per execution within a transaction.
     pub fn transactional(
         producer: FutureProducer<ProducerHealth>,
         enqueue_timeout: Duration,
         stats_interval: Duration,
         interval: Duration,
+        state_topic: String,
         fatal: UnboundedSender<String>,
     ) -> Self {
         let mut actor = Self::new(producer, enqueue_timeout, stats_interval);
@@ -187,6 +195,8 @@ impl KafkaEgressActor {
             open: false,
             deliveries: Vec::new(),
             offsets: BTreeMap::new(),
+            state_topic,
+            state: HashMap::new(),
             group: None,
             committed: 0,
             fatal,
@@ -203,9 +213,12 @@ impl KafkaEgressActor {
         if !txn.open {
             return;
         }
+        let mut result = self.produce_coalesced_state();
+        let Some(txn) = self.transactions.as_mut() else {
+            return;
+        };
         let timeout = Timeout::After(self.enqueue_timeout);
-        let mut result = Ok(());
-        if !txn.offsets.is_empty() {
+        if result.is_ok() && !txn.offsets.is_empty() {
             let mut tpl = TopicPartitionList::new();
             for ((topic, partition), next) in &txn.offsets {
                 if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
@@ -254,6 +267,7 @@ impl KafkaEgressActor {
                 txn.open = false;
                 txn.offsets.clear();
                 txn.deliveries.clear();
+                txn.state.clear();
                 let _ = txn.fatal.send(format!("transaction not committed: {e}"));
             }
         }
@@ -269,6 +283,13 @@ impl KafkaEgressActor {
         if !txn.open {
             return;
         }
+        if let Err(e) = self.produce_coalesced_state() {
+            self.abort(&format!("state record not produced: {e}"));
+            return;
+        }
+        let Some(txn) = self.transactions.as_mut() else {
+            return;
+        };
         let deliveries = std::mem::take(&mut txn.deliveries);
         ctx.wait(
             join_all(deliveries)
@@ -287,6 +308,40 @@ impl KafkaEgressActor {
         );
     }
 
+    /// Produces the open transaction's coalesced state records into it. A full producer queue
+    /// is waited out rather than committed early: the offsets these records answer are already
+    /// in the transaction.
+    fn produce_coalesced_state(&mut self) -> Result<(), KafkaError> {
+        let Some(txn) = self.transactions.as_mut() else {
+            return Ok(());
+        };
+        if txn.state.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut txn.state);
+        let deadline = Instant::now() + self.enqueue_timeout;
+        for msg in records.into_values() {
+            let mut record = msg.record();
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        txn.deliveries.push(delivery);
+                        break;
+                    }
+                    Err((e, returned))
+                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
+                            && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(1));
+                        record = returned;
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Aborts the open transaction after a failed delivery and reports it as fatal.
     fn abort(&mut self, error: &str) {
         self.stats.error();
@@ -300,6 +355,8 @@ impl KafkaEgressActor {
         if let Some(txn) = self.transactions.as_mut() {
             txn.open = false;
             txn.offsets.clear();
+            txn.state.clear();
+            txn.deliveries.clear();
             let _ = txn.fatal.send(format!("transaction aborted: {error}"));
         }
     }
@@ -347,6 +404,14 @@ impl KafkaEgressActor {
             }
         }
     }
+}
+
+/// The state topic's name (for an error message).
+fn txn_state_topic(transactions: &Option<Transactions>) -> String {
+    transactions
+        .as_ref()
+        .map(|t| t.state_topic.clone())
+        .unwrap_or_default()
 }
 
 /// Kafka headers from (name, value) pairs.
@@ -401,7 +466,23 @@ impl KafkaEgressActor {
     /// Hands `msg` to the producer (or the open transaction) now; returns its ack. When the
     /// producer's queue is full the message waits for room, at most `enqueue_timeout`.
     fn hand(&mut self, msg: Publish) -> Ack {
-        if self.transactions.is_some() {
+        if let Some(txn) = self.transactions.as_mut() {
+            if msg.topic == txn.state_topic {
+                let buffered = self.ensure_open().map(|()| {
+                    if let Some(txn) = self.transactions.as_mut() {
+                        txn.state.insert(msg.key.clone(), msg);
+                    }
+                    Delivered {
+                        partition: -1,
+                        offset: -1,
+                    }
+                });
+                return std::future::ready(buffered.map_err(|source| PublishError::Kafka {
+                    topic: txn_state_topic(&self.transactions),
+                    source,
+                }))
+                .boxed();
+            }
             return std::future::ready(self.produce_in_transaction(&msg)).boxed();
         }
         let pending = self.pending.clone();
