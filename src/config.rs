@@ -86,8 +86,8 @@ impl Default for QueueConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulerConfig {
-    /// Schedulings (allocate + publish `create_pod_command`) in flight at once; bounds the load
-    /// on the resource actor and the producer. Default 10.
+    /// Executions being scheduled at once (dequeued, allocating, command not yet handed to the
+    /// producer); one pass takes up to this many in dispatch order. Default 10.
     pub max_concurrent_scheduling: usize,
     /// Period of the scheduler's timer; arrivals and releases also wake it at once, so this only
     /// bounds how late a missed wake-up is noticed. Default 500ms.
