@@ -22,7 +22,7 @@ pub mod name {
     pub const QUEUE_DEPTH: &str = "execution_coordinator_queue_depth";
     /// Histogram, label `priority`.
     pub const QUEUE_WAIT: &str = "execution_coordinator_queue_wait_seconds";
-    /// Histogram: dequeue to acknowledged command.
+    /// Histogram: a scheduling pass, dequeue to its commands handed to the producer.
     pub const SCHEDULING: &str = "execution_coordinator_scheduling_duration_seconds";
     /// Counter.
     pub const ACCEPTED: &str = "execution_coordinator_accepted_total";
@@ -100,7 +100,7 @@ impl Default for CommandMetrics {
     }
 }
 
-/// One scheduling, dequeue to acknowledged command.
+/// One scheduling pass, dequeue to its commands handed to the producer.
 pub fn scheduling_duration(took: Duration) {
     histogram!(name::SCHEDULING).record(took.as_secs_f64());
 }
