@@ -90,6 +90,14 @@ pub struct Delivered {
     pub offset: i64,
 }
 
+impl Delivered {
+    /// With exactly-once: in the open transaction, acknowledged by its commit (no offset yet).
+    pub const IN_TRANSACTION: Delivered = Delivered {
+        partition: -1,
+        offset: -1,
+    };
+}
+
 /// A message the broker did not take.
 #[derive(Debug, Clone, Error)]
 pub enum PublishError {
@@ -387,10 +395,7 @@ impl KafkaEgressActor {
                     if let Some(txn) = self.transactions.as_mut() {
                         txn.deliveries.push(delivery);
                     }
-                    return Ok(Delivered {
-                        partition: -1,
-                        offset: -1,
-                    });
+                    return Ok(Delivered::IN_TRANSACTION);
                 }
                 Err((e, returned))
                     if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
@@ -404,14 +409,6 @@ impl KafkaEgressActor {
             }
         }
     }
-}
-
-/// The state topic's name (for an error message).
-fn txn_state_topic(transactions: &Option<Transactions>) -> String {
-    transactions
-        .as_ref()
-        .map(|t| t.state_topic.clone())
-        .unwrap_or_default()
 }
 
 /// Kafka headers from (name, value) pairs.
@@ -468,20 +465,18 @@ impl KafkaEgressActor {
     fn hand(&mut self, msg: Publish) -> Ack {
         if let Some(txn) = self.transactions.as_mut() {
             if msg.topic == txn.state_topic {
-                let buffered = self.ensure_open().map(|()| {
-                    if let Some(txn) = self.transactions.as_mut() {
-                        txn.state.insert(msg.key.clone(), msg);
-                    }
-                    Delivered {
-                        partition: -1,
-                        offset: -1,
-                    }
-                });
-                return std::future::ready(buffered.map_err(|source| PublishError::Kafka {
-                    topic: txn_state_topic(&self.transactions),
-                    source,
-                }))
-                .boxed();
+                // Coalesced with the execution's other state records; produced at the commit.
+                if let Err(source) = self.ensure_open() {
+                    let failed = PublishError::Kafka {
+                        topic: msg.topic,
+                        source,
+                    };
+                    return std::future::ready(Err(failed)).boxed();
+                }
+                if let Some(txn) = self.transactions.as_mut() {
+                    txn.state.insert(msg.key.clone(), msg);
+                }
+                return std::future::ready(Ok(Delivered::IN_TRANSACTION)).boxed();
             }
             return std::future::ready(self.produce_in_transaction(&msg)).boxed();
         }

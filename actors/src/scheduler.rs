@@ -355,14 +355,14 @@ async fn hand_commands(
     let mut messages = Vec::with_capacity(entries.len() * 2);
     for ((entry, allocation), go) in entries.into_iter().zip(&allocations).zip(go) {
         let id = &entry.execution_id;
-        let command = match (go, outputs.create_pod_command(&entry, allocation)) {
-            (true, Ok(command)) => command,
-            (false, _) => {
-                info!(execution_id = %id, "Execution cancelled while being scheduled; not commanded.");
-                drop_scheduled(peers, outputs, id).await;
-                continue;
-            }
-            (true, Err(e)) => {
+        if !go {
+            info!(execution_id = %id, "Execution cancelled while being scheduled; not commanded.");
+            drop_scheduled(peers, outputs, id).await;
+            continue;
+        }
+        let command = match outputs.create_pod_command(&entry, allocation) {
+            Ok(command) => command,
+            Err(e) => {
                 // Only a defect gets here: the request was encoded by the ingress.
                 error!(execution_id = %id, error = %e, "Queued request does not decode; execution dropped.");
                 drop_scheduled(peers, outputs, id).await;
