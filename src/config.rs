@@ -14,6 +14,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
+use crate::events::EventType;
+use crate::priority::PriorityFormat;
+
 /// Environment variables starting with this prefix override the file:
 /// `EXECUTION_COORDINATOR__QUEUE__MAX_QUEUE_SIZE=500` sets `[queue] max_queue_size`.
 pub const ENV_PREFIX: &str = "EXECUTION_COORDINATOR__";
@@ -42,6 +45,75 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// `[daemon]`: logging, stats stream, shutdown and metrics listener (SPEC §4, §6).
     pub daemon: DaemonConfig,
+    /// `[wire]`: how the coordinator writes the fields whose form changed between
+    /// Integr8sCode releases.
+    pub wire: WireConfig,
+}
+
+/// `[wire]`: the form of what the coordinator writes. What it reads is accepted in every form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WireConfig {
+    /// How `priority` is written in `execution_accepted` and `create_pod_command`: "name"
+    /// (`"normal"`, what Integr8sCode's services validate since 2026-01-29) or "number" (`5`,
+    /// older releases). Requests are read in either form. Default "name".
+    pub priority_format: PriorityFormat,
+}
+
+/// Which topic each event type travels on (`kafka.topic_layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicLayout {
+    /// The topic is named after the event type (`execution_requested`, `execution_accepted`,
+    /// `create_pod_command`, …): Integr8sCode since 2026-02-20, its last release with a
+    /// coordinator included.
+    #[default]
+    PerEventType,
+    /// The older layout: every event on `execution_events`, commands on `saga_commands`.
+    Shared,
+}
+
+/// `[kafka.topics]`: the topic of an event type where the layout's name will not do; unset
+/// entries take the layout's. `topic_prefix` applies to these too.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicNames {
+    /// Consumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_requested: Option<String>,
+    /// Consumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_cancelled: Option<String>,
+    /// Consumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_completed: Option<String>,
+    /// Consumed (from the worker) and produced (rejections, expiry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_failed: Option<String>,
+    /// Consumed (from the pod monitor).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_timeout: Option<String>,
+    /// Produced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_accepted: Option<String>,
+    /// Produced, for the Kubernetes worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_pod_command: Option<String>,
+}
+
+impl TopicNames {
+    /// The override for `event_type`, if set.
+    pub fn get(&self, event_type: EventType) -> Option<&str> {
+        match event_type {
+            EventType::ExecutionRequested => self.execution_requested.as_deref(),
+            EventType::ExecutionCancelled => self.execution_cancelled.as_deref(),
+            EventType::ExecutionCompleted => self.execution_completed.as_deref(),
+            EventType::ExecutionFailed => self.execution_failed.as_deref(),
+            EventType::ExecutionTimeout => self.execution_timeout.as_deref(),
+            EventType::ExecutionAccepted => self.execution_accepted.as_deref(),
+            EventType::CreatePodCommand => self.create_pod_command.as_deref(),
+        }
+    }
 }
 
 /// `[queue]`: what is admitted and for how long it may wait.
@@ -263,13 +335,12 @@ pub struct KafkaConfig {
     /// Prepended to every topic name below (e.g. "staging."), so deployments can share a cluster.
     /// Default "" (none).
     pub topic_prefix: String,
-    /// Topics consumed for `execution_requested`, `execution_cancelled`, `execution_completed`
-    /// and `execution_failed`; other event types on them are skipped. Default ["execution_events"].
-    pub input_topics: Vec<String>,
-    /// Where `execution_accepted` and `execution_failed` are published. Default "execution_events".
-    pub events_topic: String,
-    /// Where `create_pod_command` is published for the Kubernetes worker. Default "saga_commands".
-    pub commands_topic: String,
+    /// Which topic each event type travels on: "per_event_type" (the topic is the event type,
+    /// Integr8sCode since 2026-02-20) or "shared" (`execution_events` and `saga_commands`).
+    /// Default "per_event_type".
+    pub topic_layout: TopicLayout,
+    /// The topic of an event type, where the layout's name will not do. Default: none.
+    pub topics: TopicNames,
     /// Where undecodable or oversize input goes, with headers naming its origin and the error.
     /// Must not be an input topic. Default "dead_letter_queue".
     pub dlq_topic: String,
@@ -322,9 +393,8 @@ impl Default for KafkaConfig {
             bootstrap_servers: None,
             group_id: "execution-coordinator".to_owned(),
             topic_prefix: String::new(),
-            input_topics: vec!["execution_events".to_owned()],
-            events_topic: "execution_events".to_owned(),
-            commands_topic: "saga_commands".to_owned(),
+            topic_layout: TopicLayout::default(),
+            topics: TopicNames::default(),
             dlq_topic: "dead_letter_queue".to_owned(),
             state_topic: "execution_coordinator_state".to_owned(),
             create_topics: true,
@@ -394,19 +464,34 @@ impl KafkaConfig {
         format!("{}{}", self.topic_prefix, name)
     }
 
-    /// The input topics with the prefix, in configured order.
+    /// The topic of `event_type` before the prefix: its `[kafka.topics]` entry, else the
+    /// layout's name.
+    pub fn topic_name(&self, event_type: EventType) -> &str {
+        if let Some(name) = self.topics.get(event_type) {
+            return name;
+        }
+        match (self.topic_layout, event_type) {
+            (TopicLayout::PerEventType, t) => t.as_str(),
+            (TopicLayout::Shared, EventType::CreatePodCommand) => "saga_commands",
+            (TopicLayout::Shared, _) => "execution_events",
+        }
+    }
+
+    /// The topic of `event_type` with the prefix: where it is consumed from or published to.
+    pub fn topic_of(&self, event_type: EventType) -> String {
+        self.topic(self.topic_name(event_type))
+    }
+
+    /// The topics consumed (those of the consumed event types), prefixed, sorted and without
+    /// duplicates. Any consumed event type is handled on any of them.
     pub fn input_topics_full(&self) -> Vec<String> {
-        self.input_topics.iter().map(|t| self.topic(t)).collect()
-    }
-
-    /// The events topic with the prefix.
-    pub fn events_topic_full(&self) -> String {
-        self.topic(&self.events_topic)
-    }
-
-    /// The commands topic with the prefix.
-    pub fn commands_topic_full(&self) -> String {
-        self.topic(&self.commands_topic)
+        let mut topics: Vec<String> = EventType::CONSUMED
+            .into_iter()
+            .map(|t| self.topic_of(t))
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
     }
 
     /// The dead-letter topic with the prefix.
@@ -432,11 +517,8 @@ impl KafkaConfig {
     /// The state topic is not among them: it is created apart, with log compaction.
     pub fn all_topics_full(&self) -> Vec<String> {
         let mut all = self.input_topics_full();
-        all.extend([
-            self.events_topic_full(),
-            self.commands_topic_full(),
-            self.dlq_topic_full(),
-        ]);
+        all.extend(EventType::PRODUCED.into_iter().map(|t| self.topic_of(t)));
+        all.push(self.dlq_topic_full());
         all.sort();
         all.dedup();
         all
@@ -471,9 +553,8 @@ impl fmt::Debug for KafkaConfig {
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("group_id", &self.group_id)
             .field("topic_prefix", &self.topic_prefix)
-            .field("input_topics", &self.input_topics)
-            .field("events_topic", &self.events_topic)
-            .field("commands_topic", &self.commands_topic)
+            .field("topic_layout", &self.topic_layout)
+            .field("topics", &self.topics)
             .field("dlq_topic", &self.dlq_topic)
             .field("state_topic", &self.state_topic)
             .field("create_topics", &self.create_topics)
@@ -622,7 +703,7 @@ impl IntoIterator for ConfigErrors {
 }
 
 /// The top-level sections, in file order.
-const SECTIONS: [&str; 5] = ["queue", "scheduler", "resources", "kafka", "daemon"];
+const SECTIONS: [&str; 6] = ["queue", "scheduler", "resources", "kafka", "daemon", "wire"];
 
 impl Config {
     /// Parses `text` (TOML; empty means all defaults), applies the `EXECUTION_COORDINATOR__`
@@ -654,6 +735,7 @@ impl Config {
             resources: take_section(&mut table, "resources", &mut de_errors),
             kafka: take_section(&mut table, "kafka", &mut de_errors),
             daemon: take_section(&mut table, "daemon", &mut de_errors),
+            wire: take_section(&mut table, "wire", &mut de_errors),
         };
         for key in table.keys() {
             de_errors.push(unknown_top_level_key(key));
@@ -748,35 +830,32 @@ impl Config {
         if let Some(message) = illegal_topic_chars(&k.topic_prefix) {
             v.error("kafka.topic_prefix", message);
         }
-        if k.input_topics.is_empty() {
-            v.error("kafka.input_topics", "must name at least one topic");
+        for t in EventType::ALL {
+            if let Some(name) = k.topics.get(t) {
+                v.topic(&format!("kafka.topics.{t}"), name, &k.topic(name));
+            }
         }
-        for (i, t) in k.input_topics.iter().enumerate() {
-            v.topic(&format!("kafka.input_topics[{i}]"), t, &k.topic(t));
-        }
-        v.topic(
-            "kafka.events_topic",
-            &k.events_topic,
-            &k.events_topic_full(),
-        );
-        v.topic(
-            "kafka.commands_topic",
-            &k.commands_topic,
-            &k.commands_topic_full(),
-        );
         v.topic("kafka.dlq_topic", &k.dlq_topic, &k.dlq_topic_full());
         v.topic("kafka.state_topic", &k.state_topic, &k.state_topic_full());
-        let others =
-            k.input_topics
-                .iter()
-                .chain([&k.events_topic, &k.commands_topic, &k.dlq_topic]);
-        if let Some(shared) = others.into_iter().find(|t| **t == k.state_topic) {
+        let event_topics: Vec<&str> = EventType::ALL
+            .into_iter()
+            .map(|t| k.topic_name(t))
+            .collect();
+        if let Some(shared) = event_topics
+            .iter()
+            .chain([&k.dlq_topic.as_str()])
+            .find(|t| **t == k.state_topic)
+        {
             v.error(
                 "kafka.state_topic",
                 format!("`{shared}` is also used for events; the state topic is compacted and must be its own"),
             );
         }
-        if k.input_topics.contains(&k.dlq_topic) {
+        let inputs: Vec<&str> = EventType::CONSUMED
+            .into_iter()
+            .map(|t| k.topic_name(t))
+            .collect();
+        if inputs.contains(&k.dlq_topic.as_str()) {
             v.error(
                 "kafka.dlq_topic",
                 format!(
@@ -906,18 +985,14 @@ impl Config {
             ));
         }
         let k = &self.kafka;
-        if k.input_topics.contains(&k.commands_topic) {
+        let commands = k.topic_name(EventType::CreatePodCommand);
+        if EventType::CONSUMED
+            .into_iter()
+            .any(|t| k.topic_name(t) == commands)
+        {
             w.push(format!(
-                "kafka.commands_topic `{}` is also an input topic: the coordinator will read \
-                 its own commands and skip them",
-                k.commands_topic
-            ));
-        }
-        if !k.input_topics.contains(&k.events_topic) {
-            w.push(format!(
-                "kafka.events_topic `{}` is not an input topic: that is fine only if the \
-                 worker publishes completions to one of the input topics",
-                k.events_topic
+                "kafka.topics.create_pod_command `{commands}` is also an input topic: the \
+                 coordinator will read its own commands and skip them"
             ));
         }
         w
@@ -1023,7 +1098,7 @@ fn take_section<T: DeserializeOwned + Default>(
     match table.remove(name) {
         None => T::default(),
         Some(value) => value.try_into().unwrap_or_else(|e: toml::de::Error| {
-            errors.push(deserialize_error(name, &e));
+            errors.push(with_migration_hint(deserialize_error(name, &e)));
             T::default()
         }),
     }
@@ -1042,6 +1117,38 @@ fn deserialize_error(section: &str, error: &toml::de::Error) -> ConfigError {
         }
     }
     ConfigError::invalid(section, text.replace('\n', " "))
+}
+
+/// Keys of earlier releases and what replaced them.
+const REPLACED_KEYS: &[(&str, &str)] = &[
+    (
+        "input_topics",
+        "replaced by kafka.topic_layout and [kafka.topics]",
+    ),
+    (
+        "events_topic",
+        "replaced by kafka.topic_layout and [kafka.topics]",
+    ),
+    (
+        "commands_topic",
+        "replaced by kafka.topic_layout and [kafka.topics]",
+    ),
+];
+
+/// An "unknown field" error about a key of an earlier release, with what replaced it.
+fn with_migration_hint(error: ConfigError) -> ConfigError {
+    match error {
+        ConfigError::Invalid { key, message } => {
+            let hint = REPLACED_KEYS
+                .iter()
+                .find(|(old, _)| message.starts_with(&format!("unknown field `{old}`")));
+            match hint {
+                Some((_, hint)) => ConfigError::invalid(key, format!("{message} ({hint})")),
+                None => ConfigError::Invalid { key, message },
+            }
+        }
+        other => other,
+    }
 }
 
 /// A top-level key that is not a section, with a hint when it belongs inside one.
@@ -1158,7 +1265,9 @@ fn apply_env(
 /// The kind of value the key at `path` takes, judged from the defaults.
 fn value_kind(defaults: &toml::Table, path: &[String]) -> ValueKind {
     let is = |a: &[&str]| path.len() >= a.len() && path.iter().zip(a).all(|(p, a)| p == a);
-    if is(&["kafka", "properties"]) && path.len() == 3 || is(&["kafka", "bootstrap_servers"]) {
+    if (is(&["kafka", "properties"]) || is(&["kafka", "topics"])) && path.len() == 3
+        || is(&["kafka", "bootstrap_servers"])
+    {
         return ValueKind::String;
     }
     let mut current: Option<&toml::Value> = None;
@@ -1254,7 +1363,8 @@ mod tests {
         let p = |s: &str| s.split('.').map(str::to_owned).collect::<Vec<_>>();
         assert!(value_kind(&d, &p("kafka.group_id")) == ValueKind::String);
         assert!(value_kind(&d, &p("queue.stale_timeout")) == ValueKind::String);
-        assert!(value_kind(&d, &p("kafka.input_topics")) == ValueKind::StringList);
+        assert!(value_kind(&d, &p("kafka.topics.create_pod_command")) == ValueKind::String);
+        assert!(value_kind(&d, &p("kafka.topic_layout")) == ValueKind::String);
         assert!(value_kind(&d, &p("queue.max_queue_size")) == ValueKind::Any);
         assert!(
             value_kind(&d, &["kafka".into(), "properties".into(), "x.y".into()])

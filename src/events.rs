@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::priority::{InvalidPriority, Priority};
+use crate::priority::{InvalidPriority, Priority, PriorityFormat};
 use crate::quantity::{self, QuantityError};
 
 /// `event_version` of every event this crate writes.
@@ -27,8 +27,8 @@ pub const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const DEFAULT_ENVIRONMENT: &str = "production";
 /// The user key of events whose `metadata.user_id` is null or empty.
 pub const ANONYMOUS_USER: &str = "anonymous";
-/// `priority` when a request does not say (NORMAL).
-pub const DEFAULT_PRIORITY: i64 = 5;
+/// `priority` when a request does not say.
+pub const DEFAULT_PRIORITY: Priority = Priority::Normal;
 
 /// Namespace of the UUIDv5 saga ids: `Uuid::new_v5(&Uuid::NAMESPACE_URL,
 /// b"urn:integr8scode:execution-coordinator:saga")`, written out so it can never drift. Changing
@@ -54,6 +54,8 @@ pub enum EventType {
     ExecutionCompleted,
     /// Consumed (from the worker) and produced (rejections, expiry).
     ExecutionFailed,
+    /// Consumed: the pod monitor saw an execution run out of time.
+    ExecutionTimeout,
     /// Produced: a request was queued.
     ExecutionAccepted,
     /// Produced on the commands topic: start the pod.
@@ -62,12 +64,29 @@ pub enum EventType {
 
 impl EventType {
     /// Every event type, consumed ones first.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         EventType::ExecutionRequested,
         EventType::ExecutionCancelled,
         EventType::ExecutionCompleted,
         EventType::ExecutionFailed,
+        EventType::ExecutionTimeout,
         EventType::ExecutionAccepted,
+        EventType::CreatePodCommand,
+    ];
+
+    /// The event types the coordinator consumes.
+    pub const CONSUMED: [EventType; 5] = [
+        EventType::ExecutionRequested,
+        EventType::ExecutionCancelled,
+        EventType::ExecutionCompleted,
+        EventType::ExecutionFailed,
+        EventType::ExecutionTimeout,
+    ];
+
+    /// The event types the coordinator produces.
+    pub const PRODUCED: [EventType; 3] = [
+        EventType::ExecutionAccepted,
+        EventType::ExecutionFailed,
         EventType::CreatePodCommand,
     ];
 
@@ -78,6 +97,7 @@ impl EventType {
             EventType::ExecutionCancelled => "execution_cancelled",
             EventType::ExecutionCompleted => "execution_completed",
             EventType::ExecutionFailed => "execution_failed",
+            EventType::ExecutionTimeout => "execution_timeout",
             EventType::ExecutionAccepted => "execution_accepted",
             EventType::CreatePodCommand => "create_pod_command",
         }
@@ -102,6 +122,7 @@ pub fn json_schema(event_type: EventType) -> Schema {
         EventType::ExecutionCancelled => schemars::schema_for!(ExecutionCancelled),
         EventType::ExecutionCompleted => schemars::schema_for!(ExecutionCompleted),
         EventType::ExecutionFailed => schemars::schema_for!(ExecutionFailed),
+        EventType::ExecutionTimeout => schemars::schema_for!(ExecutionTimeout),
         EventType::ExecutionAccepted => schemars::schema_for!(ExecutionAccepted),
         EventType::CreatePodCommand => schemars::schema_for!(CreatePodCommand),
     }
@@ -123,6 +144,7 @@ event_type_schema! {
     execution_cancelled_type => "execution_cancelled",
     execution_completed_type => "execution_completed",
     execution_failed_type => "execution_failed",
+    execution_timeout_type => "execution_timeout",
     execution_accepted_type => "execution_accepted",
     create_pod_command_type => "create_pod_command",
 }
@@ -135,8 +157,95 @@ fn default_environment() -> String {
     DEFAULT_ENVIRONMENT.to_owned()
 }
 
-fn default_priority() -> i64 {
-    DEFAULT_PRIORITY
+fn default_failed_exit_code() -> i64 {
+    1
+}
+
+/// A priority as written on the wire: a level's name (`"normal"`, Integr8sCode since
+/// 2026-01-29) or its number (`5`, the older releases). Read as given and resolved by
+/// [`WirePriority::level`], so a wrong value is a rejection naming the valid ones rather than
+/// a decode error; written in the configured [`PriorityFormat`] by [`WirePriority::of`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum WirePriority {
+    /// A name, as given (matched case-insensitively).
+    Name(String),
+    /// A number, as given.
+    Number(i64),
+}
+
+impl WirePriority {
+    /// `level` written in `format`.
+    pub fn of(level: Priority, format: PriorityFormat) -> Self {
+        match format {
+            PriorityFormat::Name => WirePriority::Name(level.name().to_owned()),
+            PriorityFormat::Number => WirePriority::Number(level.value()),
+        }
+    }
+
+    /// The level this names, or the rejection naming the valid values.
+    pub fn level(&self) -> Result<Priority, InvalidPriority> {
+        match self {
+            WirePriority::Name(name) => Priority::from_name(name),
+            WirePriority::Number(value) => Priority::from_value(*value),
+        }
+    }
+}
+
+impl Default for WirePriority {
+    fn default() -> Self {
+        WirePriority::of(DEFAULT_PRIORITY, PriorityFormat::Name)
+    }
+}
+
+impl Serialize for WirePriority {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WirePriority::Name(name) => serializer.serialize_str(name),
+            WirePriority::Number(value) => serializer.serialize_i64(*value),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WirePriority {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = WirePriority;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    "a priority name (\"critical\", \"high\", \"normal\", \"low\", \"background\") or number (0, 1, 5, 8, 10)",
+                )
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WirePriority, E> {
+                Ok(WirePriority::Number(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WirePriority, E> {
+                i64::try_from(v)
+                    .map(WirePriority::Number)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<WirePriority, E> {
+                Ok(WirePriority::Name(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for WirePriority {
+    fn schema_name() -> Cow<'static, str> {
+        "Priority".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        schemars::json_schema!({
+            "description": "Priority level, by name or by number: critical (0), high (1), normal (5, the default), low (8), background (10).",
+            "oneOf": [
+                {"type": "string", "enum": ["critical", "high", "normal", "low", "background"]},
+                {"type": "integer", "enum": [0, 1, 5, 8, 10]}
+            ]
+        })
+    }
 }
 
 /// Who produced an event and on whose behalf; embedded in every event.
@@ -146,17 +255,20 @@ pub struct EventMetadata {
     pub service_name: String,
     /// Version of that service.
     pub service_version: String,
-    /// Id shared by every event caused by one user action.
-    #[serde(default)]
+    /// Id shared by every event caused by one user action (older producers; not written when
+    /// empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub correlation_id: String,
-    /// The user the event is on behalf of; null for anonymous or system events.
+    /// The user the event is on behalf of. Older producers send null for anonymous or system
+    /// events; everything the coordinator writes has a string ("anonymous" when none).
     #[serde(default)]
     pub user_id: Option<String>,
-    /// The user's IP address, when the event started from an HTTP request.
-    #[serde(default)]
+    /// The user's IP address, when the event started from an HTTP request (older producers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_address: Option<String>,
-    /// The user's HTTP user agent, when the event started from an HTTP request.
-    #[serde(default)]
+    /// The user's HTTP user agent, when the event started from an HTTP request (older
+    /// producers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
     /// Deployment environment: `production`, `staging`, `development` or `test`.
     #[serde(default = "default_environment")]
@@ -165,13 +277,13 @@ pub struct EventMetadata {
 
 impl EventMetadata {
     /// Metadata of an event the coordinator produces with nothing to reply to (no request
-    /// metadata could be read): no user, no correlation id.
+    /// metadata could be read): user "anonymous", no correlation id.
     pub fn coordinator() -> Self {
         EventMetadata {
             service_name: SERVICE_NAME.to_owned(),
             service_version: SERVICE_VERSION.to_owned(),
             correlation_id: String::new(),
-            user_id: None,
+            user_id: Some(ANONYMOUS_USER.to_owned()),
             ip_address: None,
             user_agent: None,
             environment: DEFAULT_ENVIRONMENT.to_owned(),
@@ -179,13 +291,23 @@ impl EventMetadata {
     }
 
     /// Metadata of an event the coordinator produces in reply to one with this metadata: its own
-    /// service name and version, the same correlation id, user and environment.
+    /// service name and version, the same correlation id, user (a string: "anonymous" when
+    /// none) and environment.
     pub fn reply(&self) -> Self {
         EventMetadata {
             correlation_id: self.correlation_id.clone(),
-            user_id: self.user_id.clone(),
+            user_id: Some(self.user_key().to_owned()),
             environment: self.environment.clone(),
             ..EventMetadata::coordinator()
+        }
+    }
+
+    /// This metadata as the coordinator writes it when it copies it: the user a string
+    /// ("anonymous" when none), so Integr8sCode's services accept it.
+    pub fn copied(&self) -> Self {
+        EventMetadata {
+            user_id: Some(self.user_key().to_owned()),
+            ..self.clone()
         }
     }
 
@@ -293,10 +415,9 @@ pub struct ExecutionRequested {
     /// Memory to reserve, e.g. `"128Mi"`; the language default when absent.
     #[serde(default)]
     pub memory_request: Option<String>,
-    /// Priority level: 0 critical, 1 high, 5 normal, 8 low, 10 background.
-    #[serde(default = "default_priority")]
-    #[schemars(extend("enum" = [0, 1, 5, 8, 10]))]
-    pub priority: i64,
+    /// Priority level, by name or number; normal when absent.
+    #[serde(default)]
+    pub priority: WirePriority,
     /// GPUs to reserve (an extension of this coordinator; Integr8sCode does not send it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_request: Option<u32>,
@@ -305,7 +426,7 @@ pub struct ExecutionRequested {
 impl ExecutionRequested {
     /// The priority level, or the rejection naming the valid values.
     pub fn priority_level(&self) -> Result<Priority, InvalidPriority> {
-        Priority::from_value(self.priority)
+        self.priority.level()
     }
 
     /// `cpu_request` in millicores (rounded up), `None` when absent.
@@ -347,8 +468,9 @@ pub struct ExecutionCancelled {
     pub metadata: EventMetadata,
     /// The execution to cancel.
     pub execution_id: String,
-    /// Why it was cancelled.
-    pub reason: String,
+    /// Why it was cancelled (Integr8sCode dropped it after 2026-02-20).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Who cancelled it.
     #[serde(default)]
     pub cancelled_by: Option<String>,
@@ -415,11 +537,12 @@ pub struct ExecutionFailed {
     pub metadata: EventMetadata,
     /// The execution that failed.
     pub execution_id: String,
-    /// Exit code of the script; -1 when it never ran.
+    /// Exit code of the script; -1 when it never ran. 1 when absent (Integr8sCode's default).
+    #[serde(default = "default_failed_exit_code")]
     pub exit_code: i64,
     /// Category of the failure.
     pub error_type: ErrorType,
-    /// A sentence a user can act on.
+    /// A sentence a user can act on (absent from Integr8sCode's events after 2026-02-20).
     #[serde(default)]
     pub error_message: String,
     /// What the execution used, if it ran.
@@ -487,6 +610,43 @@ impl ExecutionFailed {
     }
 }
 
+/// The pod monitor saw an execution run past its time limit (consumed): its resources are
+/// free.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ExecutionTimeout {
+    /// Unique id of this event (a UUID string).
+    #[serde(default)]
+    pub event_id: String,
+    /// Always `"execution_timeout"`.
+    #[schemars(schema_with = "execution_timeout_type")]
+    pub event_type: EventType,
+    /// Version of the event format, `"1.0"`.
+    #[serde(default = "default_event_version")]
+    pub event_version: String,
+    /// When the event was created, RFC 3339.
+    #[serde(default)]
+    pub timestamp: String,
+    /// The execution this event belongs to.
+    #[serde(default)]
+    pub aggregate_id: Option<String>,
+    /// Producer and user of the event.
+    pub metadata: EventMetadata,
+    /// The execution that ran out of time.
+    pub execution_id: String,
+    /// The limit it ran into, in seconds (0 when the pod had none).
+    #[serde(default)]
+    pub timeout_seconds: u64,
+    /// What the execution used.
+    #[serde(default)]
+    pub resource_usage: Option<ResourceUsage>,
+    /// Standard output of the script until it was stopped.
+    #[serde(default)]
+    pub stdout: String,
+    /// Standard error of the script until it was stopped.
+    #[serde(default)]
+    pub stderr: String,
+}
+
 /// A request was queued (produced).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ExecutionAccepted {
@@ -514,20 +674,19 @@ pub struct ExecutionAccepted {
     /// Rough wait until dispatch, in seconds; null when unknown.
     #[serde(default)]
     pub estimated_wait_seconds: Option<f64>,
-    /// Priority level the execution was queued at.
-    #[serde(default = "default_priority")]
-    #[schemars(extend("enum" = [0, 1, 5, 8, 10]))]
-    pub priority: i64,
+    /// Priority level the execution was queued at, in the configured format.
+    #[serde(default)]
+    pub priority: WirePriority,
 }
 
 impl ExecutionAccepted {
     /// The `execution_accepted` for a request queued at `queue_position`, with the request's
-    /// metadata copied.
+    /// metadata copied ([`EventMetadata::copied`]) and `priority` written in `format`.
     pub fn for_request(
         req: &ExecutionRequested,
         queue_position: u64,
         estimated_wait_seconds: Option<f64>,
-        priority: Priority,
+        (priority, format): (Priority, PriorityFormat),
         event_id: String,
         timestamp: String,
     ) -> Self {
@@ -537,11 +696,11 @@ impl ExecutionAccepted {
             event_version: default_event_version(),
             timestamp,
             aggregate_id: Some(req.execution_id.clone()),
-            metadata: req.metadata.clone(),
+            metadata: req.metadata.copied(),
             execution_id: req.execution_id.clone(),
             queue_position,
             estimated_wait_seconds,
-            priority: priority.value(),
+            priority: WirePriority::of(priority, format),
         }
     }
 }
@@ -593,22 +752,21 @@ pub struct CreatePodCommand {
     pub cpu_request: String,
     /// Memory reserved for the execution, in MiB (`"512Mi"`).
     pub memory_request: String,
-    /// Priority level the execution was dispatched at.
-    #[serde(default = "default_priority")]
-    #[schemars(extend("enum" = [0, 1, 5, 8, 10]))]
-    pub priority: i64,
+    /// Priority level the execution was dispatched at, in the configured format.
+    #[serde(default)]
+    pub priority: WirePriority,
 }
 
 impl CreatePodCommand {
     /// The command for a request whose resources are reserved: `cpu_request`/`memory_request`
     /// carry what was reserved. The request's limits are kept when they parse and are at least
     /// the reservation; otherwise the limit is the reservation, because Kubernetes refuses a
-    /// pod whose request exceeds its limit.
+    /// pod whose request exceeds its limit. `priority` is written in `format`.
     pub fn for_request(
         req: &ExecutionRequested,
         cpu_millis: u64,
         memory_mib: u64,
-        priority: Priority,
+        (priority, format): (Priority, PriorityFormat),
         event_id: String,
         timestamp: String,
     ) -> Self {
@@ -644,7 +802,7 @@ impl CreatePodCommand {
             memory_limit,
             cpu_request: quantity::format_cpu_millis(cpu_millis),
             memory_request: quantity::format_memory_mib(memory_mib),
-            priority: priority.value(),
+            priority: WirePriority::of(priority, format),
         }
     }
 }
@@ -749,6 +907,7 @@ impl_to_json_bytes!(
     ExecutionCancelled,
     ExecutionCompleted,
     ExecutionFailed,
+    ExecutionTimeout,
     ExecutionAccepted,
     CreatePodCommand
 );
@@ -764,6 +923,8 @@ pub enum InputEvent {
     Completed(ExecutionCompleted),
     /// `execution_failed`, from the worker or the coordinator itself.
     Failed(ExecutionFailed),
+    /// `execution_timeout`, from the pod monitor.
+    TimedOut(ExecutionTimeout),
     /// Any other event type: skipped and counted, not an error.
     Other {
         /// The `event_type` as written.
@@ -779,6 +940,7 @@ impl InputEvent {
             InputEvent::Cancelled(_) => EventType::ExecutionCancelled.as_str(),
             InputEvent::Completed(_) => EventType::ExecutionCompleted.as_str(),
             InputEvent::Failed(_) => EventType::ExecutionFailed.as_str(),
+            InputEvent::TimedOut(_) => EventType::ExecutionTimeout.as_str(),
             InputEvent::Other { event_type } => event_type,
         }
     }
@@ -790,6 +952,7 @@ impl InputEvent {
             InputEvent::Cancelled(e) => Some(&e.execution_id),
             InputEvent::Completed(e) => Some(&e.execution_id),
             InputEvent::Failed(e) => Some(&e.execution_id),
+            InputEvent::TimedOut(e) => Some(&e.execution_id),
             InputEvent::Other { .. } => None,
         }
     }
@@ -951,6 +1114,7 @@ fn decode_typed(bytes: &[u8]) -> Option<InputEvent> {
         EventType::ExecutionCancelled => InputEvent::Cancelled(serde_json::from_slice(bytes).ok()?),
         EventType::ExecutionCompleted => InputEvent::Completed(serde_json::from_slice(bytes).ok()?),
         EventType::ExecutionFailed => InputEvent::Failed(serde_json::from_slice(bytes).ok()?),
+        EventType::ExecutionTimeout => InputEvent::TimedOut(serde_json::from_slice(bytes).ok()?),
         EventType::ExecutionAccepted | EventType::CreatePodCommand => return None,
     };
     if event.execution_id().is_some_and(|id| id.trim().is_empty()) {
@@ -966,6 +1130,7 @@ fn decode_known(known: EventType, value: &Value) -> Result<InputEvent, String> {
         EventType::ExecutionCancelled => InputEvent::Cancelled(typed_decode(known, value)?),
         EventType::ExecutionCompleted => InputEvent::Completed(typed_decode(known, value)?),
         EventType::ExecutionFailed => InputEvent::Failed(typed_decode(known, value)?),
+        EventType::ExecutionTimeout => InputEvent::TimedOut(typed_decode(known, value)?),
         EventType::ExecutionAccepted | EventType::CreatePodCommand => {
             // Our own output read back: nothing for the coordinator to do with it.
             return Ok(InputEvent::Other {
@@ -1132,12 +1297,83 @@ mod tests {
         assert_eq!(reply.user_id.as_deref(), Some("u1"));
         assert_eq!(reply.ip_address, None);
         assert_eq!(reply.user_agent, None);
+        assert_eq!(metadata(None).reply().user_id.as_deref(), Some("anonymous"));
+        assert_eq!(
+            metadata(Some("")).copied().user_id.as_deref(),
+            Some("anonymous")
+        );
+        assert_eq!(
+            EventMetadata::coordinator().user_id.as_deref(),
+            Some("anonymous")
+        );
+    }
+
+    #[test]
+    fn priority_by_name_or_number_and_a_clear_error_for_anything_else() {
+        for (given, level) in [
+            (Value::from("critical"), Priority::Critical),
+            (Value::from("NORMAL"), Priority::Normal),
+            (Value::from(10), Priority::Background),
+            (Value::from(1), Priority::High),
+        ] {
+            let mut v = minimal_request();
+            v["priority"] = given.clone();
+            let InputEvent::Requested(r) = decode_value(&v).unwrap() else {
+                panic!("{given} does not decode as a request")
+            };
+            assert_eq!(r.priority_level(), Ok(level), "{given}");
+        }
+        let mut v = minimal_request();
+        v["priority"] = "urgent".into();
+        let InputEvent::Requested(r) = decode_value(&v).unwrap() else {
+            panic!()
+        };
+        assert!(r
+            .priority_level()
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid priority \"urgent\": expected one of"));
+        for bad in [Value::from(5.5), Value::Bool(true), serde_json::json!([5])] {
+            let mut v = minimal_request();
+            v["priority"] = bad.clone();
+            let err = decode_value(&v).unwrap_err();
+            assert_eq!(err.kind, DecodeErrorKind::InvalidFields, "{bad}");
+            assert!(
+                err.message.contains("`priority`")
+                    && err.message.contains("a priority name (\"critical\""),
+                "{}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn priorities_are_written_in_the_configured_format() {
+        for p in Priority::ALL {
+            let name = serde_json::to_value(WirePriority::of(p, PriorityFormat::Name)).unwrap();
+            let number = serde_json::to_value(WirePriority::of(p, PriorityFormat::Number)).unwrap();
+            assert_eq!(name, Value::from(p.name()));
+            assert_eq!(number, Value::from(p.value()));
+        }
+    }
+
+    #[test]
+    fn a_timeout_decodes_with_only_the_required_fields() {
+        let v = serde_json::json!({
+            "event_type": "execution_timeout",
+            "metadata": {"service_name": "pod-monitor", "service_version": "1", "user_id": "u"},
+            "execution_id": "exec-1"
+        });
+        let InputEvent::TimedOut(t) = decode_value(&v).unwrap() else {
+            panic!()
+        };
+        assert_eq!((t.execution_id.as_str(), t.timeout_seconds), ("exec-1", 0));
     }
 
     #[test]
     fn request_defaults_for_optional_fields() {
         let r = request();
-        assert_eq!(r.priority, 5);
+        assert_eq!(r.priority, WirePriority::Name("normal".into()));
         assert_eq!(r.priority_level(), Ok(Priority::Normal));
         assert_eq!(r.cpu_request, None);
         assert_eq!(r.cpu_request_millis(), Ok(None));
@@ -1163,7 +1399,7 @@ mod tests {
         assert_eq!(r.gpu_request, Some(1));
         assert_eq!(
             r.priority_level().unwrap_err().to_string(),
-            "invalid priority 3: expected one of 0, 1, 5, 8, 10"
+            "invalid priority 3: expected one of \"critical\", \"high\", \"normal\", \"low\", \"background\" or 0, 1, 5, 8, 10"
         );
         let mut bad = r.clone();
         bad.memory_request = Some("12Qi".into());
@@ -1316,7 +1552,7 @@ mod tests {
     #[test]
     fn decode_error_reply() {
         let mut v = minimal_request();
-        v["priority"] = "high".into();
+        v["priority"] = 5.5.into();
         v["metadata"]["user_id"] = "u9".into();
         let err = decode_value(&v).unwrap_err();
         let reply =
@@ -1339,19 +1575,32 @@ mod tests {
         let mut r = request();
         r.cpu_limit = Some("1".into());
         r.memory_limit = Some("256Mi".into());
-        let c = CreatePodCommand::for_request(&r, 500, 512, Priority::High, "e".into(), "t".into());
+        let c = CreatePodCommand::for_request(
+            &r,
+            500,
+            512,
+            (Priority::High, PriorityFormat::Number),
+            "e".into(),
+            "t".into(),
+        );
         assert_eq!(c.cpu_request, "500m");
         assert_eq!(c.memory_request, "512Mi");
         assert_eq!(c.cpu_limit, "1");
         assert_eq!(c.memory_limit, "512Mi");
-        assert_eq!(c.priority, 1);
+        assert_eq!(c.priority, WirePriority::Number(1));
         assert_eq!(c.saga_id, saga_id("exec-1").to_string());
         assert_eq!(c.metadata.service_name, SERVICE_NAME);
 
         r.cpu_limit = None;
         r.memory_limit = Some("garbage".into());
-        let c =
-            CreatePodCommand::for_request(&r, 250, 128, Priority::Normal, "e".into(), "t".into());
+        let c = CreatePodCommand::for_request(
+            &r,
+            250,
+            128,
+            (Priority::Normal, PriorityFormat::Name),
+            "e".into(),
+            "t".into(),
+        );
         assert_eq!(c.cpu_limit, "250m");
         assert_eq!(c.memory_limit, "128Mi");
     }
@@ -1359,15 +1608,22 @@ mod tests {
     #[test]
     fn output_event_accessors() {
         let r = request();
-        let a: OutputEvent =
-            ExecutionAccepted::for_request(&r, 3, None, Priority::Low, "ev".into(), "t".into())
-                .into();
+        let a: OutputEvent = ExecutionAccepted::for_request(
+            &r,
+            3,
+            None,
+            (Priority::Low, PriorityFormat::Name),
+            "ev".into(),
+            "t".into(),
+        )
+        .into();
         assert_eq!(a.event_type(), EventType::ExecutionAccepted);
         assert_eq!(a.execution_id(), "exec-1");
         assert_eq!(a.event_id(), "ev");
         let v: Value = serde_json::from_slice(&a.to_json_bytes()).unwrap();
         assert_eq!(v["event_type"], "execution_accepted");
-        assert_eq!(v["priority"], 8);
+        assert_eq!(v["priority"], "low");
+        assert_eq!(v["metadata"]["user_id"], "anonymous");
         assert_eq!(v["estimated_wait_seconds"], Value::Null);
     }
 
@@ -1378,7 +1634,7 @@ mod tests {
             &r,
             0,
             Some(f64::NAN),
-            Priority::Normal,
+            (Priority::Normal, PriorityFormat::Number),
             "ev".into(),
             "t".into(),
         );

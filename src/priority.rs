@@ -24,10 +24,21 @@ pub enum Priority {
 
 /// A priority value outside the five levels.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("invalid priority {value}: expected one of 0, 1, 5, 8, 10")]
+#[error("invalid priority {given}: expected one of \"critical\", \"high\", \"normal\", \"low\", \"background\" or 0, 1, 5, 8, 10")]
 pub struct InvalidPriority {
-    /// The value that was given.
-    pub value: i64,
+    /// The value that was given, as written (a number, or a string in quotes).
+    pub given: String,
+}
+
+/// How a priority is written on the wire (`wire.priority_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityFormat {
+    /// The level's name, `"normal"`: what Integr8sCode has validated since 2026-01-29.
+    #[default]
+    Name,
+    /// The level's number, `5`: the older Integr8sCode releases.
+    Number,
 }
 
 impl Priority {
@@ -59,8 +70,21 @@ impl Priority {
             5 => Ok(Priority::Normal),
             8 => Ok(Priority::Low),
             10 => Ok(Priority::Background),
-            _ => Err(InvalidPriority { value }),
+            _ => Err(InvalidPriority {
+                given: value.to_string(),
+            }),
         }
+    }
+
+    /// The level with this wire name (`"critical"` … `"background"`, any case), or a rejection
+    /// naming the valid ones.
+    pub fn from_name(name: &str) -> Result<Self, InvalidPriority> {
+        Priority::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(name))
+            .ok_or_else(|| InvalidPriority {
+                given: format!("{name:?}"),
+            })
     }
 
     /// Position of this level in dispatch order, 0..5.
@@ -123,12 +147,28 @@ mod tests {
     fn other_values_are_rejected_with_the_valid_set() {
         for v in [-1, 2, 3, 4, 6, 7, 9, 11, i64::MAX] {
             let err = Priority::from_value(v).unwrap_err();
-            assert_eq!(err.value, v);
+            assert_eq!(err.given, v.to_string());
         }
         assert_eq!(
             Priority::from_value(3).unwrap_err().to_string(),
-            "invalid priority 3: expected one of 0, 1, 5, 8, 10"
+            "invalid priority 3: expected one of \"critical\", \"high\", \"normal\", \"low\", \"background\" or 0, 1, 5, 8, 10"
         );
+    }
+
+    #[test]
+    fn names_round_trip_in_any_case_and_others_are_rejected_quoted() {
+        for p in Priority::ALL {
+            assert_eq!(Priority::from_name(p.name()), Ok(p));
+            assert_eq!(Priority::from_name(&p.name().to_uppercase()), Ok(p));
+        }
+        for bad in ["urgent", "", "5", "norm al"] {
+            let err = Priority::from_name(bad).unwrap_err();
+            assert_eq!(err.given, format!("{bad:?}"));
+        }
+        assert!(Priority::from_name("urgent")
+            .unwrap_err()
+            .to_string()
+            .starts_with("invalid priority \"urgent\": expected one of \"critical\""));
     }
 
     #[test]

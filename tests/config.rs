@@ -4,8 +4,12 @@
 use std::time::Duration;
 
 use coordinator_core::config::{
-    is_secret_property, Config, ConfigError, KafkaConfig, LanguageDefault, LogFormat, REDACTED,
+    is_secret_property, Config, ConfigError, KafkaConfig, LanguageDefault, LogFormat, TopicLayout,
+    TopicNames, REDACTED,
 };
+
+use coordinator_core::events::EventType;
+use coordinator_core::priority::PriorityFormat;
 
 const SHIPPED: &str = include_str!("../config.toml");
 
@@ -125,9 +129,9 @@ fn other_defaults_follow_the_spec() {
     assert_eq!(k.bootstrap_servers, None);
     assert_eq!(k.group_id, "execution-coordinator");
     assert_eq!(k.topic_prefix, "");
-    assert_eq!(k.input_topics, ["execution_events"]);
-    assert_eq!(k.events_topic, "execution_events");
-    assert_eq!(k.commands_topic, "saga_commands");
+    assert_eq!(k.topic_layout, TopicLayout::PerEventType);
+    assert_eq!(k.topics, TopicNames::default());
+    assert_eq!(c.wire.priority_format, PriorityFormat::Name);
     assert_eq!(k.dlq_topic, "dead_letter_queue");
     assert_eq!(k.state_topic, "execution_coordinator_state");
     assert!(k.create_topics);
@@ -160,8 +164,21 @@ fn unknown_keys_are_rejected_by_name() {
         "lists the known keys: {text}"
     );
 
-    let text = error_text("[kafka.properties]\n\"a\" = \"b\"\n[kafka]\ntopics = []\n");
-    assert!(text.contains("kafka: unknown field `topics`"), "{text}");
+    let text = error_text("[kafka.properties]\n\"a\" = \"b\"\n[kafka]\ntopicz = []\n");
+    assert!(text.contains("kafka: unknown field `topicz`"), "{text}");
+
+    // The keys of the single-layout releases say what replaced them.
+    for old in [
+        "input_topics = [\"x\"]",
+        "events_topic = \"x\"",
+        "commands_topic = \"x\"",
+    ] {
+        let text = error_text(&format!("[kafka]\n{old}\n"));
+        assert!(
+            text.contains("replaced by kafka.topic_layout and [kafka.topics]"),
+            "{text}"
+        );
+    }
 
     let text = error_text("[nonsense]\nx = 1\n");
     assert!(text.starts_with("nonsense: unknown section"), "{text}");
@@ -232,8 +249,8 @@ fn env_overrides_each_kind_of_value() {
                 "b1:9092,b2:9092",
             ),
             (
-                "EXECUTION_COORDINATOR__KAFKA__INPUT_TOPICS",
-                "[\"a\", \"b\"]",
+                "EXECUTION_COORDINATOR__KAFKA__TOPICS__EXECUTION_REQUESTED",
+                "\"requests\"",
             ),
             ("EXECUTION_COORDINATOR__DAEMON__LOG_FORMAT", "json"),
             (
@@ -251,7 +268,10 @@ fn env_overrides_each_kind_of_value() {
         c.kafka.bootstrap_servers.as_deref(),
         Some("b1:9092,b2:9092")
     );
-    assert_eq!(c.kafka.input_topics, ["a", "b"]);
+    assert_eq!(
+        c.kafka.topics.execution_requested.as_deref(),
+        Some("requests")
+    );
     assert_eq!(c.daemon.log_format, LogFormat::Json);
     assert_eq!(c.kafka.properties["security.protocol"], "SASL_SSL");
 }
@@ -261,8 +281,12 @@ fn env_values_fit_the_key_they_set() {
     let c = parse_env(
         "",
         &[
-            // A list as plain comma-separated text.
-            ("EXECUTION_COORDINATOR__KAFKA__INPUT_TOPICS", "x, y,z"),
+            // A topic name that looks like a number stays text.
+            (
+                "EXECUTION_COORDINATOR__KAFKA__TOPICS__CREATE_POD_COMMAND",
+                "42",
+            ),
+            ("EXECUTION_COORDINATOR__KAFKA__TOPIC_LAYOUT", "shared"),
             // Text that looks like a number stays text for a string key.
             ("EXECUTION_COORDINATOR__KAFKA__GROUP_ID", "42"),
             // Property values are always strings, even when they look like TOML.
@@ -280,7 +304,8 @@ fn env_values_fit_the_key_they_set() {
             ("EXECUTION_COORDINATOR__DAEMON__METRICS_ADDR", ""),
         ],
     );
-    assert_eq!(c.kafka.input_topics, ["x", "y", "z"]);
+    assert_eq!(c.kafka.topics.create_pod_command.as_deref(), Some("42"));
+    assert_eq!(c.kafka.topic_layout, TopicLayout::Shared);
     assert_eq!(c.kafka.group_id, "42");
     assert_eq!(c.kafka.properties["socket.keepalive.enable"], "true");
     assert_eq!(c.kafka.properties["linger.ms"], "5");
@@ -375,9 +400,8 @@ fn validate_reports_every_problem_at_once() {
         .get_mut("go")
         .unwrap()
         .cpu_cores = 0.0;
-    c.kafka.input_topics.clear();
-    c.kafka.events_topic = String::new();
-    c.kafka.commands_topic = "bad topic".into();
+    c.kafka.topics.execution_requested = Some(String::new());
+    c.kafka.topics.create_pod_command = Some("bad topic".into());
     c.kafka.topic_partitions = 0;
     c.kafka.commit_interval = Duration::ZERO;
     c.kafka.max_message_bytes = 0;
@@ -403,9 +427,8 @@ fn validate_reports_every_problem_at_once() {
             "resources.min_available_cpu_cores",
             "resources.max_memory_per_execution_mb",
             "resources.language_defaults.go.cpu_cores",
-            "kafka.input_topics",
-            "kafka.events_topic",
-            "kafka.commands_topic",
+            "kafka.topics.execution_requested",
+            "kafka.topics.create_pod_command",
             "kafka.topic_partitions",
             "kafka.commit_interval",
             "kafka.max_message_bytes",
@@ -446,15 +469,31 @@ fn parsing_reports_problems_from_every_section_at_once() {
 
 #[test]
 fn cross_field_rules() {
-    let text = error_text("[kafka]\ninput_topics = [\"in\", \"dlq\"]\ndlq_topic = \"dlq\"\n");
+    let text =
+        error_text("[kafka.topics]\nexecution_cancelled = \"dlq\"\n[kafka]\ndlq_topic = \"dlq\"\n");
     assert!(
         text.contains("kafka.dlq_topic: `dlq` is also an input topic"),
         "{text}"
     );
 
-    let text = error_text("[kafka]\nstate_topic = \"saga_commands\"\n");
+    let text = error_text("[kafka]\nstate_topic = \"create_pod_command\"\n");
+    assert!(
+        text.contains("kafka.state_topic: `create_pod_command` is also used"),
+        "{text}"
+    );
+    let text = error_text("[kafka]\ntopic_layout = \"shared\"\nstate_topic = \"saga_commands\"\n");
     assert!(
         text.contains("kafka.state_topic: `saga_commands` is also used"),
+        "{text}"
+    );
+    let text = error_text("[kafka]\ntopic_layout = \"one_big_topic\"\n");
+    assert!(
+        text.contains("kafka.topic_layout") && text.contains("per_event_type"),
+        "{text}"
+    );
+    let text = error_text("[wire]\npriority_format = \"roman\"\n");
+    assert!(
+        text.contains("wire.priority_format") && text.contains("name"),
         "{text}"
     );
 
@@ -479,9 +518,9 @@ fn cross_field_rules() {
         "kafka.topic_prefix: `a/` contains '/'; Kafka topic names use only \
         ASCII letters, digits, '.', '_' and '-'"
     );
-    let text = error_text("[kafka]\ninput_topics = [\"ok\", \"not ok\"]\n");
+    let text = error_text("[kafka.topics]\nexecution_completed = \"not ok\"\n");
     assert!(
-        text.starts_with("kafka.input_topics[1]: `not ok` contains ' '"),
+        text.starts_with("kafka.topics.execution_completed: `not ok` contains ' '"),
         "{text}"
     );
 
@@ -542,9 +581,9 @@ fn language_defaults_merge_over_the_builtin_table() {
 }
 
 #[test]
-fn topic_names_carry_the_prefix() {
+fn topic_names_carry_the_prefix_in_both_layouts() {
     let k = parse_env(
-        "[kafka]\ntopic_prefix = \"staging.\"\ninput_topics = [\"execution_events\", \"extra\"]\n",
+        "[kafka]\ntopic_prefix = \"staging.\"\ntopic_layout = \"shared\"\n[kafka.topics]\nexecution_cancelled = \"extra\"\n",
         &[],
     )
     .kafka;
@@ -553,8 +592,18 @@ fn topic_names_carry_the_prefix() {
         k.input_topics_full(),
         ["staging.execution_events", "staging.extra"]
     );
-    assert_eq!(k.events_topic_full(), "staging.execution_events");
-    assert_eq!(k.commands_topic_full(), "staging.saga_commands");
+    assert_eq!(
+        k.topic_of(EventType::ExecutionAccepted),
+        "staging.execution_events"
+    );
+    assert_eq!(
+        k.topic_of(EventType::ExecutionFailed),
+        "staging.execution_events"
+    );
+    assert_eq!(
+        k.topic_of(EventType::CreatePodCommand),
+        "staging.saga_commands"
+    );
     assert_eq!(k.dlq_topic_full(), "staging.dead_letter_queue");
     assert_eq!(
         k.all_topics_full(),
@@ -565,9 +614,38 @@ fn topic_names_carry_the_prefix() {
             "staging.saga_commands",
         ]
     );
+
+    // Per event type (the default): every type on the topic of its name, inputs and outputs
+    // apart but for execution_failed, which is both.
+    let k = KafkaConfig {
+        topic_prefix: "p.".into(),
+        ..KafkaConfig::default()
+    };
+    for t in EventType::ALL {
+        assert_eq!(k.topic_of(t), format!("p.{t}"));
+    }
     assert_eq!(
-        KafkaConfig::default().input_topics_full(),
-        ["execution_events"]
+        k.input_topics_full(),
+        [
+            "p.execution_cancelled",
+            "p.execution_completed",
+            "p.execution_failed",
+            "p.execution_requested",
+            "p.execution_timeout",
+        ]
+    );
+    assert_eq!(
+        k.all_topics_full(),
+        [
+            "p.create_pod_command",
+            "p.dead_letter_queue",
+            "p.execution_accepted",
+            "p.execution_cancelled",
+            "p.execution_completed",
+            "p.execution_failed",
+            "p.execution_requested",
+            "p.execution_timeout",
+        ]
     );
 }
 

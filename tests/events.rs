@@ -3,28 +3,43 @@
 //! Consumed events: decode the golden file, re-encode, and compare as JSON values (minus the
 //! unknown fields the golden carries on purpose). Produced events: build them with the
 //! constructors from the golden request and compare to the golden file.
+//!
+//! The files: `tests/golden/*.json` are the older shape (numeric priority, `correlation_id`,
+//! `ip_address`, `user_agent`, a null `user_id`) and what the coordinator writes in the default
+//! `wire.priority_format` (name); `number/` what it writes with "number"; `2026-02/` the shapes
+//! of Integr8sCode's last release with a coordinator (priority by name, four metadata fields,
+//! `execution_timeout`) and what the coordinator writes for its request; `2026-03/` the shapes
+//! after it (`execution_cancelled` without `reason`, `execution_failed` without
+//! `error_message` or `exit_code`).
 
 use std::path::PathBuf;
 
 use coordinator_core::events::{
     decode_input, saga_id, CreatePodCommand, DecodeErrorKind, ErrorType, EventMetadata, EventType,
-    ExecutionAccepted, ExecutionFailed, ExecutionRequested, InputEvent, OutputEvent,
+    ExecutionAccepted, ExecutionFailed, ExecutionRequested, InputEvent, OutputEvent, WirePriority,
     SERVICE_VERSION,
 };
+use coordinator_core::priority::PriorityFormat;
 use coordinator_core::Priority;
 use serde_json::{json, Value};
 
 const MAX_BYTES: usize = 1 << 20;
 
-fn golden_path(event_type: EventType) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// `tests/golden/<shape>/<event_type>.json`; `shape` "" for the top level.
+fn golden_in(shape: &str, event_type: EventType) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
-        .join(format!("{}.json", event_type.as_str()))
+        .join(shape)
+        .join(format!("{}.json", event_type.as_str()));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
 fn golden_bytes(event_type: EventType) -> Vec<u8> {
-    let path = golden_path(event_type);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+    golden_in("", event_type)
+}
+
+fn golden_value_in(shape: &str, event_type: EventType) -> Value {
+    serde_json::from_slice(&golden_in(shape, event_type)).expect("golden files are JSON")
 }
 
 fn golden_value(event_type: EventType) -> Value {
@@ -140,13 +155,21 @@ fn execution_accepted_matches_the_constructor() {
         &request,
         2,
         Some(1.5),
-        Priority::Normal,
+        (Priority::Normal, PriorityFormat::Name),
         "9b2d4f6a-1c3e-4a5b-8d7f-0e2c4a6b8d1f".to_owned(),
         "2025-06-01T12:00:00.131072Z".to_owned(),
     );
     assert_eq!(accepted.metadata, request.metadata, "metadata is copied");
     let golden = golden_value(EventType::ExecutionAccepted);
     assert_eq!(bytes_to_value(&accepted.to_json_bytes()), golden);
+    let number = ExecutionAccepted {
+        priority: WirePriority::Number(5),
+        ..accepted.clone()
+    };
+    assert_eq!(
+        bytes_to_value(&number.to_json_bytes()),
+        golden_value_in("number", EventType::ExecutionAccepted)
+    );
     // Read back, it decodes (as an event the coordinator ignores) and re-encodes identically.
     let decoded: ExecutionAccepted = serde_json::from_value(golden.clone()).unwrap();
     assert_eq!(decoded, accepted);
@@ -163,7 +186,7 @@ fn create_pod_command_matches_the_constructor() {
         &request,
         200,
         128,
-        Priority::Normal,
+        (Priority::Normal, PriorityFormat::Name),
         "e4a6c8b0-2d4f-4e6a-9c8b-1f3e5d7c9a2b".to_owned(),
         "2025-06-01T12:00:00.502211Z".to_owned(),
     );
@@ -174,6 +197,18 @@ fn create_pod_command_matches_the_constructor() {
     assert_eq!(command.saga_id, saga_id(&request.execution_id).to_string());
     let decoded: CreatePodCommand = serde_json::from_value(golden).unwrap();
     assert_eq!(decoded, command);
+
+    let number = CreatePodCommand::for_request(
+        &request,
+        200,
+        128,
+        (Priority::Normal, PriorityFormat::Number),
+        command.event_id.clone(),
+        command.timestamp.clone(),
+    );
+    let mut golden = golden_value_in("number", EventType::CreatePodCommand);
+    golden["metadata"]["service_version"] = Value::from(SERVICE_VERSION);
+    assert_eq!(bytes_to_value(&number.to_json_bytes()), golden);
 }
 
 #[test]
@@ -183,7 +218,7 @@ fn a_redelivered_request_yields_the_same_saga_id() {
         &request,
         200,
         128,
-        Priority::Normal,
+        (Priority::Normal, PriorityFormat::Name),
         "a".into(),
         "t1".into(),
     );
@@ -191,7 +226,7 @@ fn a_redelivered_request_yields_the_same_saga_id() {
         &request,
         200,
         128,
-        Priority::Normal,
+        (Priority::Normal, PriorityFormat::Name),
         "b".into(),
         "t2".into(),
     );
@@ -206,8 +241,15 @@ fn a_redelivered_request_yields_the_same_saga_id() {
 fn every_produced_event_carries_its_event_type() {
     let request = golden_request();
     let events: Vec<OutputEvent> = vec![
-        ExecutionAccepted::for_request(&request, 0, None, Priority::High, "a".into(), "t".into())
-            .into(),
+        ExecutionAccepted::for_request(
+            &request,
+            0,
+            None,
+            (Priority::High, PriorityFormat::Name),
+            "a".into(),
+            "t".into(),
+        )
+        .into(),
         ExecutionFailed::rejection(
             "x",
             EventMetadata::coordinator(),
@@ -217,7 +259,15 @@ fn every_produced_event_carries_its_event_type() {
             "t".into(),
         )
         .into(),
-        CreatePodCommand::for_request(&request, 1, 1, Priority::Low, "c".into(), "t".into()).into(),
+        CreatePodCommand::for_request(
+            &request,
+            1,
+            1,
+            (Priority::Low, PriorityFormat::Number),
+            "c".into(),
+            "t".into(),
+        )
+        .into(),
     ];
     for event in events {
         let value = bytes_to_value(&event.to_json_bytes());
@@ -250,6 +300,186 @@ fn a_worker_failure_decodes() {
     assert_eq!(failed.stdout, "");
     assert_eq!(failed.resource_usage.unwrap().cpu_time_jiffies, 0);
     assert_eq!(failed.metadata.environment, "production");
+}
+
+// ---- Integr8sCode's shapes since 2026 ----
+
+/// Decodes `tests/golden/<shape>/<event_type>.json`.
+fn decode_shape(shape: &str, event_type: EventType) -> InputEvent {
+    decode_input(&golden_in(shape, event_type), MAX_BYTES)
+        .unwrap_or_else(|e| panic!("decoding golden {shape}/{event_type}: {e}"))
+}
+
+#[test]
+fn every_consumed_shape_of_both_eras_decodes_and_round_trips() {
+    for (shape, event_type) in [
+        ("2026-02", EventType::ExecutionRequested),
+        ("2026-02", EventType::ExecutionCancelled),
+        ("2026-02", EventType::ExecutionCompleted),
+        ("2026-02", EventType::ExecutionFailed),
+        ("2026-02", EventType::ExecutionTimeout),
+    ] {
+        let event = decode_shape(shape, event_type);
+        assert_eq!(event.event_type(), event_type.as_str());
+        let bytes = match &event {
+            InputEvent::Requested(e) => e.to_json_bytes(),
+            InputEvent::Cancelled(e) => e.to_json_bytes(),
+            InputEvent::Completed(e) => e.to_json_bytes(),
+            InputEvent::Failed(e) => e.to_json_bytes(),
+            InputEvent::TimedOut(e) => e.to_json_bytes(),
+            InputEvent::Other { .. } => panic!("{shape}/{event_type} read as another type"),
+        };
+        assert_eq!(
+            bytes_to_value(&bytes),
+            golden_value_in(shape, event_type),
+            "{shape}/{event_type} re-encodes as it was written"
+        );
+    }
+}
+
+#[test]
+fn a_named_priority_request_of_2026_is_read_at_its_level() {
+    let InputEvent::Requested(request) = decode_shape("2026-02", EventType::ExecutionRequested)
+    else {
+        panic!("expected a request");
+    };
+    assert_eq!(request.priority_level(), Ok(Priority::High));
+    assert_eq!(request.metadata.correlation_id, "");
+    assert_eq!(
+        request.metadata.user_key(),
+        "9d1e6c52-7a3b-4f08-b2c4-5e8f1a0d3b67"
+    );
+}
+
+#[test]
+fn the_cancellation_and_failure_of_after_2026_02_need_no_reason_nor_message() {
+    let InputEvent::Cancelled(cancel) = decode_shape("2026-03", EventType::ExecutionCancelled)
+    else {
+        panic!("expected a cancellation");
+    };
+    assert_eq!(cancel.reason, None);
+    assert_eq!(
+        cancel.cancelled_by.as_deref(),
+        Some("9d1e6c52-7a3b-4f08-b2c4-5e8f1a0d3b67")
+    );
+    assert!(cancel.force_terminated);
+    let InputEvent::Failed(failed) = decode_shape("2026-03", EventType::ExecutionFailed) else {
+        panic!("expected a failure");
+    };
+    assert_eq!(failed.error_message, "");
+    assert_eq!(failed.exit_code, 1, "Integr8sCode's default exit code");
+    assert_eq!(failed.error_type, ErrorType::SystemError);
+}
+
+#[test]
+fn what_the_coordinator_writes_for_a_2026_request_is_its_golden_shape() {
+    let InputEvent::Requested(request) = decode_shape("2026-02", EventType::ExecutionRequested)
+    else {
+        panic!("expected a request");
+    };
+    let level = request.priority_level().expect("a valid level");
+    let accepted = ExecutionAccepted::for_request(
+        &request,
+        0,
+        None,
+        (level, PriorityFormat::Name),
+        "16b0a3d2-5f8e-4c71-9b06-2e4d8a1c7f35".into(),
+        "2026-02-20T10:00:00.311Z".into(),
+    );
+    assert_eq!(
+        bytes_to_value(&accepted.to_json_bytes()),
+        golden_value_in("2026-02", EventType::ExecutionAccepted)
+    );
+    let command = CreatePodCommand::for_request(
+        &request,
+        200,
+        128,
+        (level, PriorityFormat::Name),
+        "1e7f94e7-9a6c-41f1-a267-cbfee49923b5".into(),
+        "2026-02-20T10:00:00.311Z".into(),
+    );
+    let mut golden = golden_value_in("2026-02", EventType::CreatePodCommand);
+    golden["metadata"]["service_version"] = Value::from(SERVICE_VERSION);
+    assert_eq!(bytes_to_value(&command.to_json_bytes()), golden);
+}
+
+/// Integr8sCode's `CreatePodCommandEvent` as its last coordinator release validates it
+/// (`backend/app/domain/events/typed.py`, pydantic, extra fields ignored): each field, and
+/// what JSON value it accepts.
+const CREATE_POD_COMMAND_MODEL: &[(&str, fn(&Value) -> bool)] = &[
+    ("event_id", |v| v.is_string()),
+    ("event_type", |v| v == "create_pod_command"),
+    ("event_version", |v| v.is_string()),
+    ("timestamp", |v| v.as_str().is_some_and(is_rfc3339)),
+    ("aggregate_id", |v| v.is_string() || v.is_null()),
+    ("saga_id", |v| v.is_string()),
+    ("execution_id", |v| v.is_string()),
+    ("script", |v| v.is_string()),
+    ("language", |v| v.is_string()),
+    ("language_version", |v| v.is_string()),
+    ("runtime_image", |v| v.is_string()),
+    ("runtime_command", |v| {
+        v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+    }),
+    ("runtime_filename", |v| v.is_string()),
+    ("timeout_seconds", |v| v.is_i64() || v.is_u64()),
+    ("cpu_limit", |v| v.is_string()),
+    ("memory_limit", |v| v.is_string()),
+    ("cpu_request", |v| v.is_string()),
+    ("memory_request", |v| v.is_string()),
+    ("priority", |v| {
+        ["critical", "high", "normal", "low", "background"].contains(&v.as_str().unwrap_or(""))
+    }),
+];
+
+/// Its `EventMetadata`: a dataclass of four fields, `user_id` a string (null is refused) and
+/// `environment` one of four names.
+const METADATA_MODEL: &[(&str, fn(&Value) -> bool)] = &[
+    ("service_name", |v| v.is_string()),
+    ("service_version", |v| v.is_string()),
+    ("user_id", |v| v.is_string()),
+    ("environment", |v| {
+        ["development", "staging", "production", "test"].contains(&v.as_str().unwrap_or(""))
+    }),
+];
+
+/// What pydantic's datetime accepts of the timestamps the coordinator writes.
+fn is_rfc3339(text: &str) -> bool {
+    humantime::parse_rfc3339(text).is_ok()
+}
+
+#[test]
+fn the_command_for_a_2026_request_satisfies_integr8scodes_model_field_by_field() {
+    for shape in ["2026-02", ""] {
+        let request = match decode_shape(shape, EventType::ExecutionRequested) {
+            InputEvent::Requested(r) => r,
+            other => panic!("expected a request, got {other:?}"),
+        };
+        let level = request.priority_level().expect("a valid level");
+        let command = CreatePodCommand::for_request(
+            &request,
+            200,
+            128,
+            (level, PriorityFormat::Name),
+            "e".into(),
+            humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        );
+        let value = bytes_to_value(&command.to_json_bytes());
+        for (field, accepts) in CREATE_POD_COMMAND_MODEL {
+            assert!(
+                accepts(&value[*field]),
+                "{shape}: field {field} = {} is not what CreatePodCommandEvent accepts",
+                value[*field]
+            );
+        }
+        for (field, accepts) in METADATA_MODEL {
+            assert!(
+                accepts(&value["metadata"][*field]),
+                "{shape}: metadata.{field} = {} is not what EventMetadata accepts",
+                value["metadata"][*field]
+            );
+        }
+    }
 }
 
 // ---- Decode errors (SPEC §3.6) ----
@@ -293,12 +523,17 @@ fn missing_event_type_is_rejected_and_the_execution_id_is_kept() {
 #[test]
 fn wrong_type_for_priority_is_rejected_naming_the_field() {
     let bytes = request_with(|o| {
-        o.insert("priority".into(), json!("high"));
+        o.insert("priority".into(), json!({"level": "high"}));
     });
     let err = decode_input(&bytes, MAX_BYTES).unwrap_err();
     assert_eq!(err.kind, DecodeErrorKind::InvalidFields);
     assert!(err.message.contains("`priority`"), "{}", err.message);
-    assert!(err.message.contains("\"high\""), "{}", err.message);
+    assert!(
+        err.message
+            .contains("expected a priority name (\"critical\", \"high\", \"normal\", \"low\", \"background\") or number (0, 1, 5, 8, 10)"),
+        "{}",
+        err.message
+    );
     assert!(
         err.message.contains("execution_requested"),
         "{}",

@@ -100,7 +100,7 @@ impl Daemon {
             None => None,
         };
         let stats_interval = config.daemon.stats_interval;
-        let outputs = Outputs::new(&kafka);
+        let outputs = Outputs::new(&kafka, config.wire.priority_format);
 
         let mut queue = ExecutionQueue::new(queue_limits(&config));
         let spec = PoolSpec::from_config(&config.resources);

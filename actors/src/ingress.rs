@@ -32,6 +32,7 @@ use crate::scheduler::Kick;
 use crate::state::{Outputs, Pending, ORIGIN, ORIGIN_HEADER};
 use crate::stats::ActorStats;
 use crate::telemetry;
+use crate::trace::TraceContext;
 use crate::{InjectFault, ReportStats, RestartCount};
 
 /// Stop consuming, wait for the effects of what was consumed, commit; answers when done.
@@ -156,12 +157,14 @@ impl EventHandler {
         .boxed_local()
     }
 
-    /// Handles one raw input message: `source` is (topic, partition, offset).
+    /// Handles one raw input message: `source` is (topic, partition, offset); `trace` its
+    /// trace context, carried onto what it causes.
     pub async fn handle(
         &self,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         source: (&str, i32, i64),
+        trace: Option<Box<TraceContext>>,
     ) -> Acks {
         self.count(|c| c.consumed += 1);
         let bytes = payload.unwrap_or_default();
@@ -192,16 +195,18 @@ impl EventHandler {
                             &metadata,
                             ErrorType::SystemError,
                             &format!("the execution request could not be read: {}", e.message),
+                            trace.as_deref(),
                         ));
                         out.push(self.outputs.state_finished(id));
                     }
                 }
                 self.publish(out)
             }
-            Ok(InputEvent::Requested(request)) => self.on_requested(request).await,
+            Ok(InputEvent::Requested(request)) => self.on_requested(request, trace).await,
             Ok(InputEvent::Cancelled(event)) => self.on_cancelled(&event.execution_id).await,
             Ok(InputEvent::Completed(event)) => self.on_finished(&event.execution_id).await,
             Ok(InputEvent::Failed(event)) => self.on_finished(&event.execution_id).await,
+            Ok(InputEvent::TimedOut(event)) => self.on_finished(&event.execution_id).await,
             Ok(InputEvent::Other { event_type }) => {
                 self.count(|c| c.skipped += 1);
                 debug!(%event_type, "Event of another type skipped.");
@@ -236,6 +241,7 @@ impl EventHandler {
         request: &ExecutionRequested,
         error_type: ErrorType,
         message: String,
+        trace: Option<&TraceContext>,
     ) -> Acks {
         info!(execution_id = %request.execution_id, error_type = ?error_type, reason = %message, "Execution rejected.");
         self.remember(&request.execution_id).await;
@@ -245,6 +251,7 @@ impl EventHandler {
                 &request.metadata,
                 error_type,
                 &message,
+                trace,
             ),
             self.outputs.state_finished(&request.execution_id),
         ])
@@ -258,7 +265,11 @@ impl EventHandler {
         self.publish(Vec::new())
     }
 
-    async fn on_requested(&self, request: ExecutionRequested) -> Acks {
+    async fn on_requested(
+        &self,
+        request: ExecutionRequested,
+        trace: Option<Box<TraceContext>>,
+    ) -> Acks {
         let id = request.execution_id.clone();
         // A valid request's duplicate check is the queue's own (at enqueue); a request about to
         // be refused asks first, so a redelivery is not refused twice.
@@ -269,7 +280,12 @@ impl EventHandler {
                 self.count(|c| c.rejected_invalid += 1);
                 telemetry::rejected("invalid");
                 return self
-                    .refuse(&request, ErrorType::SystemError, e.to_string())
+                    .refuse(
+                        &request,
+                        ErrorType::SystemError,
+                        e.to_string(),
+                        trace.as_deref(),
+                    )
                     .await;
             }
         };
@@ -286,14 +302,24 @@ impl EventHandler {
                 self.count(|c| c.rejected_invalid += 1);
                 telemetry::rejected("invalid");
                 return self
-                    .refuse(&request, ErrorType::SystemError, e.to_string())
+                    .refuse(
+                        &request,
+                        ErrorType::SystemError,
+                        e.to_string(),
+                        trace.as_deref(),
+                    )
                     .await;
             }
             Err(e @ RequestError::NeverFits { .. }) => {
                 self.count(|c| c.rejected_never_fits += 1);
                 telemetry::rejected("never_fits");
                 return self
-                    .refuse(&request, ErrorType::ResourceLimit, e.to_string())
+                    .refuse(
+                        &request,
+                        ErrorType::ResourceLimit,
+                        e.to_string(),
+                        trace.as_deref(),
+                    )
                     .await;
             }
         };
@@ -305,7 +331,7 @@ impl EventHandler {
             execution_id: id.clone(),
             user_id,
             priority,
-            pending: Pending::new(&request, resolved.resources),
+            pending: Pending::new(&request, resolved.resources, trace.clone()),
         };
         match self.peers.enqueue.send(enqueue).await {
             Ok(Ok(admitted)) => {
@@ -316,6 +342,7 @@ impl EventHandler {
                     &request,
                     priority,
                     admitted.position,
+                    trace.as_deref(),
                 )]);
                 self.peers.kick.do_send(Kick);
                 let state = admitted.state_ack;
@@ -344,6 +371,7 @@ impl EventHandler {
                         &request.metadata,
                         ErrorType::ResourceLimit,
                         &rejection.to_string(),
+                        trace.as_deref(),
                     ),
                     self.outputs.state_finished(&id),
                 ])
@@ -618,7 +646,12 @@ async fn handle_message(handler: &EventHandler, m: &BorrowedMessage<'_>) -> (Ack
         return (handler.publish(Vec::new()), consumed);
     }
     let acks = handler
-        .handle(m.key(), m.payload(), (m.topic(), m.partition(), m.offset()))
+        .handle(
+            m.key(),
+            m.payload(),
+            (m.topic(), m.partition(), m.offset()),
+            TraceContext::of(m),
+        )
         .await;
     (acks, consumed)
 }

@@ -18,6 +18,7 @@ pub mod scheduler;
 pub mod state;
 pub mod stats;
 pub mod telemetry;
+pub mod trace;
 pub mod worker_sim;
 
 /// Makes the receiving actor fail, so its supervisor restarts it (fault injection for tests

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use coordinator_core::config::KafkaConfig;
-use coordinator_core::events::{EventMetadata, EventType, ExecutionRequested, EVENT_VERSION};
+use coordinator_core::events::{
+    EventMetadata, EventType, ExecutionRequested, WirePriority, EVENT_VERSION,
+};
+use coordinator_core::priority::PriorityFormat;
 use coordinator_core::quantity;
 use coordinator_core::Priority;
 use futures::stream::{FuturesUnordered, StreamExt as _};
@@ -83,7 +86,8 @@ pub struct LoadgenOptions {
     /// Random (and printed in the summary) when omitted.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Topic to publish to; default the config's first input topic (prefix applied).
+    /// Topic to publish to; default the config's topic of `execution_requested` (layout and
+    /// prefix applied).
     #[arg(long)]
     pub topic: Option<String>,
     /// No progress line on stderr.
@@ -433,7 +437,7 @@ impl RequestGenerator {
             memory_limit: self.memory.clone(),
             cpu_request: self.cpu.clone(),
             memory_request: self.memory.clone(),
-            priority: priority.value(),
+            priority: WirePriority::of(priority, PriorityFormat::Name),
             gpu_request: None,
         }
     }
@@ -583,11 +587,7 @@ pub async fn run_loadgen(
     let mut generator = RequestGenerator::new(&opts, seed)?;
     let topic = match &opts.topic {
         Some(topic) => topic.clone(),
-        None => kafka
-            .input_topics_full()
-            .into_iter()
-            .next()
-            .context("the config has no input topic to publish to; pass --topic")?,
+        None => kafka.topic_of(EventType::ExecutionRequested),
     };
     // No statistics: they are for the daemon's metrics, and the default context logs them.
     let producer: FutureProducer = producer_config(kafka, bootstrap)

@@ -214,7 +214,7 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
                 let broker = EmbeddedBroker::start(&config.kafka)?;
                 let bootstrap = broker.bootstrap_servers();
                 println!("Embedded Kafka broker (librdkafka mock cluster) listening on {bootstrap}");
-                println!("Watch it with: kcat -b {bootstrap} -C -t {}", config.kafka.commands_topic_full());
+                println!("Watch it with: kcat -b {bootstrap} -C -t {}", config.kafka.topic_of(coordinator_core::events::EventType::CreatePodCommand));
                 info!(%bootstrap, "Embedded Kafka broker started.");
                 // The mock cluster has no CreateTopics; EmbeddedBroker created them.
                 config.kafka.create_topics = false;

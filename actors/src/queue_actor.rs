@@ -172,9 +172,13 @@ impl QueueActor {
                 .request(&e.execution_id)
                 .map(|r| r.metadata)
                 .unwrap_or_else(|_| EventMetadata::coordinator());
-            let failed =
-                self.outputs
-                    .failed(&e.execution_id, &metadata, ErrorType::Timeout, &message);
+            let failed = self.outputs.failed(
+                &e.execution_id,
+                &metadata,
+                ErrorType::Timeout,
+                &message,
+                e.payload.trace(),
+            );
             self.send_logged(failed);
             self.send_logged(self.outputs.state_finished(&e.execution_id));
         }

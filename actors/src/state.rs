@@ -13,9 +13,10 @@ use anyhow::Context as _;
 use coordinator_core::config::KafkaConfig;
 use coordinator_core::events::{
     CreatePodCommand, ErrorType, EventMetadata, EventType, ExecutionAccepted, ExecutionFailed,
-    ExecutionRequested, EVENT_VERSION,
+    ExecutionRequested, WirePriority, DEFAULT_PRIORITY, EVENT_VERSION,
 };
 use coordinator_core::pool::{Allocation, Resources};
+use coordinator_core::priority::PriorityFormat;
 use coordinator_core::queue::QueuedExecution;
 use coordinator_core::Priority;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -26,12 +27,19 @@ use tracing::{error, info, warn};
 use crate::clock::{event_id, now_millis, timestamp};
 use crate::egress::Publish;
 use crate::kafka::client_config;
+use crate::trace::TraceContext;
 
 /// Header naming the producer on the events and DLQ records the coordinator writes.
 pub const ORIGIN_HEADER: &str = "x-coordinator";
 
 /// Value of [`ORIGIN_HEADER`].
 pub const ORIGIN: &str = "execution-coordinator";
+
+/// Header naming the payload's media type on every JSON message the coordinator writes.
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+
+/// Value of [`CONTENT_TYPE_HEADER`].
+pub const JSON: &str = "application/json";
 
 /// A queued request and what it will reserve.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,12 +51,18 @@ pub struct Pending {
     request: Box<[u8]>,
     /// Resolved amounts (defaults applied, clamped to caps).
     pub resources: Resources,
+    /// The request's trace context, carried onto its command.
+    trace: Option<Box<TraceContext>>,
 }
 
 impl Pending {
-    /// `request`, to reserve `resources`; only what its command and its replies are built from
-    /// is kept.
-    pub fn new(request: &ExecutionRequested, resources: Resources) -> Self {
+    /// `request`, to reserve `resources`, traced by `trace`; only what its command and its
+    /// replies are built from is kept.
+    pub fn new(
+        request: &ExecutionRequested,
+        resources: Resources,
+        trace: Option<Box<TraceContext>>,
+    ) -> Self {
         let kept = Kept {
             metadata: KeptMetadata {
                 service_name: &request.metadata.service_name,
@@ -66,7 +80,8 @@ impl Pending {
             timeout_seconds: request.timeout_seconds,
             cpu_limit: request.cpu_limit.as_deref(),
             memory_limit: request.memory_limit.as_deref(),
-            priority: request.priority,
+            // A queued request's priority is valid; the level asked is kept as its number.
+            priority: request.priority_level().unwrap_or(DEFAULT_PRIORITY).value(),
             gpu_request: request.gpu_request,
         };
         // Encoding into memory cannot fail.
@@ -74,7 +89,13 @@ impl Pending {
         Self {
             request: request.into_boxed_slice(),
             resources,
+            trace,
         }
+    }
+
+    /// The request's trace context, if it had one.
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.trace.as_deref()
     }
 
     /// What was kept, borrowed from the encoding; an error only if it does not decode, which
@@ -119,7 +140,7 @@ impl Pending {
             memory_limit: kept.memory_limit.map(str::to_owned),
             cpu_request: None,
             memory_request: None,
-            priority: kept.priority,
+            priority: WirePriority::Number(kept.priority),
             gpu_request: kept.gpu_request,
         })
     }
@@ -145,6 +166,7 @@ struct Kept<'a> {
     cpu_limit: Option<&'a str>,
     #[serde(borrow)]
     memory_limit: Option<&'a str>,
+    /// The level asked, as its number.
     priority: i64,
     gpu_request: Option<u32>,
 }
@@ -182,6 +204,8 @@ struct QueuedRecord<'a> {
     memory_mib: u64,
     gpu: u64,
     request: Option<KeptRequestJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace: Option<&'a TraceContext>,
 }
 
 /// One record of the state topic.
@@ -206,6 +230,9 @@ pub enum StateRecord {
         gpu: u64,
         /// The request.
         request: Box<ExecutionRequested>,
+        /// The request's trace context, if it had one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace: Option<Box<TraceContext>>,
     },
     /// Gone: remembered only to recognise a repeat of its request.
     Finished {
@@ -226,36 +253,54 @@ pub enum StateRecord {
 /// Builds every message the daemon publishes, with topic names resolved once.
 #[derive(Debug, Clone)]
 pub struct Outputs {
-    events_topic: String,
+    accepted_topic: String,
+    failed_topic: String,
     commands_topic: String,
     dlq_topic: String,
     state_topic: String,
+    priority_format: PriorityFormat,
 }
 
 impl Outputs {
-    /// Topic names from config (prefix applied).
-    pub fn new(kafka: &KafkaConfig) -> Self {
+    /// Topic names from config (layout and prefix applied); priorities written in
+    /// `priority_format`.
+    pub fn new(kafka: &KafkaConfig, priority_format: PriorityFormat) -> Self {
         Self {
-            events_topic: kafka.events_topic_full(),
-            commands_topic: kafka.commands_topic_full(),
+            accepted_topic: kafka.topic_of(EventType::ExecutionAccepted),
+            failed_topic: kafka.topic_of(EventType::ExecutionFailed),
+            commands_topic: kafka.topic_of(EventType::CreatePodCommand),
             dlq_topic: kafka.dlq_topic_full(),
             state_topic: kafka.state_topic_full(),
+            priority_format,
         }
     }
 
+    /// A JSON message, with its content type.
     fn json<T: Serialize>(topic: &str, key: &str, value: &T) -> Publish {
         // Serialising our own event types cannot fail (no maps with non-string keys).
         let payload = serde_json::to_vec(value).unwrap_or_default();
-        Publish::json(topic, key, payload)
+        let mut publish = Publish::json(topic, key, payload);
+        publish
+            .headers
+            .push((CONTENT_TYPE_HEADER.to_owned(), JSON.to_owned()));
+        publish
     }
 
-    /// An event of ours on the events topic, marked with [`ORIGIN_HEADER`]: when it comes
-    /// back on an input topic the ingress skips it without decoding it.
-    fn own_event<T: Serialize>(topic: &str, key: &str, value: &T) -> Publish {
+    /// An event of ours, marked with [`ORIGIN_HEADER`] (when it comes back on an input topic
+    /// the ingress skips it without decoding it) and carrying the request's trace context.
+    fn own_event<T: Serialize>(
+        topic: &str,
+        key: &str,
+        value: &T,
+        trace: Option<&TraceContext>,
+    ) -> Publish {
         let mut publish = Self::json(topic, key, value);
         publish
             .headers
             .push((ORIGIN_HEADER.to_owned(), ORIGIN.to_owned()));
+        publish
+            .headers
+            .extend(trace.into_iter().flat_map(TraceContext::headers));
         publish
     }
 
@@ -265,16 +310,17 @@ impl Outputs {
         request: &ExecutionRequested,
         priority: Priority,
         position: usize,
+        trace: Option<&TraceContext>,
     ) -> Publish {
         let event = ExecutionAccepted::for_request(
             request,
             position as u64,
             None,
-            priority,
+            (priority, self.priority_format),
             event_id(),
             timestamp(),
         );
-        Self::own_event(&self.events_topic, &request.execution_id, &event)
+        Self::own_event(&self.accepted_topic, &request.execution_id, &event, trace)
     }
 
     /// `execution_failed` for a rejection or expiry.
@@ -284,6 +330,7 @@ impl Outputs {
         metadata: &EventMetadata,
         error_type: ErrorType,
         message: &str,
+        trace: Option<&TraceContext>,
     ) -> Publish {
         // Published by the coordinator, for the request's user and correlation.
         let event = ExecutionFailed::rejection(
@@ -294,7 +341,7 @@ impl Outputs {
             event_id(),
             timestamp(),
         );
-        Self::own_event(&self.events_topic, execution_id, &event)
+        Self::own_event(&self.failed_topic, execution_id, &event, trace)
     }
 
     /// `create_pod_command` carrying what was reserved; an error if the queued request does
@@ -309,14 +356,15 @@ impl Outputs {
             &request,
             allocation.resources.cpu_millis,
             allocation.resources.memory_mib,
-            entry.priority,
+            (entry.priority, self.priority_format),
             event_id(),
             timestamp(),
         );
-        Ok(Self::json(
+        Ok(Self::own_event(
             &self.commands_topic,
             &entry.execution_id,
             &command,
+            entry.payload.trace(),
         ))
     }
 
@@ -369,6 +417,7 @@ impl Outputs {
             memory_mib: r.memory_mib,
             gpu: r.gpu,
             request,
+            trace: entry.payload.trace(),
         };
         Self::json(&self.state_topic, &entry.execution_id, &record)
     }
@@ -508,6 +557,7 @@ pub fn restore(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<RestoredS
                 memory_mib,
                 gpu,
                 request,
+                trace,
             }) => state.queued.push(QueuedExecution {
                 user_id: request.metadata.user_key().to_owned(),
                 execution_id,
@@ -515,7 +565,7 @@ pub fn restore(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<RestoredS
                 arrival,
                 enqueued_at,
                 requeues,
-                payload: Pending::new(&request, Resources::new(cpu_millis, memory_mib, gpu)),
+                payload: Pending::new(&request, Resources::new(cpu_millis, memory_mib, gpu), trace),
             }),
             Ok(StateRecord::Allocated {
                 cpu_millis,
@@ -561,8 +611,23 @@ mod tests {
             arrival: 7,
             enqueued_at: 1_000,
             requeues: 0,
-            payload: Pending::new(request, Resources::new(200, 128, 0)),
+            payload: Pending::new(request, Resources::new(200, 128, 0), Some(trace())),
         }
+    }
+
+    fn trace() -> Box<TraceContext> {
+        Box::new(TraceContext {
+            traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            tracestate: Some("vendor=1".into()),
+        })
+    }
+
+    fn header<'a>(publish: &'a Publish, name: &str) -> Option<&'a str> {
+        publish
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
@@ -574,7 +639,14 @@ mod tests {
             .request(&request.execution_id)
             .expect("the kept request decodes");
         let command = |r: &ExecutionRequested| {
-            CreatePodCommand::for_request(r, 200, 128, Priority::Normal, "e".into(), "t".into())
+            CreatePodCommand::for_request(
+                r,
+                200,
+                128,
+                (Priority::Normal, PriorityFormat::Name),
+                "e".into(),
+                "t".into(),
+            )
         };
         assert_eq!(command(&kept), command(&request));
         assert_eq!(kept.metadata.reply(), request.metadata.reply());
@@ -588,7 +660,9 @@ mod tests {
     fn the_queued_record_restores_the_kept_request() {
         let request = golden();
         let entry = queued(&request);
-        let record = Outputs::new(&KafkaConfig::default()).state_queued(&entry);
+        let record =
+            Outputs::new(&KafkaConfig::default(), PriorityFormat::Name).state_queued(&entry);
+        assert_eq!(header(&record, CONTENT_TYPE_HEADER), Some(JSON));
         let payload = record.payload.expect("a queued record has a payload");
         let text = String::from_utf8(payload.clone()).expect("JSON");
         for gone in [
@@ -604,13 +678,82 @@ mod tests {
             priority,
             arrival,
             request: restored,
+            trace: restored_trace,
             ..
         } = serde_json::from_slice(&payload).expect("the record decodes")
         else {
             panic!("not a queued record: {text}");
         };
         assert_eq!((priority, arrival), (Priority::Normal, 7));
-        let again = Pending::new(&restored, entry.payload.resources);
+        assert_eq!(
+            restored_trace,
+            Some(trace()),
+            "restore keeps the trace context"
+        );
+        let again = Pending::new(&restored, entry.payload.resources, restored_trace);
         assert_eq!(again, entry.payload, "restore keeps the same request");
+    }
+
+    #[test]
+    fn outputs_go_to_the_topic_of_their_type_with_content_type_and_trace() {
+        let request = golden();
+        let entry = queued(&request);
+        let allocation = Allocation {
+            execution_id: entry.execution_id.clone(),
+            resources: entry.payload.resources,
+        };
+        let kafka = KafkaConfig {
+            topic_prefix: "p.".into(),
+            ..KafkaConfig::default()
+        };
+        let outputs = Outputs::new(&kafka, PriorityFormat::Name);
+        let accepted = outputs.accepted(&request, Priority::Normal, 0, entry.payload.trace());
+        let failed = outputs.failed(
+            &entry.execution_id,
+            &request.metadata,
+            ErrorType::Timeout,
+            "too long",
+            entry.payload.trace(),
+        );
+        let command = outputs
+            .create_pod_command(&entry, &allocation)
+            .expect("the kept request decodes");
+        for (publish, topic) in [
+            (&accepted, "p.execution_accepted"),
+            (&failed, "p.execution_failed"),
+            (&command, "p.create_pod_command"),
+        ] {
+            assert_eq!(publish.topic, topic);
+            assert_eq!(header(publish, CONTENT_TYPE_HEADER), Some(JSON));
+            assert_eq!(header(publish, ORIGIN_HEADER), Some(ORIGIN));
+            assert_eq!(
+                header(publish, "traceparent"),
+                Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            );
+            assert_eq!(header(publish, "tracestate"), Some("vendor=1"));
+            let event: serde_json::Value =
+                serde_json::from_slice(publish.payload.as_deref().unwrap_or_default())
+                    .expect("JSON");
+            assert!(event["metadata"]["user_id"].is_string(), "{event}");
+        }
+        let event: serde_json::Value =
+            serde_json::from_slice(command.payload.as_deref().unwrap_or_default()).expect("JSON");
+        assert_eq!(event["priority"], "normal");
+
+        let shared = KafkaConfig {
+            topic_layout: coordinator_core::config::TopicLayout::Shared,
+            ..KafkaConfig::default()
+        };
+        let outputs = Outputs::new(&shared, PriorityFormat::Number);
+        let accepted = outputs.accepted(&request, Priority::Low, 3, None);
+        assert_eq!(accepted.topic, "execution_events");
+        assert_eq!(header(&accepted, "traceparent"), None);
+        let event: serde_json::Value =
+            serde_json::from_slice(accepted.payload.as_deref().unwrap_or_default()).expect("JSON");
+        assert_eq!(event["priority"], 8);
+        let command = outputs
+            .create_pod_command(&entry, &allocation)
+            .expect("the kept request decodes");
+        assert_eq!(command.topic, "saga_commands");
     }
 }

@@ -269,6 +269,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The event's type, which names its topic in the per-event-type layout.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Outcome::Completed(_) => EventType::ExecutionCompleted,
+            Outcome::Failed(_) => EventType::ExecutionFailed,
+        }
+    }
+
     /// The JSON message body.
     pub fn to_json_bytes(&self) -> Vec<u8> {
         match self {
@@ -290,7 +298,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 pub struct WorkerSimSummary {
     /// The commands topic read.
     pub commands_topic: String,
-    /// The events topic written.
+    /// The topics written: completions, then failures (the same topic in the shared layout).
     pub events_topic: String,
     /// The seed (the one given, or the one drawn).
     pub seed: u64,
@@ -367,8 +375,14 @@ pub async fn run_worker_sim(
     bootstrap: &str,
 ) -> anyhow::Result<WorkerSimSummary> {
     let seed = opts.seed.unwrap_or_else(rand::random);
-    let commands_topic = kafka.commands_topic_full();
-    let events_topic = kafka.events_topic_full();
+    let commands_topic = kafka.topic_of(EventType::CreatePodCommand);
+    let completed_topic = kafka.topic_of(EventType::ExecutionCompleted);
+    let failed_topic = kafka.topic_of(EventType::ExecutionFailed);
+    let events_topic = if completed_topic == failed_topic {
+        completed_topic.clone()
+    } else {
+        format!("{completed_topic}/{failed_topic}")
+    };
     let group = opts
         .group
         .clone()
@@ -516,13 +530,17 @@ pub async fn run_worker_sim(
                 }
                 let run = SimulatedRun::draw(&opts, seed, &command.execution_id);
                 let producer = producer.clone();
-                let topic = events_topic.clone();
+                let (completed_topic, failed_topic) = (completed_topic.clone(), failed_topic.clone());
                 let delivery_timeout = kafka.delivery_timeout;
                 tasks.spawn(async move {
                     tokio::time::sleep(run.runtime).await;
                     let outcome = run.outcome(&command);
                     let payload = outcome.to_json_bytes();
-                    let record = FutureRecord::to(&topic)
+                    let topic = match outcome.event_type() {
+                        EventType::ExecutionFailed => &failed_topic,
+                        _ => &completed_topic,
+                    };
+                    let record = FutureRecord::to(topic)
                         .key(command.execution_id.as_bytes())
                         .payload(&payload);
                     let delivery = producer
@@ -556,6 +574,7 @@ pub async fn run_worker_sim(
 #[cfg(test)]
 mod tests {
     use coordinator_core::events::{decode_input, InputEvent};
+    use coordinator_core::priority::PriorityFormat;
     use coordinator_core::Priority;
 
     use super::*;
@@ -564,7 +583,14 @@ mod tests {
         let request: coordinator_core::events::ExecutionRequested =
             serde_json::from_str(include_str!("../../tests/golden/execution_requested.json"))
                 .unwrap();
-        CreatePodCommand::for_request(&request, 500, 256, Priority::High, "e".into(), "t".into())
+        CreatePodCommand::for_request(
+            &request,
+            500,
+            256,
+            (Priority::High, PriorityFormat::Name),
+            "e".into(),
+            "t".into(),
+        )
     }
 
     #[test]

@@ -14,6 +14,7 @@ use actix::prelude::*;
 use coordinator_core::config::KafkaConfig;
 use coordinator_core::events::{saga_id, ExecutionRequested};
 use coordinator_core::pool::{Allocation, PoolSpec, ResourceAsk, ResourcePool, Resources};
+use coordinator_core::priority::PriorityFormat;
 use coordinator_core::quantity::{format_cpu_millis, format_memory_mib};
 use coordinator_core::queue::{Cancelled, ExecutionQueue, QueueLimits};
 use coordinator_core::Priority;
@@ -63,7 +64,7 @@ impl Rig {
     /// As [`Rig::start`], with the queue's stale sweeper running every `sweep`.
     fn with_sweep(pool: PoolSpec, limits: QueueLimits, sweep: Duration) -> Rig {
         let kafka = KafkaConfig::default();
-        let outputs = Outputs::new(&kafka);
+        let outputs = Outputs::new(&kafka, PriorityFormat::Name);
         let sink = Sink::default();
         let collector = Collector::start(sink.clone());
         let queue = {
@@ -119,14 +120,14 @@ impl Rig {
     /// Queues `request` reserving `resources`; answers its position.
     async fn enqueue_request(&self, request: ExecutionRequested, resources: Resources) -> usize {
         let id = request.execution_id.clone();
-        let priority = Priority::from_value(request.priority).expect("a valid level");
+        let priority = request.priority_level().expect("a valid level");
         let answer = self
             .queue
             .send(Enqueue {
                 execution_id: id.clone(),
                 user_id: request.metadata.user_key().to_owned(),
                 priority,
-                pending: Pending::new(&request, resources),
+                pending: Pending::new(&request, resources, None),
             })
             .await;
         admitted(&id, answer).position
@@ -277,7 +278,7 @@ async fn commands_leave_in_priority_order_then_fifo_within_a_level() {
         let command = rig.command_of(id);
         assert_eq!(command["event_type"], "create_pod_command");
         assert_eq!(command["execution_id"], id);
-        assert_eq!(command["priority"], priority.value(), "priority of {id}");
+        assert_eq!(command["priority"], priority.name(), "priority of {id}");
     }
     assert!(rig.queued().await.is_empty());
     assert_eq!(rig.allocations().await.len(), 10);
@@ -704,7 +705,7 @@ async fn the_scheduler_restarts_and_still_schedules() {
 fn assert_expired_on_the_wire(rig: &Rig, id: &str) {
     let failed: Vec<Value> = rig
         .sink
-        .delivered_to(&rig.topics.events)
+        .delivered_to(&rig.topics.failed)
         .into_iter()
         .filter(|p| p.key == id)
         .filter_map(|p| p.payload)

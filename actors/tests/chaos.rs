@@ -2,7 +2,8 @@
 //! some cancelled), a worker completing every command, and the daemon killed with SIGKILL at
 //! seeded random moments and restarted. In the `read_committed` view every request ends in
 //! exactly one command, rejection or expiry (cancelled ones in at most one), nothing is lost
-//! or duplicated, and the final pool holds exactly the allocations still active: none.
+//! or duplicated, and the final pool holds exactly the allocations still active: none. Run in
+//! both topic layouts: `shared` with numeric priorities, `per_event_type` with named ones.
 
 mod common;
 mod process;
@@ -38,7 +39,28 @@ fn json(m: &rdkafka::message::BorrowedMessage<'_>) -> Value {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+async fn kill_9_at_random_moments_loses_and_duplicates_nothing_in_the_shared_layout() {
+    chaos(
+        TestConfig::fresh(),
+        [0, 1, 5, 8, 10].map(Value::from),
+        Value::from(3),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn kill_9_at_random_moments_loses_and_duplicates_nothing_per_event_type() {
+    let names = ["critical", "high", "normal", "low", "background"].map(Value::from);
+    chaos(
+        TestConfig::fresh().per_event_type(),
+        names,
+        Value::from("urgent"),
+    )
+    .await;
+}
+
+/// The chaos run on `config`'s layout: requests at `levels` in turn, every 7th at `invalid`.
+async fn chaos(config: TestConfig, levels: [Value; 5], invalid: Value) {
     let seed: u64 = std::env::var("CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -49,7 +71,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         .unwrap_or(10);
     let mut rng = Rng(seed | 1);
     let bootstrap = bootstrap_servers();
-    let config = TestConfig::fresh()
+    let config = config
         .set("kafka", "exactly_once = true")
         .set("kafka", "transaction_interval = \"20ms\"")
         .set("kafka", "group_instance_id = \"chaos-coordinator\"")
@@ -59,7 +81,10 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         .set("resources", "min_available_cpu_cores = 0.2")
         .set("queue", "stale_timeout = \"30s\"")
         .set("scheduler", "scheduling_interval = \"100ms\"");
-    let events = config.events_topic();
+    let requests = config.topic("execution_requested");
+    let cancels = config.topic("execution_cancelled");
+    let completions = config.topic("execution_completed");
+    let failures_topic = config.topic("execution_failed");
 
     // The worker: completes every command it reads (read_committed).
     let stop_worker = Arc::new(AtomicBool::new(false));
@@ -71,7 +96,8 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
             Isolation::ReadCommitted,
             &[&config.commands_topic()],
         );
-        let (stop, commands, events) = (stop_worker.clone(), commands.clone(), events.clone());
+        let (stop, commands, completions) =
+            (stop_worker.clone(), commands.clone(), completions.clone());
         tokio::spawn(async move {
             let p = producer();
             while !stop.load(Ordering::Relaxed) {
@@ -85,7 +111,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
                     .unwrap_or_default()
                     .to_owned();
                 *commands.lock().unwrap().entry(id.clone()).or_default() += 1;
-                produce_event(&p, &events, &golden("execution_completed", &id)).await;
+                produce_event(&p, &completions, &golden("execution_completed", &id)).await;
             }
         })
     };
@@ -94,28 +120,32 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let sent: Arc<Mutex<Vec<String>>> = Arc::default();
     let cancelled: Arc<Mutex<BTreeSet<String>>> = Arc::default();
     let load = {
-        let (stop, sent, cancelled, events) = (
+        let (stop, sent, cancelled, requests, cancels) = (
             stop_load.clone(),
             sent.clone(),
             cancelled.clone(),
-            events.clone(),
+            requests.clone(),
+            cancels.clone(),
         );
         tokio::spawn(async move {
             let p = producer();
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let id = format!("chaos-{i}");
-                let priority = [0, 1, 5, 8, 10][(i % 5) as usize];
-                let priority = if i % 7 == 3 { 3 } else { priority };
+                let priority = if i % 7 == 3 {
+                    invalid.clone()
+                } else {
+                    levels[(i % 5) as usize].clone()
+                };
                 produce_event(
                     &p,
-                    &events,
+                    &requests,
                     &request(&id, &format!("u{}", i % 13), priority),
                 )
                 .await;
                 sent.lock().unwrap().push(id.clone());
                 if i % 11 == 5 {
-                    produce_event(&p, &events, &golden("execution_cancelled", &id)).await;
+                    produce_event(&p, &cancels, &golden("execution_cancelled", &id)).await;
                     cancelled.lock().unwrap().insert(id);
                 }
                 i += 1;
@@ -150,7 +180,11 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let cancelled = cancelled.lock().unwrap().clone();
 
     // Every request settles: read the outcomes (read_committed) until each has one.
-    let reader = subscribed_consumer(&common::fresh_group(), Isolation::ReadCommitted, &[&events]);
+    let reader = subscribed_consumer(
+        &common::fresh_group(),
+        Isolation::ReadCommitted,
+        &[&failures_topic],
+    );
     let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {

@@ -238,7 +238,7 @@ async fn bad_input_goes_to_the_dlq_and_good_input_still_flows() {
     let p = producer();
 
     let mut wrong_type = request("wrong-type", "u1", 5);
-    wrong_type["priority"] = Value::from("high");
+    wrong_type["priority"] = Value::from(true);
     let mut missing = request("missing-field", "u1", 5);
     missing.as_object_mut().unwrap().remove("script");
     let mut oversize = request("oversize", "u1", 5);

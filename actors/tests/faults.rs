@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use coordinator_core::config::Config;
+use coordinator_core::events::EventType;
 use execution_coordinator::daemon::Daemon;
 use execution_coordinator::ingress::IngressStatsQuery;
 use execution_coordinator::kafka::EmbeddedBroker;
@@ -100,9 +101,9 @@ async fn broker_outage_and_produce_errors_lose_and_duplicate_nothing() {
     .create()
     .expect("consumer");
     consumer
-        .subscribe(&[&config.kafka.commands_topic_full()])
+        .subscribe(&[&config.kafka.topic_of(EventType::CreatePodCommand)])
         .expect("subscribe");
-    let events = config.kafka.events_topic_full();
+    let events = config.kafka.topic_of(EventType::ExecutionRequested);
     let mut counts = BTreeMap::new();
 
     let first: Vec<String> = (0..20).map(|i| format!("before-{i}")).collect();

@@ -191,10 +191,12 @@ async fn loadgen_publishes_exactly_count_requests_reproducibly() {
         .map(|i| execution_id(SEED, i).to_string())
         .collect();
     assert_eq!(ids, want, "ids are the seed's sequence, in order");
-    let mut by_priority: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut by_priority: BTreeMap<Priority, usize> = BTreeMap::new();
     let mut users = BTreeSet::new();
     for r in &first {
-        *by_priority.entry(r.priority).or_default() += 1;
+        *by_priority
+            .entry(r.priority_level().expect("loadgen writes valid levels"))
+            .or_default() += 1;
         users.insert(r.metadata.user_key().to_owned());
         assert!(matches!(r.language.as_str(), "python" | "go"));
         assert_eq!(r.script.len(), 300);
@@ -204,14 +206,14 @@ async fn loadgen_publishes_exactly_count_requests_reproducibly() {
         );
     }
     // critical = 1/4 of 400: expected 100, standard deviation under 9.
-    let critical = by_priority.get(&Priority::Critical.value()).copied();
+    let critical = by_priority.get(&Priority::Critical).copied();
     assert!(
         matches!(critical, Some(60..=140)),
         "priority counts {by_priority:?}"
     );
     assert_eq!(
         by_priority.keys().copied().collect::<Vec<_>>(),
-        [Priority::Critical.value(), Priority::Normal.value()]
+        [Priority::Critical, Priority::Normal]
     );
     assert_eq!(users.len(), 7);
 

@@ -83,7 +83,7 @@ async fn pipe(config: Config) -> anyhow::Result<()> {
     let topics = kafka.input_topics_full();
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs).context("subscribing")?;
-    let commands = kafka.commands_topic_full();
+    let commands = kafka.topic_of(coordinator_core::events::EventType::CreatePodCommand);
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut unacked: FuturesOrdered<Ack> = FuturesOrdered::new();
     let mut commit_tick = tokio::time::interval(kafka.commit_interval);

@@ -16,6 +16,8 @@ pub struct TestConfig {
     pub prefix: String,
     /// `[kafka] group_id`.
     pub group: String,
+    /// `[kafka] topic_layout`: "shared" unless [`TestConfig::per_event_type`] is asked.
+    pub layout: &'static str,
     /// Extra TOML lines per section, e.g. `("queue", "max_queue_size = 6")`.
     pub extra: Vec<(&'static str, String)>,
 }
@@ -27,6 +29,7 @@ impl TestConfig {
         Self {
             prefix: format!("t{}.", &id[..12]),
             group: format!("coordinator-{}", &id[..12]),
+            layout: "shared",
             extra: Vec::new(),
         }
     }
@@ -37,14 +40,29 @@ impl TestConfig {
         self
     }
 
-    /// The input (and events) topic.
+    /// The same config in the `per_event_type` topic layout (Integr8sCode's since 2026-02-20).
+    pub fn per_event_type(mut self) -> Self {
+        self.layout = "per_event_type";
+        self
+    }
+
+    /// The topic `event_type` travels on in this config's layout.
+    pub fn topic(&self, event_type: &str) -> String {
+        match (self.layout, event_type) {
+            ("shared", "create_pod_command") => format!("{}saga_commands", self.prefix),
+            ("shared", _) => format!("{}execution_events", self.prefix),
+            (_, t) => format!("{}{t}", self.prefix),
+        }
+    }
+
+    /// The topic requests are sent to: in the shared layout, the one topic of every event.
     pub fn events_topic(&self) -> String {
-        format!("{}execution_events", self.prefix)
+        self.topic("execution_requested")
     }
 
     /// The commands topic.
     pub fn commands_topic(&self) -> String {
-        format!("{}saga_commands", self.prefix)
+        self.topic("create_pod_command")
     }
 
     /// The dead-letter topic.
@@ -59,8 +77,8 @@ impl TestConfig {
             text.push_str(&format!("[{section}]\n"));
             if section == "kafka" {
                 text.push_str(&format!(
-                    "bootstrap_servers = \"{bootstrap}\"\ntopic_prefix = \"{}\"\ngroup_id = \"{}\"\ntopic_partitions = 1\ncommit_interval = \"200ms\"\n",
-                    self.prefix, self.group
+                    "bootstrap_servers = \"{bootstrap}\"\ntopic_prefix = \"{}\"\ngroup_id = \"{}\"\ntopic_layout = \"{}\"\ntopic_partitions = 1\ncommit_interval = \"200ms\"\n",
+                    self.prefix, self.group, self.layout
                 ));
             }
             if section == "daemon" {
@@ -88,8 +106,16 @@ impl DaemonProcess {
     /// Starts `execution-coordinator run` with `config` against `bootstrap` and waits until
     /// it consumes (its topics exist and its consumer is subscribed).
     pub fn start(config: &TestConfig, bootstrap: &str) -> Self {
+        let daemon = Self::spawn(&config.toml(bootstrap), &[]);
+        daemon.wait_for_log("Partitions assigned", Duration::from_secs(60));
+        daemon
+    }
+
+    /// Starts `execution-coordinator run` with the config file `toml` and the variables `env`
+    /// (which may override RUST_LOG), and returns at once.
+    pub fn spawn(toml: &str, env: &[(&str, &str)]) -> Self {
         let mut file = tempfile::NamedTempFile::new().expect("temp config file");
-        file.write_all(config.toml(bootstrap).as_bytes())
+        file.write_all(toml.as_bytes())
             .expect("writing the config file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_execution-coordinator"))
             .arg("run")
@@ -97,6 +123,7 @@ impl DaemonProcess {
             .arg(file.path())
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -123,13 +150,11 @@ impl DaemonProcess {
                 }
             });
         }
-        let daemon = Self {
+        Self {
             child,
             log,
             _config: file,
-        };
-        daemon.wait_for_log("Partitions assigned", Duration::from_secs(60));
-        daemon
+        }
     }
 
     /// Every line logged so far.
@@ -226,11 +251,12 @@ pub fn golden(kind: &str, execution_id: &str) -> Value {
     event
 }
 
-/// An `execution_requested` for `execution_id` by `user` at `priority`, asking 500m / 256Mi.
-pub fn request(execution_id: &str, user: &str, priority: i64) -> Value {
+/// An `execution_requested` for `execution_id` by `user` at `priority` (a number or a name),
+/// asking 500m / 256Mi.
+pub fn request(execution_id: &str, user: &str, priority: impl Into<Value>) -> Value {
     let mut event = golden("execution_requested", execution_id);
     event["metadata"]["user_id"] = Value::from(user);
-    event["priority"] = Value::from(priority);
+    event["priority"] = priority.into();
     event["cpu_request"] = Value::from("500m");
     event["memory_request"] = Value::from("256Mi");
     event

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use coordinator_core::config::KafkaConfig;
-use coordinator_core::events::ExecutionRequested;
+use coordinator_core::events::{EventType, ExecutionRequested, WirePriority};
 use coordinator_core::pool::{Allocation, Insufficient, PoolSpec, Resources};
+use coordinator_core::priority::PriorityFormat;
 use coordinator_core::queue::{QueuedExecution, Rejection};
 use coordinator_core::Priority;
 use execution_coordinator::egress::{Ack, Delivered, Handed, Publish, PublishBatch, PublishError};
@@ -53,8 +54,10 @@ where
 /// Topic names as the actors resolve them from the default `[kafka]` section.
 #[derive(Debug, Clone)]
 pub struct Topics {
-    /// `execution_accepted` / `execution_failed`.
-    pub events: String,
+    /// `execution_accepted`.
+    pub accepted: String,
+    /// `execution_failed`.
+    pub failed: String,
     /// `create_pod_command`.
     pub commands: String,
     /// Queued / allocated / tombstone records.
@@ -65,8 +68,9 @@ impl Topics {
     /// The default topics.
     pub fn new(kafka: &KafkaConfig) -> Self {
         Self {
-            events: kafka.events_topic_full(),
-            commands: kafka.commands_topic_full(),
+            accepted: kafka.topic_of(EventType::ExecutionAccepted),
+            failed: kafka.topic_of(EventType::ExecutionFailed),
+            commands: kafka.topic_of(EventType::CreatePodCommand),
             state: kafka.state_topic_full(),
         }
     }
@@ -324,7 +328,7 @@ pub fn request(execution_id: &str, priority: Priority, user: &str) -> ExecutionR
     request.execution_id = execution_id.to_owned();
     request.aggregate_id = Some(execution_id.to_owned());
     request.event_id = format!("event-{execution_id}");
-    request.priority = priority.value();
+    request.priority = WirePriority::of(priority, PriorityFormat::Number);
     request.metadata.user_id = Some(user.to_owned());
     request
 }
