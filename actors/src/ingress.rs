@@ -108,8 +108,8 @@ pub struct EventHandler {
     spec: Arc<PoolSpec>,
     max_message_bytes: usize,
     counters: Rc<RefCell<IngressCounters>>,
-    /// The accepted counter, looked up once.
-    accepted: metrics::Counter,
+    /// The accepted counters (ours, Integr8sCode's `status="queued"`), looked up once.
+    accepted: (metrics::Counter, metrics::Counter),
 }
 
 /// The broker acks for one input event's effects.
@@ -129,7 +129,10 @@ impl EventHandler {
             spec: Arc::new(spec),
             max_message_bytes,
             counters: Rc::new(RefCell::new(IngressCounters::default())),
-            accepted: metrics::counter!(telemetry::name::ACCEPTED),
+            accepted: (
+                metrics::counter!(telemetry::name::ACCEPTED),
+                metrics::counter!(telemetry::integr8scode::SCHEDULED, "status" => "queued"),
+            ),
         }
     }
 
@@ -179,9 +182,13 @@ impl EventHandler {
                     error = %e,
                     "Bad input sent to the dead-letter queue."
                 );
-                let mut out = vec![self
-                    .outputs
-                    .dead_letter(key, payload, source, &e.to_string())];
+                let mut out = vec![self.outputs.dead_letter(
+                    key,
+                    payload,
+                    source,
+                    &e.to_string(),
+                    trace.as_deref(),
+                )];
                 if let Some(id) = e.execution_id.as_deref().filter(|id| !id.is_empty()) {
                     if !self.is_duplicate(id).await {
                         self.remember(id).await;
@@ -336,7 +343,8 @@ impl EventHandler {
         match self.peers.enqueue.send(enqueue).await {
             Ok(Ok(admitted)) => {
                 self.count(|c| c.accepted += 1);
-                self.accepted.increment(1);
+                self.accepted.0.increment(1);
+                self.accepted.1.increment(1);
                 debug!(execution_id = %id, position = admitted.position, "Execution queued.");
                 let accepted = self.publish(vec![self.outputs.accepted(
                     &request,

@@ -557,6 +557,7 @@ impl Handler<Acked> for SchedulerActor {
                 }
                 CommandAck::Failed(entry) => {
                     self.stats.error();
+                    self.command_metrics.failed();
                     self.counters.publish_failures += 1;
                     // Wait for the next tick rather than retrying at once against a failing
                     // broker: a pass running now must not take it again either.

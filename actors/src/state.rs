@@ -368,15 +368,17 @@ impl Outputs {
         ))
     }
 
-    /// The raw input message, to the DLQ, with headers naming where it came from and why.
+    /// The raw input message, to the DLQ, with headers naming where it came from and why, and
+    /// its trace context.
     pub fn dead_letter(
         &self,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         source: (&str, i32, i64),
         error: &str,
+        trace: Option<&TraceContext>,
     ) -> Publish {
-        Publish {
+        let mut publish = Publish {
             topic: self.dlq_topic.clone(),
             key: key
                 .map(|k| String::from_utf8_lossy(k).into_owned())
@@ -389,7 +391,11 @@ impl Outputs {
                 ("x-error".into(), error.to_owned()),
                 (ORIGIN_HEADER.into(), ORIGIN.into()),
             ],
-        }
+        };
+        publish
+            .headers
+            .extend(trace.into_iter().flat_map(TraceContext::headers));
+        publish
     }
 
     /// State: queued.

@@ -48,21 +48,90 @@ pub mod name {
     pub const CONSUMER_LAG: &str = "execution_coordinator_consumer_lag_messages";
 }
 
-/// Queue depth per level, the gauges looked up once (a lookup by name and label on every
-/// queue change showed in the profile).
-pub struct QueueDepthGauges([Gauge; 5]);
+/// The series Integr8sCode's own coordinator exported (`app/core/metrics/coordinator.py` of its
+/// last release with one), under the names its Grafana dashboards query, with the same meaning:
+/// an operator's existing panels keep working.
+pub mod integr8scode {
+    /// Histogram: a scheduling pass (the same values as `execution_coordinator_scheduling_…`).
+    pub const SCHEDULING: &str = "coordinator_scheduling_duration_seconds";
+    /// Histogram, label `priority`: enqueue to command (as `execution_coordinator_queue_wait_…`).
+    pub const QUEUE_WAIT: &str = "coordinator_queue_wait_time_seconds";
+    /// Gauge: executions holding resources (as `execution_coordinator_active_allocations`).
+    pub const ACTIVE: &str = "coordinator_executions_active";
+    /// Counter, label `status`: `queued` (accepted), `scheduled` (commanded), `error` (the
+    /// command was not written) and `queue_full` (refused by the queue's size or the user's
+    /// limit).
+    pub const SCHEDULED: &str = "coordinator_executions_scheduled_total";
+    /// Gauge: executions queued, all levels together.
+    pub const QUEUE_DEPTH: &str = "execution_queue_depth";
+    /// The values of [`SCHEDULED`]'s `status`.
+    pub const STATUSES: [&str; 4] = ["queued", "scheduled", "error", "queue_full"];
+}
+
+/// The reasons of `execution_coordinator_rejected_total`.
+pub const REJECTION_REASONS: [&str; 4] = ["queue_full", "user_limit", "invalid", "never_fits"];
+
+/// The actors of `execution_coordinator_actor_restarts_total`.
+pub const ACTORS: [&str; 5] = [
+    "queue",
+    "resource",
+    "scheduler",
+    "kafka_ingress",
+    "kafka_egress",
+];
+
+/// Registers every counter at zero, with each label value it can take, so `/metrics` lists the
+/// whole set from the start (a dashboard's panel shows 0, not "no data", and a rate over a
+/// counter that appears later does not miss its first increments).
+fn register_counters() {
+    for metric in [
+        name::ACCEPTED,
+        name::COMMANDED,
+        name::REQUEUED,
+        name::EXPIRED,
+        name::DUPLICATES,
+        name::DEAD_LETTERED,
+    ] {
+        counter!(metric).absolute(0);
+    }
+    for reason in REJECTION_REASONS {
+        counter!(name::REJECTED, "reason" => reason).absolute(0);
+    }
+    for actor in ACTORS {
+        counter!(name::RESTARTS, "actor" => actor).absolute(0);
+    }
+    for status in integr8scode::STATUSES {
+        counter!(integr8scode::SCHEDULED, "status" => status).absolute(0);
+    }
+}
+
+/// Counts one execution under Integr8sCode's `coordinator_executions_scheduled_total{status}`.
+pub fn scheduled_status(status: &'static str) {
+    counter!(integr8scode::SCHEDULED, "status" => status).increment(1);
+}
+
+/// Queue depth per level and in all, the gauges looked up once (a lookup by name and label on
+/// every queue change showed in the profile).
+pub struct QueueDepthGauges {
+    levels: [Gauge; 5],
+    total: Gauge,
+}
 
 impl QueueDepthGauges {
     /// The gauges of the installed recorder (no-ops without one).
     pub fn new() -> Self {
-        Self(Priority::ALL.map(|p| gauge!(name::QUEUE_DEPTH, "priority" => p.name())))
+        Self {
+            levels: Priority::ALL.map(|p| gauge!(name::QUEUE_DEPTH, "priority" => p.name())),
+            total: gauge!(integr8scode::QUEUE_DEPTH),
+        }
     }
 
     /// Sets the depth of each level.
     pub fn set(&self, depth: &[usize; 5]) {
-        for (gauge, depth) in self.0.iter().zip(depth) {
+        for (gauge, depth) in self.levels.iter().zip(depth) {
             gauge.set(*depth as f64);
         }
+        self.total.set(depth.iter().sum::<usize>() as f64);
     }
 }
 
@@ -72,25 +141,44 @@ impl Default for QueueDepthGauges {
     }
 }
 
-/// What every command records: queue wait per level and the commanded counter, looked up once.
+/// What every command records: queue wait per level and the commanded counter, under the
+/// coordinator's names and Integr8sCode's, looked up once.
 pub struct CommandMetrics {
-    waits: [Histogram; 5],
-    commanded: Counter,
+    waits: [(Histogram, Histogram); 5],
+    commanded: (Counter, Counter),
+    failed: Counter,
 }
 
 impl CommandMetrics {
     /// The handles of the installed recorder (no-ops without one).
     pub fn new() -> Self {
         Self {
-            waits: Priority::ALL.map(|p| histogram!(name::QUEUE_WAIT, "priority" => p.name())),
-            commanded: counter!(name::COMMANDED),
+            waits: Priority::ALL.map(|p| {
+                (
+                    histogram!(name::QUEUE_WAIT, "priority" => p.name()),
+                    histogram!(integr8scode::QUEUE_WAIT, "priority" => p.name()),
+                )
+            }),
+            commanded: (
+                counter!(name::COMMANDED),
+                counter!(integr8scode::SCHEDULED, "status" => "scheduled"),
+            ),
+            failed: counter!(integr8scode::SCHEDULED, "status" => "error"),
         }
     }
 
     /// One command acknowledged for an execution that waited `waited` at `priority`.
     pub fn commanded(&self, priority: Priority, waited: Duration) {
-        self.waits[priority.index()].record(waited.as_secs_f64());
-        self.commanded.increment(1);
+        let (ours, theirs) = &self.waits[priority.index()];
+        ours.record(waited.as_secs_f64());
+        theirs.record(waited.as_secs_f64());
+        self.commanded.0.increment(1);
+        self.commanded.1.increment(1);
+    }
+
+    /// One command the broker did not take (the execution goes back to the queue).
+    pub fn failed(&self) {
+        self.failed.increment(1);
     }
 }
 
@@ -103,6 +191,7 @@ impl Default for CommandMetrics {
 /// One scheduling pass, dequeue to its commands handed to the producer.
 pub fn scheduling_duration(took: Duration) {
     histogram!(name::SCHEDULING).record(took.as_secs_f64());
+    histogram!(integr8scode::SCHEDULING).record(took.as_secs_f64());
 }
 
 /// Counts one event of a counter without labels.
@@ -110,9 +199,12 @@ pub fn count(metric: &'static str) {
     counter!(metric).increment(1);
 }
 
-/// Counts one rejection for `reason` (queue_full, user_limit, invalid, never_fits).
+/// Counts one rejection for `reason` (one of [`REJECTION_REASONS`]).
 pub fn rejected(reason: &'static str) {
     counter!(name::REJECTED, "reason" => reason).increment(1);
+    if matches!(reason, "queue_full" | "user_limit") {
+        scheduled_status("queue_full");
+    }
 }
 
 /// Counts one supervisor restart of `actor`.
@@ -124,7 +216,8 @@ pub fn restarted(actor: &'static str) {
 pub struct PoolGauges {
     /// (used, total) per resource: cpu_cores, memory_bytes, gpus.
     resources: [(Gauge, Gauge); 3],
-    active: Gauge,
+    /// Active allocations, under both names.
+    active: (Gauge, Gauge),
 }
 
 impl PoolGauges {
@@ -137,7 +230,10 @@ impl PoolGauges {
                     gauge!(name::POOL, "resource" => resource, "state" => "total"),
                 )
             }),
-            active: gauge!(name::ACTIVE_ALLOCATIONS),
+            active: (
+                gauge!(name::ACTIVE_ALLOCATIONS),
+                gauge!(integr8scode::ACTIVE),
+            ),
         }
     }
 
@@ -159,7 +255,8 @@ impl PoolGauges {
             used.set(u);
             total.set(t);
         }
-        self.active.set(stats.active_allocations as f64);
+        self.active.0.set(stats.active_allocations as f64);
+        self.active.1.set(stats.active_allocations as f64);
     }
 }
 
@@ -205,13 +302,22 @@ impl ProducerContext for ProducerHealth {
     fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
 }
 
-/// Consumer lag per assigned partition, from librdkafka statistics.
+/// Consumer lag per assigned partition, from librdkafka statistics: messages up to the last
+/// stable offset (what a `read_committed` consumer can read) not yet consumed. Measured from
+/// the consumer's position, because with exactly-once the offsets are committed by the
+/// producer's transactions and librdkafka's own `consumer_lag` (from the committed offset it
+/// fetched at assignment) stays unknown; that one is the fallback before anything is consumed.
 pub fn consumer_lag(statistics: &Statistics) {
     for (topic, t) in &statistics.topics {
         for (partition, p) in &t.partitions {
-            if *partition >= 0 && p.consumer_lag >= 0 {
+            let lag = if p.app_offset >= 0 && p.ls_offset >= 0 {
+                (p.ls_offset - p.app_offset).max(0)
+            } else {
+                p.consumer_lag
+            };
+            if *partition >= 0 && lag >= 0 {
                 gauge!(name::CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
-                    .set(p.consumer_lag as f64);
+                    .set(lag as f64);
             }
         }
     }
@@ -234,6 +340,7 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
         .context("histogram buckets")?
         .install_recorder()
         .context("installing the Prometheus recorder")?;
+    register_counters();
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 

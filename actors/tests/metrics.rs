@@ -1,9 +1,12 @@
 //! `/metrics`, `/healthz` and `/readyz` during an end-to-end run on real Kafka: the gauges and
-//! counters move as the events say, and a standby instance with no partition is not ready.
+//! counters move as the events say (under the coordinator's names and Integr8sCode's), a
+//! standby instance with no partition is not ready, and the shipped Grafana dashboard names
+//! only series the daemon exports.
 
 mod common;
 mod process;
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -135,6 +138,19 @@ async fn metrics_follow_the_events_and_readiness_follows_the_assignment() {
         1.0,
     );
     wait_for_sample(&a, "execution_coordinator_active_allocations", 1.0);
+    // The same under the names of Integr8sCode's coordinator.
+    wait_for_sample(&a, "coordinator_executions_active", 1.0);
+    wait_for_sample(
+        &a,
+        "coordinator_executions_scheduled_total{status=\"queued\"}",
+        3.0,
+    );
+    wait_for_sample(
+        &a,
+        "coordinator_executions_scheduled_total{status=\"scheduled\"}",
+        1.0,
+    );
+    wait_for_sample(&a, "execution_queue_depth", 2.0);
 
     produce_event(&p, &events, &golden("execution_completed", "m0")).await;
     wait_for_sample(&a, "execution_coordinator_commanded_total", 2.0);
@@ -149,9 +165,158 @@ async fn metrics_follow_the_events_and_readiness_follows_the_assignment() {
         "queue wait histogram missing:\n{body}"
     );
     assert!(body.contains("execution_coordinator_scheduling_duration_seconds_count"));
+    assert!(
+        body.contains("coordinator_queue_wait_time_seconds_bucket{priority=\"normal\""),
+        "Integr8sCode's queue wait histogram missing:\n{body}"
+    );
+    assert!(body.contains("\ncoordinator_scheduling_duration_seconds_count"));
 
     // The active instance stops; the standby takes the partition and becomes ready.
     assert!(active.terminate().success());
     wait_for_status(&b, "/readyz", 200);
     assert!(standby.terminate().success());
+}
+
+/// PromQL's aggregation operators (which may stand before `by (…)`) and binary keywords.
+const PROMQL_WORDS: &[&str] = &[
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count",
+    "group",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+    "and",
+    "or",
+    "unless",
+    "bool",
+];
+
+/// Every metric name in a PromQL expression: identifiers outside `{…}` label matchers, `[…]`
+/// ranges and `by (…)`/`without (…)` groupings that are not function calls.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let chars: Vec<char> = expr.chars().collect();
+    let (mut i, mut skip_group) = (0, false);
+    while i < chars.len() {
+        let c = chars[i];
+        let close = match c {
+            '{' => Some('}'),
+            '[' => Some(']'),
+            '(' if skip_group => Some(')'),
+            _ => None,
+        };
+        if let Some(close) = close {
+            skip_group = false;
+            while i < chars.len() && chars[i] != close {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_:".contains(chars[i])) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let next = chars[i..].iter().find(|c| !c.is_whitespace());
+            if matches!(word.as_str(), "by" | "without" | "on" | "ignoring") {
+                skip_group = true;
+            } else if next != Some(&'(') && !PROMQL_WORDS.contains(&word.as_str()) {
+                names.insert(word);
+            }
+            continue;
+        }
+        i += 1;
+    }
+    names
+}
+
+#[test]
+fn metric_names_are_read_out_of_promql() {
+    let names = metric_names(
+        "histogram_quantile(0.95, sum by (le, priority) (rate(a_bucket{job=~\"$job\",x=\"y\"}[5m]))) / sum(b) and on(le) c",
+    );
+    assert_eq!(names, ["a_bucket", "b", "c"].map(String::from).into());
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_names_only_exported_metrics() {
+    let dashboard: serde_json::Value = serde_json::from_str(include_str!(
+        "../../packaging/grafana/execution-coordinator.json"
+    ))
+    .expect("the dashboard is JSON");
+    // Every query of every panel and of the template variables.
+    let mut exprs = Vec::new();
+    let mut stack = vec![&dashboard];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, v) in map {
+                    match (key.as_str(), v.as_str()) {
+                        ("expr", Some(e)) => exprs.push(e.to_owned()),
+                        ("query", Some(q)) if q.starts_with("label_values(") => exprs.push(
+                            q["label_values(".len()..]
+                                .replace(')', "")
+                                .replace(',', " by ("),
+                        ),
+                        _ => stack.push(v),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    let wanted: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+    assert!(
+        wanted.len() > 20,
+        "the dashboard covers the metric set: {wanted:?}"
+    );
+
+    // A daemon that has queued, commanded and released something, so every series exists.
+    let bootstrap = bootstrap_servers();
+    let config = TestConfig::fresh().per_event_type();
+    let daemon = DaemonProcess::start(&config, &bootstrap);
+    let addr = daemon.metrics_addr();
+    let p = producer();
+    produce_event(
+        &p,
+        &config.topic("execution_requested"),
+        &request("g0", "u0", "normal"),
+    )
+    .await;
+    wait_for_sample(&addr, "execution_coordinator_commanded_total", 1.0);
+    produce_event(
+        &p,
+        &config.topic("execution_completed"),
+        &golden("execution_completed", "g0"),
+    )
+    .await;
+    wait_for_sample(&addr, "execution_coordinator_active_allocations", 0.0);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = get(&addr, "/metrics");
+        let exported: BTreeSet<String> = body
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .map(str::to_owned)
+            .collect();
+        let missing: Vec<&String> = wanted.difference(&exported).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard names metrics the daemon does not export: {missing:?}\nscrape:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
