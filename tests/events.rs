@@ -403,10 +403,13 @@ fn what_the_coordinator_writes_for_a_2026_request_is_its_golden_shape() {
     assert_eq!(bytes_to_value(&command.to_json_bytes()), golden);
 }
 
+/// A field of a model, and whether it accepts a JSON value.
+type Field = (&'static str, fn(&Value) -> bool);
+
 /// Integr8sCode's `CreatePodCommandEvent` as its last coordinator release validates it
 /// (`backend/app/domain/events/typed.py`, pydantic, extra fields ignored): each field, and
 /// what JSON value it accepts.
-const CREATE_POD_COMMAND_MODEL: &[(&str, fn(&Value) -> bool)] = &[
+const CREATE_POD_COMMAND_MODEL: &[Field] = &[
     ("event_id", |v| v.is_string()),
     ("event_type", |v| v == "create_pod_command"),
     ("event_version", |v| v.is_string()),
@@ -434,7 +437,7 @@ const CREATE_POD_COMMAND_MODEL: &[(&str, fn(&Value) -> bool)] = &[
 
 /// Its `EventMetadata`: a dataclass of four fields, `user_id` a string (null is refused) and
 /// `environment` one of four names.
-const METADATA_MODEL: &[(&str, fn(&Value) -> bool)] = &[
+const METADATA_MODEL: &[Field] = &[
     ("service_name", |v| v.is_string()),
     ("service_version", |v| v.is_string()),
     ("user_id", |v| v.is_string()),
