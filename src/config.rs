@@ -25,6 +25,15 @@ pub const ENV_PREFIX: &str = "EXECUTION_COORDINATOR__";
 /// secret.
 pub const REDACTED: &str = "<redacted>";
 
+/// What the producer may write beyond `max_message_bytes` by default: room for the
+/// coordinator's envelope around what it copies from an input (see [`OUTPUT_ENVELOPE`]).
+pub const OUTPUT_HEADROOM: usize = 16 * 1024;
+
+/// The most an output adds to the input it copies: its own envelope, saga id, metadata,
+/// state fields and headers (well under 2 KiB; the rest is margin). Requests whose outputs
+/// would not fit the writable size are refused up front.
+pub const OUTPUT_ENVELOPE: usize = 4 * 1024;
+
 /// Durations above this overflow timers (`Instant + Duration` panics), so they are refused.
 const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
@@ -357,7 +366,10 @@ pub struct KafkaConfig {
     /// Default 5s.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
-    /// Larger input messages go to the DLQ undecoded, protecting memory. Default 1048576 (1 MiB).
+    /// Larger input messages go to the DLQ undecoded (a truncated copy), protecting memory.
+    /// The producer writes messages of up to this plus 16 KiB (librdkafka `message.max.bytes`,
+    /// unless `[kafka.properties]` sets it) and the topics the daemon creates take as much
+    /// (`max.message.bytes`), so what it admits can always be passed on. Default 1048576 (1 MiB).
     pub max_message_bytes: usize,
     /// How long the producer keeps retrying a message before reporting it failed
     /// (librdkafka `message.timeout.ms`). Default 30s.
@@ -527,6 +539,16 @@ impl KafkaConfig {
     /// True when no brokers are configured and the embedded mock cluster is to be started.
     pub fn uses_embedded_broker(&self) -> bool {
         self.bootstrap_servers.is_none()
+    }
+
+    /// The largest message the producer writes (librdkafka `message.max.bytes`): the
+    /// `[kafka.properties]` value when set, else `max_message_bytes` + [`OUTPUT_HEADROOM`], so
+    /// the outputs of every input it admits fit.
+    pub fn producer_message_max_bytes(&self) -> usize {
+        self.properties
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(self.max_message_bytes.saturating_add(OUTPUT_HEADROOM))
     }
 
     /// `properties` with the value of every secret key (see [`is_secret_property`]) replaced by
@@ -893,6 +915,18 @@ impl Config {
                 .find(|(managed, _)| key.eq_ignore_ascii_case(managed))
             {
                 v.error(&path, format!("is managed by the coordinator: {hint}"));
+            }
+        }
+        if let Some(value) = k.properties.get("message.max.bytes") {
+            match value.trim().parse::<usize>() {
+                Ok(bytes) if bytes >= 2 * OUTPUT_ENVELOPE => {}
+                _ => v.error(
+                    "kafka.properties.\"message.max.bytes\"",
+                    format!(
+                        "must be a number of bytes of at least {} (got `{value}`): the largest message the coordinator writes",
+                        2 * OUTPUT_ENVELOPE
+                    ),
+                ),
             }
         }
 

@@ -1,6 +1,6 @@
-//! The supervised actor tree and its orderly shutdown.
+//! The supervised actor tree, its orderly shutdown, and the failures it cannot go on after.
 
-use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,11 +11,12 @@ use coordinator_core::pool::{PoolSpec, ResourcePool};
 use coordinator_core::queue::{ExecutionQueue, QueueLimits};
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::egress::{Flush, KafkaEgressActor};
 use crate::ingress::{EventHandler, IngressPeers, KafkaIngressActor, OffsetCommit, StopConsuming};
-use crate::kafka::{daemon_producer_config, ensure_topics};
+use crate::kafka::{daemon_producer_config, ensure_topics, writable_limit};
 use crate::queue_actor::QueueActor;
 use crate::resource_actor::ResourceActor;
 use crate::scheduler::{Drain, SchedulerActor, SchedulerPeers};
@@ -34,6 +35,72 @@ pub fn queue_limits(config: &Config) -> QueueLimits {
     }
 }
 
+/// Why the actor tree cannot go on: its memory is ahead of what Kafka committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// A transaction failed or was aborted, or an event's effects were not acknowledged: the
+    /// tree is abandoned and rebuilt from the committed state in the same process (abort,
+    /// restore from the state topic, consume again from the committed offsets).
+    Recoverable(String),
+    /// The producer was fenced by a newer instance (the handover) or hit another fatal error:
+    /// the process exits and leaves the work to that instance or its supervisor.
+    Fatal(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Recoverable(reason) | Failure::Fatal(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// The recoveries of a process: counted, logged and exported
+/// (`execution_coordinator_recoveries_total`), and reported on the `actor_stats` stream as
+/// actor `daemon` every `stats_interval`.
+#[derive(Clone)]
+pub struct Recoveries(Arc<AtomicU64>);
+
+impl Recoveries {
+    /// None yet; the stats line starts. Must run inside an actix System.
+    pub fn start(stats_interval: Duration) -> Self {
+        let recoveries = Recoveries(Arc::default());
+        let count = recoveries.0.clone();
+        actix_rt::spawn(async move {
+            let mut tick = tokio::time::interval(stats_interval);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                info!(
+                    target: "actor_stats",
+                    actor = "daemon",
+                    recoveries = count.load(Ordering::Relaxed),
+                    "Daemon stats."
+                );
+            }
+        });
+        recoveries
+    }
+
+    /// Recoveries so far.
+    pub fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Counts one; returns the count.
+    pub fn add(&self) -> u64 {
+        telemetry::count(telemetry::name::RECOVERIES);
+        self.0.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// First pause between two attempts to start again after a failure; it doubles up to
+/// [`MAX_RESTART_BACKOFF`].
+const RESTART_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Longest pause between two attempts to start again.
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(10);
+
 /// The running daemon: the address of each supervised actor.
 pub struct Daemon {
     /// QueueActor.
@@ -50,24 +117,28 @@ pub struct Daemon {
     pub restored: (usize, usize),
     /// What `/readyz` answers from.
     pub readiness: Arc<Readiness>,
-    /// Where `/metrics`, `/healthz` and `/readyz` are served, if enabled.
-    pub metrics_addr: Option<SocketAddr>,
-    /// Reports a failure the daemon cannot go on after (a transaction not committed): the
-    /// process must restart from what Kafka holds.
-    pub fatal: mpsc::UnboundedReceiver<String>,
+    /// Reports a failure the tree cannot go on after ([`Failure`]).
+    pub failures: mpsc::UnboundedReceiver<Failure>,
+    /// The thread of every actor but the egress: stopping it drops them all at once.
+    arbiter: Arbiter,
     /// The egress actor's own thread, with exactly-once.
-    _egress_arbiter: Option<Arbiter>,
+    egress_arbiter: Option<Arbiter>,
 }
 
 impl Daemon {
     /// Creates topics if configured, restores state, and starts every actor under a
-    /// supervisor. Must run inside an actix System.
-    pub async fn start(config: Config, bootstrap: String) -> anyhow::Result<Daemon> {
+    /// supervisor, on threads of their own (so the tree can be abandoned whole). `readiness`
+    /// outlives the tree: `/readyz` serves it across recoveries. Must run inside an actix
+    /// System.
+    pub async fn start(
+        config: Config,
+        bootstrap: String,
+        readiness: Arc<Readiness>,
+    ) -> anyhow::Result<Daemon> {
         let kafka = config.kafka.clone();
         if kafka.create_topics {
             ensure_topics(&kafka, &bootstrap).await?;
         }
-        let readiness = Arc::new(Readiness::default());
         let health = ProducerHealth {
             connected: readiness.producer_connected.clone(),
         };
@@ -95,12 +166,9 @@ impl Daemon {
                 .await
                 .context("state restore task")??
         };
-        let metrics_addr = match config.daemon.metrics_socket_addr() {
-            Some(addr) => Some(telemetry::serve(addr, readiness.clone())?),
-            None => None,
-        };
         let stats_interval = config.daemon.stats_interval;
-        let outputs = Outputs::new(&kafka, config.wire.priority_format);
+        let writable = writable_limit(&kafka, &bootstrap).await;
+        let outputs = Outputs::new(&kafka, config.wire.priority_format).writing_at_most(writable);
 
         let mut queue = ExecutionQueue::new(queue_limits(&config));
         let spec = PoolSpec::from_config(&config.resources);
@@ -123,12 +191,13 @@ impl Daemon {
         }
 
         let delivery_timeout = kafka.delivery_timeout;
-        let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
+        let (failures_tx, failures_rx) = mpsc::unbounded_channel();
         let (egress, egress_arbiter) = if kafka.exactly_once {
             // Commits block their thread: the egress gets one of its own.
             let arbiter = Arbiter::new();
             let interval = kafka.transaction_interval;
             let state_topic = kafka.state_topic_full();
+            let failures_tx = failures_tx.clone();
             let egress = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
                 KafkaEgressActor::transactional(
                     producer,
@@ -136,7 +205,7 @@ impl Daemon {
                     stats_interval,
                     interval,
                     state_topic,
-                    fatal_tx,
+                    failures_tx,
                 )
             });
             (egress, Some(arbiter))
@@ -151,15 +220,18 @@ impl Daemon {
         } else {
             OffsetCommit::Consumer
         };
+        let arbiter = Arbiter::new();
+        let here = arbiter.handle();
         let queue_addr = {
             let publish = egress.clone().recipient();
             let outputs = outputs.clone();
             let sweep = config.queue.stale_sweep_interval;
-            Supervisor::start(move |_| {
+            Supervisor::start_in_arbiter(&here, move |_| {
                 QueueActor::new(queue, publish, outputs, stats_interval, sweep)
             })
         };
-        let resource = Supervisor::start(move |_| ResourceActor::new(pool, stats_interval));
+        let resource =
+            Supervisor::start_in_arbiter(&here, move |_| ResourceActor::new(pool, stats_interval));
         let scheduler = {
             let peers = SchedulerPeers {
                 dequeue: queue_addr.clone().recipient(),
@@ -174,7 +246,7 @@ impl Daemon {
             };
             let outputs = outputs.clone();
             let s = config.scheduler.clone();
-            Supervisor::start(move |_| {
+            Supervisor::start_in_arbiter(&here, move |_| {
                 SchedulerActor::new(
                     peers,
                     outputs,
@@ -197,9 +269,18 @@ impl Daemon {
             let max_bytes = kafka.max_message_bytes;
             let kafka = kafka.clone();
             let assigned = readiness.consumer_assigned.clone();
-            Supervisor::start(move |_| {
+            let failures = failures_tx;
+            Supervisor::start_in_arbiter(&here, move |_| {
                 let handler = EventHandler::new(peers, outputs, spec, max_bytes);
-                KafkaIngressActor::new(kafka, bootstrap, handler, stats_interval, assigned, offsets)
+                KafkaIngressActor::new(
+                    kafka,
+                    bootstrap,
+                    handler,
+                    stats_interval,
+                    assigned,
+                    offsets,
+                    failures,
+                )
             })
         };
         info!(
@@ -215,16 +296,51 @@ impl Daemon {
             egress,
             restored: restored_counts,
             readiness,
-            metrics_addr,
-            fatal: fatal_rx,
-            _egress_arbiter: egress_arbiter,
+            failures: failures_rx,
+            arbiter,
+            egress_arbiter,
         })
     }
 
-    /// Stops the threads the daemon started beside the System's (the egress's, with
-    /// exactly-once) and waits for them, so no client outlives the broker it talks to.
+    /// Starts the tree again after a [`Failure::Recoverable`]: fences and aborts what the last
+    /// one left open, restores from the state topic and consumes from the committed offsets.
+    /// While the brokers cannot be reached every attempt fails; it tries again with a growing
+    /// pause until it succeeds or `stop` is cancelled (then `None`).
+    pub async fn restart(
+        config: &Config,
+        bootstrap: &str,
+        readiness: &Arc<Readiness>,
+        stop: &CancellationToken,
+    ) -> Option<Daemon> {
+        let mut backoff = RESTART_BACKOFF;
+        for attempt in 1u64.. {
+            let start = Daemon::start(config.clone(), bootstrap.to_owned(), readiness.clone());
+            let failed = tokio::select! {
+                started = start => match started {
+                    Ok(daemon) => return Some(daemon),
+                    Err(e) => e,
+                },
+                _ = stop.cancelled() => return None,
+            };
+            warn!(attempt, error = %format!("{failed:#}"), retry_in = %humantime::format_duration(backoff), "Restart failed; trying again.");
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.cancelled() => return None,
+            }
+            backoff = (backoff * 2).min(MAX_RESTART_BACKOFF);
+        }
+        None
+    }
+
+    /// Stops the threads of the tree and waits for them: every actor, its consumer and its
+    /// producer are dropped, nothing more is committed (what was not is aborted by the next
+    /// instance's `init_transactions`), and no client outlives the broker it talks to. After
+    /// [`Daemon::shutdown`] this ends the daemon; after a [`Failure`] it abandons the tree.
     pub fn stop_threads(self) {
-        if let Some(arbiter) = self._egress_arbiter {
+        self.readiness
+            .consumer_assigned
+            .store(false, Ordering::Relaxed);
+        for arbiter in std::iter::once(self.arbiter).chain(self.egress_arbiter) {
             arbiter.stop();
             let _ = arbiter.join();
         }

@@ -105,11 +105,12 @@ impl fmt::Display for DemoSummary {
         )?;
         writeln!(
             f,
-            "rejected: queue full {}, user limit {}, invalid {}, never fits {}   expired {}",
+            "rejected: queue full {}, user limit {}, invalid {}, never fits {}, too large {}   expired {}",
             i.rejected_queue_full,
             i.rejected_user_limit,
             i.rejected_invalid,
             i.rejected_never_fits,
+            i.rejected_too_large,
             self.expired
         )?;
         writeln!(

@@ -24,6 +24,7 @@ use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, warn};
 
+use crate::daemon::Failure;
 use crate::stats::ActorStats;
 use crate::telemetry::ProducerHealth;
 use crate::{InjectFault, ReportStats};
@@ -109,6 +110,14 @@ pub enum PublishError {
         /// The producer's error.
         source: KafkaError,
     },
+    /// A transaction failed before: nothing more is written until the daemon recovers.
+    #[error("not written to {topic}: the egress stopped after a failed transaction ({reason})")]
+    Poisoned {
+        /// Topic it was for.
+        topic: String,
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl Publish {
@@ -150,7 +159,11 @@ struct Transactions {
     state: HashMap<String, Publish>,
     group: Option<ConsumerGroupMetadata>,
     committed: u64,
-    fatal: UnboundedSender<String>,
+    /// Set once a transaction failed or was aborted: nothing more is produced or committed on
+    /// top of it (its inputs' effects are lost, so later offsets must not be committed) until
+    /// the daemon recovers with a new egress.
+    poisoned: Option<String>,
+    failures: UnboundedSender<Failure>,
 }
 
 /// Messages the egress's mailbox takes before senders wait: high enough never to be reached.
@@ -187,15 +200,16 @@ impl KafkaEgressActor {
     }
 
     /// Exactly-once: `producer` has a `transactional.id` and `init_transactions` done; the open
-    /// transaction is committed every `interval`; a failed commit is sent to `fatal`. Records
-    /// for `state_topic` are coalesced per execution within a transaction.
+    /// transaction is committed every `interval`; a failed or aborted one poisons the egress and
+    /// is reported to `failures`. Records for `state_topic` are coalesced per execution within a
+    /// transaction.
     pub fn transactional(
         producer: FutureProducer<ProducerHealth>,
         enqueue_timeout: Duration,
         stats_interval: Duration,
         interval: Duration,
         state_topic: String,
-        fatal: UnboundedSender<String>,
+        failures: UnboundedSender<Failure>,
     ) -> Self {
         let mut actor = Self::new(producer, enqueue_timeout, stats_interval);
         actor.transactions = Some(Transactions {
@@ -207,18 +221,19 @@ impl KafkaEgressActor {
             state: HashMap::new(),
             group: None,
             committed: 0,
-            fatal,
+            poisoned: None,
+            failures,
         });
         actor
     }
 
-    /// Commits the open transaction with its offsets. On failure: abort, and report on the fatal
-    /// channel (the daemon's memory now holds effects Kafka does not).
+    /// Commits the open transaction with its offsets. On failure: abort, poison, and report it
+    /// (the daemon's memory now holds effects Kafka does not).
     fn commit(&mut self) {
         let Some(txn) = self.transactions.as_mut() else {
             return;
         };
-        if !txn.open {
+        if !txn.open || txn.poisoned.is_some() {
             return;
         }
         let mut result = self.produce_coalesced_state();
@@ -267,16 +282,33 @@ impl KafkaEgressActor {
             }
             Err(e) => {
                 self.stats.error();
-                error!(error = %e, "Transaction not committed; the coordinator must restart from the committed state.");
                 let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
+                error!(error = %e, fatal, "Transaction not committed; the coordinator recovers from the committed state.");
                 if !fatal {
                     let _ = self.producer.abort_transaction(timeout);
                 }
-                txn.open = false;
-                txn.offsets.clear();
-                txn.deliveries.clear();
-                txn.state.clear();
-                let _ = txn.fatal.send(format!("transaction not committed: {e}"));
+                let reason = format!("transaction not committed: {e}");
+                let failure = if fatal {
+                    Failure::Fatal(reason)
+                } else {
+                    Failure::Recoverable(reason)
+                };
+                self.poison(failure);
+            }
+        }
+    }
+
+    /// Drops what the open transaction held, refuses everything from now on, and reports
+    /// `failure` to the daemon.
+    fn poison(&mut self, failure: Failure) {
+        if let Some(txn) = self.transactions.as_mut() {
+            txn.open = false;
+            txn.offsets.clear();
+            txn.deliveries.clear();
+            txn.state.clear();
+            if txn.poisoned.is_none() {
+                txn.poisoned = Some(failure.to_string());
+                let _ = txn.failures.send(failure);
             }
         }
     }
@@ -288,7 +320,7 @@ impl KafkaEgressActor {
         let Some(txn) = self.transactions.as_mut() else {
             return;
         };
-        if !txn.open {
+        if !txn.open || txn.poisoned.is_some() {
             return;
         }
         if let Err(e) = self.produce_coalesced_state() {
@@ -350,28 +382,30 @@ impl KafkaEgressActor {
         Ok(())
     }
 
-    /// Aborts the open transaction after a failed delivery and reports it as fatal.
+    /// Aborts the open transaction after a failed delivery, poisons the egress and reports it.
     fn abort(&mut self, error: &str) {
         self.stats.error();
         error!(
             error,
             "A message of the open transaction was not delivered; aborting it."
         );
-        let _ = self
+        let aborted = self
             .producer
             .abort_transaction(Timeout::After(self.enqueue_timeout));
-        if let Some(txn) = self.transactions.as_mut() {
-            txn.open = false;
-            txn.offsets.clear();
-            txn.state.clear();
-            txn.deliveries.clear();
-            let _ = txn.fatal.send(format!("transaction aborted: {error}"));
-        }
+        let reason = format!("transaction aborted: {error}");
+        let failure = match aborted {
+            Err(KafkaError::Transaction(t)) if t.is_fatal() => Failure::Fatal(reason),
+            _ => Failure::Recoverable(reason),
+        };
+        self.poison(failure);
     }
 
-    /// Opens a transaction unless one is open.
+    /// Opens a transaction unless one is open; refuses once poisoned.
     fn ensure_open(&mut self) -> Result<(), KafkaError> {
         if let Some(txn) = self.transactions.as_mut() {
+            if txn.poisoned.is_some() {
+                return Err(KafkaError::MessageProduction(RDKafkaErrorCode::State));
+            }
             if !txn.open {
                 self.producer.begin_transaction()?;
                 txn.open = true;
@@ -464,6 +498,13 @@ impl KafkaEgressActor {
     /// producer's queue is full the message waits for room, at most `enqueue_timeout`.
     fn hand(&mut self, msg: Publish) -> Ack {
         if let Some(txn) = self.transactions.as_mut() {
+            if let Some(reason) = &txn.poisoned {
+                let refused = PublishError::Poisoned {
+                    topic: msg.topic,
+                    reason: reason.clone(),
+                };
+                return std::future::ready(Err(refused)).boxed();
+            }
             if msg.topic == txn.state_topic {
                 // Coalesced with the execution's other state records; produced at the commit.
                 if let Err(source) = self.ensure_open() {
@@ -560,6 +601,9 @@ impl Handler<IncludeOffset> for KafkaEgressActor {
 
     fn handle(&mut self, msg: IncludeOffset, _ctx: &mut Self::Context) {
         if let Some(txn) = self.transactions.as_mut() {
+            if txn.poisoned.is_some() {
+                return;
+            }
             let next = txn
                 .offsets
                 .entry((msg.topic, msg.partition))

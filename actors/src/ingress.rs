@@ -21,9 +21,11 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
+use crate::daemon::Failure;
 use crate::egress::{IncludeOffset, Publish};
 use crate::kafka::{consumer_config, is_nothing_to_commit, CommitOnRevoke};
 use crate::queue_actor::{Cancel, Enqueue, IsDuplicate, RememberFinished};
@@ -65,6 +67,8 @@ pub struct IngressCounters {
     pub rejected_invalid: u64,
     /// Requests refused: can never fit.
     pub rejected_never_fits: u64,
+    /// Requests refused: their command or state record would be larger than can be written.
+    pub rejected_too_large: u64,
     /// Requests ignored as duplicates.
     pub duplicates: u64,
     /// Queued executions cancelled.
@@ -209,7 +213,9 @@ impl EventHandler {
                 }
                 self.publish(out)
             }
-            Ok(InputEvent::Requested(request)) => self.on_requested(request, trace).await,
+            Ok(InputEvent::Requested(request)) => {
+                self.on_requested(request, trace, bytes.len()).await
+            }
             Ok(InputEvent::Cancelled(event)) => self.on_cancelled(&event.execution_id).await,
             Ok(InputEvent::Completed(event)) => self.on_finished(&event.execution_id).await,
             Ok(InputEvent::Failed(event)) => self.on_finished(&event.execution_id).await,
@@ -276,6 +282,7 @@ impl EventHandler {
         &self,
         request: ExecutionRequested,
         trace: Option<Box<TraceContext>>,
+        bytes: usize,
     ) -> Acks {
         let id = request.execution_id.clone();
         // A valid request's duplicate check is the queue's own (at enqueue); a request about to
@@ -330,6 +337,21 @@ impl EventHandler {
                     .await;
             }
         };
+        if let Err(message) = self.outputs.check_size(bytes, request.script.len()) {
+            if self.is_duplicate(&id).await {
+                return self.ignore_duplicate(&id);
+            }
+            self.count(|c| c.rejected_too_large += 1);
+            telemetry::rejected("too_large");
+            return self
+                .refuse(
+                    &request,
+                    ErrorType::ResourceLimit,
+                    message,
+                    trace.as_deref(),
+                )
+                .await;
+        }
         if resolved.clamped() {
             info!(execution_id = %id, asked = %resolved.asked, granted = %resolved.resources, "Request clamped to the per-execution caps.");
         }
@@ -479,6 +501,8 @@ pub struct KafkaIngressActor {
     stats: ActorStats,
     stats_interval: Duration,
     stopped: bool,
+    /// Where a failure the daemon must recover from is reported.
+    failures: UnboundedSender<Failure>,
 }
 
 /// Events consumed but not yet acknowledged, at most; beyond it the consumer waits. Each holds
@@ -496,8 +520,10 @@ impl KafkaIngressActor {
         stats_interval: Duration,
         assigned: Arc<std::sync::atomic::AtomicBool>,
         offsets: OffsetCommit,
+        failures: UnboundedSender<Failure>,
     ) -> Self {
         Self {
+            failures,
             offsets,
             kafka,
             bootstrap,
@@ -542,6 +568,7 @@ impl KafkaIngressActor {
             self.offsets.clone(),
             self.kafka.commit_interval,
             stop_rx,
+            self.failures.clone(),
         );
         ctx.spawn(run.into_actor(self).map(|result, act, ctx| {
             if let Err(e) = result {
@@ -560,6 +587,7 @@ async fn consume(
     offsets: OffsetCommit,
     commit_interval: Duration,
     mut stop_rx: oneshot::Receiver<oneshot::Sender<()>>,
+    failures: UnboundedSender<Failure>,
 ) -> anyhow::Result<()> {
     let by_consumer = matches!(offsets, OffsetCommit::Consumer);
     let mut unacked: FuturesOrdered<LocalBoxFuture<'static, (Consumed, bool)>> =
@@ -581,7 +609,13 @@ async fn consume(
                     }
                 } else if !ok {
                     handler.count(|c| c.publish_failures += 1);
-                    error!(topic = %consumed.topic, partition = consumed.partition, offset = consumed.offset, "Effects of an event not acknowledged; its offset and later ones stay uncommitted.");
+                    if !failed {
+                        error!(topic = %consumed.topic, partition = consumed.partition, offset = consumed.offset, "Effects of an event not acknowledged; its offset and later ones stay uncommitted, and the coordinator recovers.");
+                        let _ = failures.send(Failure::Recoverable(format!(
+                            "the effects of {}/{}@{} were not acknowledged",
+                            consumed.topic, consumed.partition, consumed.offset
+                        )));
+                    }
                     failed = true;
                 }
             }
@@ -699,6 +733,7 @@ impl KafkaIngressActor {
             ("user_limit", c.rejected_user_limit),
             ("invalid", c.rejected_invalid),
             ("never_fits", c.rejected_never_fits),
+            ("too_large", c.rejected_too_large),
         ]
         .into_iter()
         .collect();

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use coordinator_core::config::KafkaConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use coordinator_core::events::EventType;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -36,6 +37,10 @@ pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
         .set("acks", "all")
         .set("linger.ms", "1")
         .set("statistics.interval.ms", "1000")
+        .set(
+            "message.max.bytes",
+            kafka.producer_message_max_bytes().to_string(),
+        )
         .set(
             "message.timeout.ms",
             kafka.delivery_timeout.as_millis().to_string(),
@@ -96,20 +101,36 @@ pub fn consumer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     c
 }
 
+/// A record batch's own bytes around its one record (header and record framing), which the
+/// topic's `max.message.bytes` counts too.
+const BATCH_OVERHEAD: usize = 1024;
+
 /// Creates missing topics (existing ones are left as they are). The state topic is compacted.
+/// Every topic the coordinator writes to takes messages as large as its producer writes
+/// (`max.message.bytes`); topics it only reads keep the broker's default.
 pub async fn ensure_topics(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<()> {
     let admin: AdminClient<DefaultClientContext> = client_config(kafka, bootstrap)
         .create()
         .context("creating the Kafka admin client")?;
     let state = kafka.state_topic_full();
     let names: Vec<String> = kafka.all_topics_full();
+    let written = written_topics(kafka);
+    let max_bytes = (kafka.producer_message_max_bytes() + BATCH_OVERHEAD).to_string();
     let mut topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|t| NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(1)))
+        .map(|t| {
+            let topic = NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(1));
+            if written.contains(t) {
+                topic.set("max.message.bytes", &max_bytes)
+            } else {
+                topic
+            }
+        })
         .collect();
     topics.push(
         NewTopic::new(&state, kafka.topic_partitions, TopicReplication::Fixed(1))
-            .set("cleanup.policy", "compact"),
+            .set("cleanup.policy", "compact")
+            .set("max.message.bytes", &max_bytes),
     );
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
@@ -124,6 +145,59 @@ pub async fn ensure_topics(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+/// The topics the coordinator writes to (events, commands, DLQ, state), sorted.
+fn written_topics(kafka: &KafkaConfig) -> Vec<String> {
+    let mut topics: Vec<String> = EventType::PRODUCED
+        .into_iter()
+        .map(|t| kafka.topic_of(t))
+        .chain([kafka.dlq_topic_full(), kafka.state_topic_full()])
+        .collect();
+    topics.sort();
+    topics.dedup();
+    topics
+}
+
+/// The largest message the coordinator can write: the producer's `message.max.bytes`, or less
+/// where a topic it writes to takes less (`max.message.bytes` of topics that existed before,
+/// or were made by someone else). When the brokers do not say (no describe permission, the
+/// embedded broker), the producer's limit.
+pub async fn writable_limit(kafka: &KafkaConfig, bootstrap: &str) -> usize {
+    let producer_max = kafka.producer_message_max_bytes();
+    let admin: AdminClient<DefaultClientContext> = match client_config(kafka, bootstrap).create() {
+        Ok(admin) => admin,
+        Err(e) => {
+            warn!(error = %e, "No admin client to read the topics' message size limit; assuming the producer's.");
+            return producer_max;
+        }
+    };
+    let topics = written_topics(kafka);
+    let specifiers: Vec<ResourceSpecifier<'_>> =
+        topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let described = match admin.describe_configs(specifiers.iter(), &options).await {
+        Ok(described) => described,
+        Err(e) => {
+            warn!(error = %e, "Could not read the topics' message size limit; assuming the producer's.");
+            return producer_max;
+        }
+    };
+    let mut limit = producer_max;
+    for resource in described.into_iter().flatten() {
+        let topic_max = resource
+            .get("max.message.bytes")
+            .and_then(|e| e.value.as_deref())
+            .and_then(|v| v.parse::<usize>().ok());
+        if let Some(topic_max) = topic_max {
+            let fits = topic_max.saturating_sub(BATCH_OVERHEAD);
+            if fits < limit {
+                warn!(topic = ?resource.specifier, max_message_bytes = topic_max, "A topic takes smaller messages than the producer writes; requests are admitted only if their outputs fit it.");
+                limit = fits;
+            }
+        }
+    }
+    limit
 }
 
 /// The input consumer's context: commits stored offsets before partitions are taken away, and

@@ -2,14 +2,16 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use coordinator_core::config::{Config, LogFormat};
-use execution_coordinator::daemon::Daemon;
+use execution_coordinator::daemon::{Daemon, Failure, Recoveries};
 use execution_coordinator::demo::run_demo;
 use execution_coordinator::kafka::EmbeddedBroker;
 use execution_coordinator::loadgen::{run_loadgen, LoadgenOptions};
+use execution_coordinator::telemetry::{self, Readiness};
 use execution_coordinator::worker_sim::{run_worker_sim, RuntimeDistribution, WorkerSimOptions};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -223,62 +225,88 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
         };
         let grace = config.daemon.shutdown_grace;
         let kafka = config.kafka.clone();
-        let daemon = tokio::select! {
-            daemon = Daemon::start(config, bootstrap.clone()) => daemon.context("starting the coordinator")?,
-            _ = wait_for_signal() => {
-                info!("Signal received during startup; stopping.");
-                return anyhow::Ok(_embedded);
-            }
-        };
-        let mut daemon = daemon;
-        let mut fatal_rx = std::mem::replace(
-            &mut daemon.fatal,
-            tokio::sync::mpsc::unbounded_channel().1,
-        );
+        // What outlives a recovery: readiness, the metrics listener, the signal.
+        let readiness = Arc::new(Readiness::default());
+        if let Some(addr) = config.daemon.metrics_socket_addr() {
+            telemetry::serve(addr, readiness.clone())?;
+        }
         let signal = CancellationToken::new();
-        let demo_run = {
+        {
             let signal = signal.clone();
-            let daemon = &daemon;
-            let (kafka, bootstrap) = (&kafka, &bootstrap);
-            async move {
-                match demo {
-                    Some((loadgen, worker)) => Some(
-                        run_demo(daemon, kafka, bootstrap, loadgen, worker, signal).await,
-                    ),
-                    None => {
-                        signal.cancelled().await;
-                        None
+            actix_rt::spawn(async move {
+                wait_for_signal().await;
+                info!("Signal received; stopping.");
+                signal.cancel();
+            });
+        }
+        let recoveries = Recoveries::start(config.daemon.stats_interval);
+        let mut demo = demo;
+        loop {
+            let started = if recoveries.count() == 0 {
+                tokio::select! {
+                    daemon = Daemon::start(config.clone(), bootstrap.clone(), readiness.clone()) => {
+                        Some(daemon.context("starting the coordinator")?)
+                    }
+                    _ = signal.cancelled() => None,
+                }
+            } else {
+                Daemon::restart(&config, &bootstrap, &readiness, &signal).await
+            };
+            let Some(mut daemon) = started else {
+                info!("Stopped during startup.");
+                return anyhow::Ok(_embedded);
+            };
+            readiness.recovering.store(false, std::sync::atomic::Ordering::Relaxed);
+            let mut failures = std::mem::replace(
+                &mut daemon.failures,
+                tokio::sync::mpsc::unbounded_channel().1,
+            );
+            let demo_run = {
+                let signal = signal.clone();
+                let daemon = &daemon;
+                let (kafka, bootstrap) = (&kafka, &bootstrap);
+                let demo = demo.take();
+                async move {
+                    match demo {
+                        Some((loadgen, worker)) => Some(
+                            run_demo(daemon, kafka, bootstrap, loadgen, worker, signal).await,
+                        ),
+                        None => {
+                            signal.cancelled().await;
+                            None
+                        }
                     }
                 }
-            }
-        };
-        let fatal = tokio::select! {
-            summary = async {
-                tokio::join!(
-                    async {
-                        wait_for_signal().await;
-                        info!("Signal received; stopping.");
-                        signal.cancel();
-                    },
-                    demo_run
-                )
-                .1
-            } => {
-                if let Some(summary) = summary {
-                    println!("{summary}");
+            };
+            let failure = tokio::select! {
+                summary = demo_run => {
+                    if let Some(summary) = summary {
+                        println!("{summary}");
+                    }
+                    None
                 }
-                None
-            }
-            Some(reason) = fatal_rx.recv() => Some(reason),
-        };
-        match fatal {
-            None => {
-                daemon.shutdown(grace).await;
-                daemon.stop_threads();
-            }
-            Some(reason) => {
-                // Memory is ahead of what Kafka committed: restart from the committed state.
-                anyhow::bail!("stopping without a clean shutdown: {reason}");
+                Some(failure) = failures.recv() => Some(failure),
+            };
+            match failure {
+                None => {
+                    daemon.shutdown(grace).await;
+                    daemon.stop_threads();
+                    break;
+                }
+                Some(Failure::Fatal(reason)) => {
+                    daemon.stop_threads();
+                    anyhow::bail!("stopping without a clean shutdown: {reason}");
+                }
+                Some(Failure::Recoverable(reason)) => {
+                    // Memory is ahead of what Kafka committed: abandon the tree and rebuild it
+                    // from the committed state, in this process.
+                    readiness.recovering.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let count = recoveries.add();
+                    warn!(recoveries = count, %reason, "Recovering: the actors are rebuilt from the committed state.");
+                    actix_rt::task::spawn_blocking(move || daemon.stop_threads())
+                        .await
+                        .context("stopping the failed actor tree")?;
+                }
             }
         }
         anyhow::Ok(_embedded)

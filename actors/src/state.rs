@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use coordinator_core::config::KafkaConfig;
+use coordinator_core::config::{KafkaConfig, OUTPUT_ENVELOPE};
 use coordinator_core::events::{
     CreatePodCommand, ErrorType, EventMetadata, EventType, ExecutionAccepted, ExecutionFailed,
     ExecutionRequested, WirePriority, DEFAULT_PRIORITY, EVENT_VERSION,
@@ -259,11 +259,16 @@ pub struct Outputs {
     dlq_topic: String,
     state_topic: String,
     priority_format: PriorityFormat,
+    /// The largest message that can be written (see [`crate::kafka::writable_limit`]).
+    writable: usize,
 }
+
+/// The longest `error_message` written: a decode error can quote a whole field.
+const MAX_ERROR_MESSAGE: usize = 2048;
 
 impl Outputs {
     /// Topic names from config (layout and prefix applied); priorities written in
-    /// `priority_format`.
+    /// `priority_format`; messages of up to the producer's `message.max.bytes`.
     pub fn new(kafka: &KafkaConfig, priority_format: PriorityFormat) -> Self {
         Self {
             accepted_topic: kafka.topic_of(EventType::ExecutionAccepted),
@@ -272,7 +277,29 @@ impl Outputs {
             dlq_topic: kafka.dlq_topic_full(),
             state_topic: kafka.state_topic_full(),
             priority_format,
+            writable: kafka.producer_message_max_bytes(),
         }
+    }
+
+    /// The same, writing messages of at most `bytes` (a topic takes no more).
+    pub fn writing_at_most(mut self, bytes: usize) -> Self {
+        self.writable = bytes;
+        self
+    }
+
+    /// Refuses a request of `bytes` whose command or state record might not be writable, with
+    /// a sentence saying so.
+    pub fn check_size(&self, bytes: usize, script_bytes: usize) -> Result<(), String> {
+        if bytes.saturating_add(OUTPUT_ENVELOPE) <= self.writable {
+            return Ok(());
+        }
+        Err(format!(
+            "the request is {bytes} bytes (a script of {script_bytes} bytes); the coordinator can \
+             pass on requests of at most {} bytes (the largest message its topics take, {} \
+             bytes, less its envelope); send a smaller script",
+            self.writable.saturating_sub(OUTPUT_ENVELOPE),
+            self.writable
+        ))
     }
 
     /// A JSON message, with its content type.
@@ -337,7 +364,7 @@ impl Outputs {
             execution_id,
             metadata.reply(),
             error_type,
-            message,
+            truncated(message, MAX_ERROR_MESSAGE),
             event_id(),
             timestamp(),
         );
@@ -369,7 +396,8 @@ impl Outputs {
     }
 
     /// The raw input message, to the DLQ, with headers naming where it came from and why, and
-    /// its trace context.
+    /// its trace context. A message too large to copy whole is cut to what can be written,
+    /// with `x-truncated-from` giving its size; its source headers say where the whole is.
     pub fn dead_letter(
         &self,
         key: Option<&[u8]>,
@@ -378,23 +406,35 @@ impl Outputs {
         error: &str,
         trace: Option<&TraceContext>,
     ) -> Publish {
+        let key = key
+            .map(|k| String::from_utf8_lossy(truncated_bytes(k, MAX_ERROR_MESSAGE)).into_owned())
+            .unwrap_or_default();
         let mut publish = Publish {
             topic: self.dlq_topic.clone(),
-            key: key
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_default(),
-            payload: Some(payload.unwrap_or_default().to_vec()),
+            payload: None,
             headers: vec![
                 ("x-source-topic".into(), source.0.to_owned()),
                 ("x-source-partition".into(), source.1.to_string()),
                 ("x-source-offset".into(), source.2.to_string()),
-                ("x-error".into(), error.to_owned()),
+                (
+                    "x-error".into(),
+                    truncated(error, MAX_ERROR_MESSAGE).to_owned(),
+                ),
                 (ORIGIN_HEADER.into(), ORIGIN.into()),
             ],
+            key,
         };
         publish
             .headers
             .extend(trace.into_iter().flat_map(TraceContext::headers));
+        let payload = payload.unwrap_or_default();
+        let room = self.writable.saturating_sub(OUTPUT_ENVELOPE);
+        if payload.len() > room {
+            publish
+                .headers
+                .push(("x-truncated-from".into(), payload.len().to_string()));
+        }
+        publish.payload = Some(truncated_bytes(payload, room).to_vec());
         publish
     }
 
@@ -460,6 +500,23 @@ impl Outputs {
             headers: Vec::new(),
         }
     }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// `bytes` cut to at most `max`.
+fn truncated_bytes(bytes: &[u8], max: usize) -> &[u8] {
+    &bytes[..bytes.len().min(max)]
 }
 
 /// Queue entries and allocations read back from the state topic.

@@ -46,6 +46,9 @@ pub mod name {
     pub const RESTARTS: &str = "execution_coordinator_actor_restarts_total";
     /// Gauge, labels `topic`, `partition`.
     pub const CONSUMER_LAG: &str = "execution_coordinator_consumer_lag_messages";
+    /// Counter: the actor tree rebuilt from the committed state after a failed transaction or
+    /// unacknowledged effects.
+    pub const RECOVERIES: &str = "execution_coordinator_recoveries_total";
 }
 
 /// The series Integr8sCode's own coordinator exported (`app/core/metrics/coordinator.py` of its
@@ -69,7 +72,13 @@ pub mod integr8scode {
 }
 
 /// The reasons of `execution_coordinator_rejected_total`.
-pub const REJECTION_REASONS: [&str; 4] = ["queue_full", "user_limit", "invalid", "never_fits"];
+pub const REJECTION_REASONS: [&str; 5] = [
+    "queue_full",
+    "user_limit",
+    "invalid",
+    "never_fits",
+    "too_large",
+];
 
 /// The actors of `execution_coordinator_actor_restarts_total`.
 pub const ACTORS: [&str; 5] = [
@@ -91,6 +100,7 @@ fn register_counters() {
         name::EXPIRED,
         name::DUPLICATES,
         name::DEAD_LETTERED,
+        name::RECOVERIES,
     ] {
         counter!(metric).absolute(0);
     }
@@ -273,13 +283,16 @@ pub struct Readiness {
     pub consumer_assigned: Arc<AtomicBool>,
     /// The producer has a broker connection up.
     pub producer_connected: Arc<AtomicBool>,
+    /// The actor tree is being rebuilt after a failure.
+    pub recovering: AtomicBool,
 }
 
 impl Readiness {
-    /// Both conditions hold.
+    /// Both conditions hold and no recovery runs.
     pub fn ready(&self) -> bool {
         self.consumer_assigned.load(Ordering::Relaxed)
             && self.producer_connected.load(Ordering::Relaxed)
+            && !self.recovering.load(Ordering::Relaxed)
     }
 }
 
@@ -367,9 +380,10 @@ pub fn serve(addr: SocketAddr, readiness: Arc<Readiness>) -> anyhow::Result<Sock
                     "/readyz" if readiness.ready() => (200, "ready\n".to_owned(), "text/plain"),
                     "/readyz" => {
                         let why = format!(
-                            "not ready: consumer_assigned={} producer_connected={}\n",
+                            "not ready: consumer_assigned={} producer_connected={} recovering={}\n",
                             readiness.consumer_assigned.load(Ordering::Relaxed),
-                            readiness.producer_connected.load(Ordering::Relaxed)
+                            readiness.producer_connected.load(Ordering::Relaxed),
+                            readiness.recovering.load(Ordering::Relaxed)
                         );
                         (503, why, "text/plain")
                     }

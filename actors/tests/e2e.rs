@@ -411,3 +411,85 @@ async fn with_exactly_once_a_new_instance_takes_over_and_fences_the_old_one() {
     );
     assert!(new.terminate().success());
 }
+
+/// One size budget: with the producer writing at most 20,000 bytes (and the topics the daemon
+/// creates taking as much), a request whose command would be larger is refused up front, an
+/// input over `max_message_bytes` and a large non-JSON one reach the DLQ as truncated copies,
+/// and the consume loop goes on: a request after them is commanded.
+#[tokio::test]
+async fn oversized_inputs_of_each_kind_are_answered_and_never_stall_the_consumer() {
+    let bootstrap = bootstrap_servers();
+    let config = TestConfig::fresh()
+        .per_event_type()
+        .set("kafka", "max_message_bytes = 65536")
+        .set("kafka.properties", "\"message.max.bytes\" = \"20000\"");
+    let daemon = DaemonProcess::start(&config, &bootstrap);
+    let requests = config.topic("execution_requested");
+    let p = producer();
+
+    let with_script = |id: &str, bytes: usize| {
+        let mut r = request(id, "u1", "normal");
+        r["script"] = Value::from("x".repeat(bytes));
+        r
+    };
+    // Fits: its command is about 12.5 kB.
+    produce_event(&p, &requests, &with_script("fits", 12_000)).await;
+    // Under max_message_bytes, but its command would not fit 20,000 bytes.
+    produce_event(&p, &requests, &with_script("too-large", 18_000)).await;
+    // Over max_message_bytes: undecoded, to the DLQ, cut.
+    let oversize = serde_json::to_vec(&with_script("oversize", 100_000)).unwrap();
+    produce(&p, &requests, Some(b"oversize"), &oversize).await;
+    // Not JSON, 60 kB: to the DLQ, cut.
+    let garbage = vec![b'#'; 60_000];
+    produce(&p, &requests, Some(b"garbage"), &garbage).await;
+    produce_event(&p, &requests, &request("after", "u1", "normal")).await;
+
+    let commands = wait_commands(&config, &["fits", "after"]).await;
+    let mut ids = command_ids(&commands);
+    ids.sort();
+    assert_eq!(ids, ["after", "fits"], "both commanded, nothing else");
+
+    let failed = collect_until(
+        &config.topic("execution_failed"),
+        Isolation::ReadCommitted,
+        deadline(),
+        |m| {
+            let f = by_id(m, "execution_failed");
+            f.contains_key("too-large") && f.contains_key("oversize")
+        },
+    )
+    .await;
+    let failed = by_id(&failed, "execution_failed");
+    let too_large = &failed["too-large"][0];
+    assert_eq!(too_large["error_type"], "resource_limit");
+    let message = too_large["error_message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("a script of 18000 bytes") && message.contains("15904 bytes"),
+        "{message}"
+    );
+    assert_eq!(failed["oversize"][0]["error_type"], "system_error");
+
+    let dlq = collect_until(
+        &config.dlq_topic(),
+        Isolation::ReadCommitted,
+        deadline(),
+        |m| m.len() >= 2,
+    )
+    .await;
+    for (m, original) in dlq.iter().zip([oversize.len(), garbage.len()]) {
+        let payload = m.payload.as_deref().unwrap_or_default();
+        assert_eq!(
+            m.header("x-truncated-from"),
+            Some(original.to_string().as_bytes()),
+            "{}",
+            m.key_str()
+        );
+        assert!(payload.len() <= 20_000 - 4096, "cut to what can be written");
+        assert!(m.header("x-source-offset").is_some());
+    }
+    assert_eq!(
+        dlq.iter().map(Received::key_str).collect::<Vec<_>>(),
+        ["oversize", "garbage"]
+    );
+    drop(daemon);
+}

@@ -79,7 +79,7 @@ async fn broker_outage_and_produce_errors_lose_and_duplicate_nothing() {
     config.daemon.metrics_addr = String::new();
     let broker = EmbeddedBroker::start(&config.kafka).expect("mock cluster");
     let bootstrap = broker.bootstrap_servers();
-    let daemon = Daemon::start(config.clone(), bootstrap.clone())
+    let daemon = Daemon::start(config.clone(), bootstrap.clone(), Default::default())
         .await
         .expect("daemon starts on the mock cluster");
     let client = |extra: &[(&str, &str)]| {

@@ -91,6 +91,22 @@ impl TestConfig {
                 }
             }
         }
+        // Sub-tables and other sections, e.g. `kafka.properties`, after the main ones.
+        let mut others: Vec<&str> = self
+            .extra
+            .iter()
+            .map(|(s, _)| *s)
+            .filter(|s| !["queue", "scheduler", "resources", "kafka", "daemon"].contains(s))
+            .collect();
+        others.sort_unstable();
+        others.dedup();
+        for section in others {
+            text.push_str(&format!("[{section}]\n"));
+            for (_, line) in self.extra.iter().filter(|(s, _)| *s == section) {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
         text
     }
 }
