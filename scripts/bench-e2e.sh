@@ -4,10 +4,13 @@
 #
 #   scripts/with-kafka.sh scripts/bench-e2e.sh        (what `make bench` does)
 #
+# Every end-to-end scenario runs in each topic layout × delivery mode: E2E_LAYOUTS
+# (per_event_type,shared; default both) and E2E_MODES (exactly-once,at-least-once; default both).
+#
 # Environment: BENCH_QUICK=1 for a short run of both (sets CORE_BENCH_QUICK=1 and E2E_QUICK=1);
-# the E2E_* knobs documented in actors/benches/e2e/main.rs (E2E_SCENARIOS, E2E_MODES,
-# E2E_THROUGHPUT_N, E2E_PERF=1, …). Logs, latency samples and results.json of the end-to-end
-# run go to target/e2e-bench/.
+# the E2E_* knobs documented in actors/benches/e2e/main.rs (E2E_SCENARIOS, E2E_LAYOUTS,
+# E2E_MODES, E2E_THROUGHPUT_N, E2E_PERF=1, …). Logs, latency samples and results.json of the
+# end-to-end run go to target/e2e-bench/.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

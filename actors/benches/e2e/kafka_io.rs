@@ -8,6 +8,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use coordinator_core::config::{KafkaConfig, TopicLayout};
+use coordinator_core::events::EventType;
 use futures::StreamExt as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -36,46 +38,73 @@ pub fn now_us() -> u64 {
     epoch().elapsed().as_micros() as u64
 }
 
-/// The topics and group of one run: a prefix nobody else uses.
+/// The topics and group of one run: a prefix nobody else uses, in the layout under test.
 #[derive(Debug, Clone)]
 pub struct RunTopics {
-    /// `[kafka] topic_prefix`.
-    pub prefix: String,
-    /// `[kafka] group_id`.
-    pub group: String,
+    /// The run's `[kafka]` naming: `topic_prefix`, `group_id` and `topic_layout`; the rest
+    /// default.
+    pub kafka: KafkaConfig,
 }
 
 impl RunTopics {
-    /// Fresh names, tagged for the broker log.
-    pub fn fresh(tag: &str) -> Self {
+    /// Fresh names in `layout`, tagged for the broker log.
+    pub fn fresh(tag: &str, layout: TopicLayout) -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string();
         Self {
-            prefix: format!("e2e-{tag}-{}.", &id[..10]),
-            group: format!("e2e-{tag}-{}", &id[..10]),
+            kafka: KafkaConfig {
+                topic_prefix: format!("e2e-{tag}-{}.", &id[..10]),
+                group_id: format!("e2e-{tag}-{}", &id[..10]),
+                topic_layout: layout,
+                ..KafkaConfig::default()
+            },
         }
     }
 
-    /// Input and events topic.
-    pub fn events(&self) -> String {
-        format!("{}execution_events", self.prefix)
+    /// `[kafka] topic_prefix`.
+    pub fn prefix(&self) -> &str {
+        &self.kafka.topic_prefix
     }
 
-    /// Commands topic.
+    /// `[kafka] group_id`.
+    pub fn group(&self) -> &str {
+        &self.kafka.group_id
+    }
+
+    /// `[kafka] topic_layout`.
+    pub fn layout(&self) -> TopicLayout {
+        self.kafka.topic_layout
+    }
+
+    /// Where requests are produced.
+    pub fn requests(&self) -> String {
+        self.kafka.topic_of(EventType::ExecutionRequested)
+    }
+
+    /// Where the daemon writes `execution_accepted`.
+    pub fn accepted(&self) -> String {
+        self.kafka.topic_of(EventType::ExecutionAccepted)
+    }
+
+    /// Where the daemon writes `create_pod_command` (and the passthrough its copies).
     pub fn commands(&self) -> String {
-        format!("{}saga_commands", self.prefix)
+        self.kafka.topic_of(EventType::CreatePodCommand)
     }
 
+    /// Every topic of the run, with whether it is compacted: the layout's event topics, the
+    /// DLQ and the state topic.
     fn all(&self) -> Vec<(String, bool)> {
-        vec![
-            (self.events(), false),
-            (self.commands(), false),
-            (format!("{}dead_letter_queue", self.prefix), false),
-            (format!("{}execution_coordinator_state", self.prefix), true),
-        ]
+        let mut all: Vec<(String, bool)> = self
+            .kafka
+            .all_topics_full()
+            .into_iter()
+            .map(|t| (t, false))
+            .collect();
+        all.push((self.kafka.state_topic_full(), true));
+        all
     }
 
     /// Creates the run's topics as the daemon would (its state topic compacted), except that
-    /// the events and commands topics stamp LogAppendTime: the broker's clock times the runs.
+    /// the event and command topics stamp LogAppendTime: the broker's clock times the runs.
     pub async fn create(&self, bootstrap: &str) -> anyhow::Result<()> {
         let admin = admin(bootstrap)?;
         let names = self.all();
@@ -125,7 +154,7 @@ impl RunTopics {
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         if let Err(e) = admin.delete_topics(&refs, &options).await {
-            eprintln!("e2e: deleting topics of {}: {e}", self.prefix);
+            eprintln!("e2e: deleting topics of {}: {e}", self.prefix());
         }
     }
 }

@@ -12,15 +12,22 @@
 //!   time; scheduling decisions/s, queue wait per priority, CPU while the head is blocked;
 //! - **memory**: resident memory with N queued 1 KiB scripts behind a blocker.
 //!
-//! Every scenario runs in each delivery mode of `E2E_MODES` (default both): `exactly-once`
-//! (`[kafka] exactly_once = true`, the shipped default) and `at-least-once`; the passthrough
-//! follows the same mode (transactions, or stored offsets).
+//! Every scenario runs in each topic layout of `E2E_LAYOUTS` × each delivery mode of
+//! `E2E_MODES` (default all four), the two layouts of one case back to back:
+//!
+//! - layouts (`[kafka] topic_layout`): `per_event_type` (the shipped default: requests on
+//!   `execution_requested`, commands on `create_pod_command`, the daemon's `execution_accepted`
+//!   on a topic of its own) and `shared` (everything on `execution_events`, where the daemon's
+//!   own events come back to it, commands on `saga_commands`); requests, commands, the
+//!   completer and the passthrough all use the layout's topics (`KafkaConfig::topic_of`);
+//! - modes: `exactly-once` (`[kafka] exactly_once = true`, the shipped default) and
+//!   `at-least-once`; the passthrough follows the same mode (transactions, or stored offsets).
 //!
 //! `make bench` runs it (see `scripts/bench-e2e.sh`). Knobs, all optional:
 //! `E2E_QUICK=1` (small N, one round, short windows), `E2E_SCENARIOS=throughput,latency,…`,
-//! `E2E_MODES=exactly-once,at-least-once`, `E2E_THROUGHPUT_N=10000,100000` (at-least-once),
-//! `E2E_THROUGHPUT_N_EOS=10000` (exactly-once), `E2E_ROUNDS=…` (pairs per N, alternating
-//! order; at most 2 for N ≥ 100k), `E2E_RUN_CAP_SECS=…` (a throughput run that has not
+//! `E2E_LAYOUTS=per_event_type,shared`, `E2E_MODES=exactly-once,at-least-once`,
+//! `E2E_THROUGHPUT_N=10000,100000` (at-least-once), `E2E_THROUGHPUT_N_EOS=10000`
+//! (exactly-once), `E2E_ROUNDS=…` (pairs per N, alternating order; at most 2 for N ≥ 100k), `E2E_RUN_CAP_SECS=…` (a throughput run that has not
 //! finished by then is measured on what it did), `E2E_LATENCY_RATES=1000,5000`,
 //! `E2E_LATENCY_SECS=…`, `E2E_LATENCY_ROUNDS=…`, `E2E_SATURATION_N=…`,
 //! `E2E_MEMORY_N=10000,100000`, `E2E_CPU_WINDOW_SECS=…`. Profiling: `E2E_PERF=1` attaches `perf record` to every daemon
@@ -39,6 +46,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use coordinator_core::config::TopicLayout;
 use serde::{Deserialize, Serialize};
 
 /// The daemon's delivery guarantee (`[kafka] exactly_once`), which the passthrough follows.
@@ -69,6 +77,14 @@ impl Mode {
     }
 }
 
+/// A topic layout's name in `E2E_LAYOUTS`, tables and file names: the config's own spelling.
+pub fn layout_name(layout: TopicLayout) -> &'static str {
+    match layout {
+        TopicLayout::PerEventType => "per_event_type",
+        TopicLayout::Shared => "shared",
+    }
+}
+
 /// Settings of one bench run, from the environment.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -78,6 +94,8 @@ pub struct Plan {
     pub quick: bool,
     /// Scenarios to run.
     pub scenarios: Vec<String>,
+    /// Topic layouts to run every scenario in.
+    pub layouts: Vec<TopicLayout>,
     /// Delivery modes to run every scenario in.
     pub modes: Vec<Mode>,
     /// Preloaded requests per throughput case, at-least-once.
@@ -114,6 +132,15 @@ fn env_list<T: std::str::FromStr>(name: &str, default: Vec<T>) -> anyhow::Result
             })
             .collect(),
         _ => Ok(default),
+    }
+}
+
+/// The comma-separated words of `name` as written (no `_` digit separators dropped), or
+/// `default` when unset.
+fn env_words(name: &str, default: &[&str]) -> Vec<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v.split(',').map(|s| s.trim().to_owned()).collect(),
+        _ => default.iter().map(|s| (*s).to_owned()).collect(),
     }
 }
 
@@ -158,10 +185,22 @@ impl Plan {
                 }
             })
             .collect::<anyhow::Result<Vec<Mode>>>()?;
+        let layouts = env_words("E2E_LAYOUTS", &["per_event_type", "shared"])
+            .iter()
+            .map(|l| {
+                [TopicLayout::PerEventType, TopicLayout::Shared]
+                    .into_iter()
+                    .find(|layout| layout_name(*layout) == l)
+                    .with_context(|| {
+                        format!("E2E_LAYOUTS: unknown layout {l:?} (per_event_type, shared)")
+                    })
+            })
+            .collect::<anyhow::Result<Vec<TopicLayout>>>()?;
         Ok(Self {
             bootstrap,
             quick,
             scenarios,
+            layouts,
             modes,
             throughput_n_eos: env_list(
                 "E2E_THROUGHPUT_N_EOS",
@@ -202,9 +241,14 @@ fn run_benches() -> anyhow::Result<()> {
     let plan = Plan::from_env()?;
     let started = Instant::now();
     eprintln!(
-        "e2e: broker {}, scenarios {:?}{}",
+        "e2e: broker {}, scenarios {:?}, layouts {:?}, modes {:?}{}",
         plan.bootstrap,
         plan.scenarios,
+        plan.layouts
+            .iter()
+            .map(|l| layout_name(*l))
+            .collect::<Vec<_>>(),
+        plan.modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
         if plan.quick { " (quick)" } else { "" }
     );
     procs::build_check()?;
@@ -214,6 +258,7 @@ fn run_benches() -> anyhow::Result<()> {
         .context("starting the tokio runtime")?;
     let mut results = report::Results::new(&plan);
     runtime.block_on(async {
+        // The layouts of one case run back to back, so their figures are side by side.
         for &mode in &plan.modes {
             if plan.runs("throughput") {
                 let sizes = match mode {
@@ -226,27 +271,35 @@ fn run_benches() -> anyhow::Result<()> {
                     } else {
                         plan.rounds
                     };
-                    let result = scenarios::throughput(&plan, mode, n, rounds).await?;
-                    results.throughput.push(result);
+                    for &layout in &plan.layouts {
+                        let result = scenarios::throughput(&plan, layout, mode, n, rounds).await?;
+                        results.throughput.push(result);
+                    }
                 }
             }
             if plan.runs("latency") {
                 for &rate in &plan.latency_rates {
-                    results
-                        .latency
-                        .push(scenarios::latency(&plan, mode, rate).await?);
+                    for &layout in &plan.layouts {
+                        results
+                            .latency
+                            .push(scenarios::latency(&plan, layout, mode, rate).await?);
+                    }
                 }
             }
             if plan.runs("saturation") {
-                results
-                    .saturation
-                    .push(scenarios::saturation(&plan, mode).await?);
+                for &layout in &plan.layouts {
+                    results
+                        .saturation
+                        .push(scenarios::saturation(&plan, layout, mode).await?);
+                }
             }
             if plan.runs("memory") {
                 for &n in &plan.memory_n {
-                    results
-                        .memory
-                        .push(scenarios::memory(&plan, mode, n).await?);
+                    for &layout in &plan.layouts {
+                        results
+                            .memory
+                            .push(scenarios::memory(&plan, layout, mode, n).await?);
+                    }
                 }
             }
         }

@@ -1,8 +1,8 @@
 //! The passthrough baseline: the physical limit of this broker and machine for the daemon's
-//! job. Consumes the input topics and, per message, produces a message of the same size (the
-//! input's key and bytes) to the commands topic, with the daemon's own consumer and producer
-//! settings and client contexts, on a single-threaded runtime like the daemon's actix System,
-//! and with the daemon's delivery guarantee:
+//! job. Consumes the input topics of the config's `topic_layout` and, per message, produces a
+//! message of the same size (the input's key and bytes) to the layout's commands topic, with
+//! the daemon's own consumer and producer settings and client contexts, on a single-threaded
+//! runtime like the daemon's actix System, and with the daemon's delivery guarantee:
 //!
 //! - `exactly_once = true`: outputs go into a transaction with the offsets of their inputs; the
 //!   open transaction is committed every `transaction_interval`, as the daemon's egress does;

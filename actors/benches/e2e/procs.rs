@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::kafka_io::RunTopics;
+use crate::layout_name;
 
 /// The daemon binary, built by `cargo bench` with the bench (release) profile.
 const DAEMON: &str = env!("CARGO_BIN_EXE_execution-coordinator");
@@ -62,15 +63,19 @@ pub fn out_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// The config of one run: the shipped defaults plus `extra` lines per section.
+/// The config of one run: the shipped defaults plus the run's topics in its layout and
+/// `extra` lines per section.
 pub fn config_toml(topics: &RunTopics, bootstrap: &str, extra: &[(&str, &str)]) -> String {
     let mut text = String::new();
     for section in ["queue", "scheduler", "resources", "kafka", "daemon"] {
         text.push_str(&format!("[{section}]\n"));
         if section == "kafka" {
             text.push_str(&format!(
-                "bootstrap_servers = \"{bootstrap}\"\ntopic_prefix = \"{}\"\ngroup_id = \"{}\"\n",
-                topics.prefix, topics.group
+                "bootstrap_servers = \"{bootstrap}\"\ntopic_prefix = \"{}\"\ngroup_id = \"{}\"\n\
+                 topic_layout = \"{}\"\n",
+                topics.prefix(),
+                topics.group(),
+                layout_name(topics.layout())
             ));
         }
         if section == "daemon" {

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use coordinator_core::config::TopicLayout;
 use serde::{Deserialize, Serialize};
 
 use crate::procs::out_dir;
 use crate::stats::{ms, Percentiles};
-use crate::{Mode, Plan};
+use crate::{layout_name, Mode, Plan};
 
 /// One throughput run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -27,6 +28,8 @@ pub struct ThroughputRun {
 /// Throughput with `n` preloaded requests.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ThroughputResult {
+    /// Topic layout.
+    pub layout: TopicLayout,
     /// Delivery mode.
     pub mode: Mode,
     /// Requests preloaded.
@@ -59,6 +62,8 @@ pub struct LatencyRun {
 /// Latency at a steady rate, samples of all rounds pooled per pipe.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LatencyResult {
+    /// Topic layout.
+    pub layout: TopicLayout,
     /// Delivery mode.
     pub mode: Mode,
     /// Requests per second.
@@ -76,6 +81,8 @@ pub struct LatencyResult {
 /// The saturation bench.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SaturationResult {
+    /// Topic layout.
+    pub layout: TopicLayout,
     /// Delivery mode.
     pub mode: Mode,
     /// Requests preloaded.
@@ -105,6 +112,8 @@ pub struct SaturationResult {
 /// The memory bench for one queue size.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MemoryResult {
+    /// Topic layout.
+    pub layout: TopicLayout,
     /// Delivery mode.
     pub mode: Mode,
     /// Requests sent to the queue.
@@ -140,13 +149,13 @@ pub struct Results {
     pub quick: bool,
     /// Wall time of the whole run, s.
     pub elapsed_secs: u64,
-    /// Throughput per N.
+    /// Throughput per mode, N and layout.
     pub throughput: Vec<ThroughputResult>,
-    /// Latency per rate.
+    /// Latency per mode, rate and layout.
     pub latency: Vec<LatencyResult>,
-    /// Saturation per mode.
+    /// Saturation per mode and layout.
     pub saturation: Vec<SaturationResult>,
-    /// Memory per N.
+    /// Memory per mode, N and layout.
     pub memory: Vec<MemoryResult>,
 }
 
@@ -196,7 +205,7 @@ impl Results {
                 "throughput",
                 format!(
                     "{}: {} preloaded, req/s, median of {}{}",
-                    t.mode.name(),
+                    label(t.layout, t.mode),
                     thousands(t.n as f64),
                     t.ratios.len(),
                     if capped {
@@ -227,7 +236,7 @@ impl Results {
                 "throughput",
                 format!(
                     "{}: {} preloaded, CPU ms per 1,000 requests",
-                    t.mode.name(),
+                    label(t.layout, t.mode),
                     thousands(t.n as f64)
                 ),
                 format!("{dc:.0}"),
@@ -267,7 +276,7 @@ impl Results {
                 "latency",
                 format!(
                     "{}: {}/s steady, request → command p50 / p99 / p99.9",
-                    l.mode.name(),
+                    label(l.layout, l.mode),
                     thousands(l.rate as f64),
                 ),
                 format!("{}{}", summary(&l.daemon), behind(&l.daemon_runs)),
@@ -287,7 +296,7 @@ impl Results {
                 "latency",
                 format!(
                     "{}: {}/s steady, CPU of the pipe's process (% of one core)",
-                    l.mode.name(),
+                    label(l.layout, l.mode),
                     thousands(l.rate as f64)
                 ),
                 format!("{:.0}%", cpu(&l.daemon_runs)),
@@ -302,7 +311,7 @@ impl Results {
                 "saturation",
                 format!(
                     "{}: {} requests (5 levels), pool of {}, {} ms runs: commands/s; decisions/s incl. requeues{}",
-                    s.mode.name(),
+                    label(s.layout, s.mode),
                     thousands(s.n as f64),
                     s.slots,
                     s.run_time_ms,
@@ -332,7 +341,7 @@ impl Results {
                 "saturation",
                 format!(
                     "{}: queue wait p50/p99 ms by requested level",
-                    s.mode.name()
+                    label(s.layout, s.mode)
                 ),
                 waits.join(", "),
                 String::new(),
@@ -344,7 +353,7 @@ impl Results {
                 "saturation",
                 format!(
                     "{}: daemon CPU ms/s, idle vs head blocked ({} queued, {:.1} requeues/s)",
-                    s.mode.name(),
+                    label(s.layout, s.mode),
                     s.queued_while_blocked,
                     s.blocked_requeues_per_s
                 ),
@@ -363,7 +372,7 @@ impl Results {
                 "memory",
                 format!(
                     "{}: {} queued 1 KiB scripts, RSS (idle {}, peak {}, ingest {}/s)",
-                    m.mode.name(),
+                    label(m.layout, m.mode),
                     thousands(m.n as f64),
                     mib(m.idle_rss),
                     mib(m.peak_rss),
@@ -442,6 +451,11 @@ fn table(rows: &[Row]) -> String {
         out.push_str(&format!("| {} |\n", row.0.join(" | ")));
     }
     out
+}
+
+/// "per_event_type, exactly-once": the layout and mode a row was measured in.
+fn label(layout: TopicLayout, mode: Mode) -> String {
+    format!("{}, {}", layout_name(layout), mode.name())
 }
 
 /// Percentiles, or a dash when nothing sent after the warm-up was commanded in time.

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use coordinator_core::config::TopicLayout;
 use execution_coordinator::telemetry::name;
 
 use crate::kafka_io::{self, now_us, RequestTemplate, RunTopics, LEVELS};
@@ -13,7 +14,7 @@ use crate::report::{
     LatencyResult, LatencyRun, MemoryResult, SaturationResult, ThroughputResult, ThroughputRun,
 };
 use crate::stats::{median, Percentiles};
-use crate::{Mode, Plan};
+use crate::{layout_name, Mode, Plan};
 
 /// Room for everything: the queue and the pool never refuse (throughput and latency).
 const ROOMY: &[(&str, &str)] = &[
@@ -38,7 +39,7 @@ const WARM_UP: Duration = Duration::from_secs(4);
 /// How long the latency collector waits for stragglers after the last request.
 pub const GRACE: Duration = Duration::from_secs(10);
 
-/// The config of one run: `knobs` in `mode`.
+/// The config of one run: `knobs` in `mode`, on `topics` in their layout.
 fn config(topics: &RunTopics, plan: &Plan, mode: Mode, knobs: &[(&str, &str)]) -> String {
     let mut lines = knobs.to_vec();
     lines.push(("kafka", mode.config_line()));
@@ -56,12 +57,14 @@ fn programs_for_round(round: usize) -> [Program; 2] {
 /// Throughput with `n` preloaded requests: `rounds` pairs, alternating which pipe goes first.
 pub async fn throughput(
     plan: &Plan,
+    layout: TopicLayout,
     mode: Mode,
     n: usize,
     rounds: usize,
 ) -> anyhow::Result<ThroughputResult> {
     let template = RequestTemplate::new(None, "200m");
     let mut result = ThroughputResult {
+        layout,
         mode,
         n,
         ..Default::default()
@@ -69,9 +72,10 @@ pub async fn throughput(
     for round in 0..rounds {
         let mut rates = HashMap::new();
         for pipe in programs_for_round(round) {
-            let run = throughput_run(plan, mode, pipe, n, &template, round).await?;
+            let run = throughput_run(plan, layout, mode, pipe, n, &template, round).await?;
             eprintln!(
-                "e2e: throughput {} n={n} round {} {}: {:.0} req/s over {} commands, {:.0} CPU ms per 1,000",
+                "e2e: throughput {} {} n={n} round {} {}: {:.0} req/s over {} commands, {:.0} CPU ms per 1,000",
+                layout_name(layout),
                 mode.name(),
                 round + 1,
                 pipe.name(),
@@ -96,20 +100,22 @@ pub async fn throughput(
 
 async fn throughput_run(
     plan: &Plan,
+    layout: TopicLayout,
     mode: Mode,
     pipe: Program,
     n: usize,
     template: &RequestTemplate,
     round: usize,
 ) -> anyhow::Result<ThroughputRun> {
-    let topics = RunTopics::fresh("tput");
+    let topics = RunTopics::fresh("tput", layout);
     topics.create(&plan.bootstrap).await?;
-    kafka_io::preload(&plan.bootstrap, &topics.events(), template, 0, n, false).await?;
+    kafka_io::preload(&plan.bootstrap, &topics.requests(), template, 0, n, false).await?;
     let proc = Proc::start(
         pipe,
         &config(&topics, plan, mode, ROOMY),
         &format!(
-            "throughput-{}-{n}-r{}-{}",
+            "throughput-{}-{}-{n}-r{}-{}",
+            layout_name(layout),
             mode.name(),
             round + 1,
             pipe.name()
@@ -158,15 +164,22 @@ async fn throughput_run(
 }
 
 /// Latency at a steady `rate`: pairs alternating, samples of all rounds pooled per pipe.
-pub async fn latency(plan: &Plan, mode: Mode, rate: u32) -> anyhow::Result<LatencyResult> {
+pub async fn latency(
+    plan: &Plan,
+    layout: TopicLayout,
+    mode: Mode,
+    rate: u32,
+) -> anyhow::Result<LatencyResult> {
     let template = RequestTemplate::new(None, "200m");
     let mut samples: HashMap<Program, Vec<u64>> = HashMap::new();
     let mut runs: HashMap<Program, Vec<LatencyRun>> = HashMap::new();
     for round in 0..plan.latency_rounds {
         for pipe in programs_for_round(round) {
-            let (run, mut s) = latency_run(plan, mode, pipe, rate, &template, round).await?;
+            let (run, mut s) =
+                latency_run(plan, layout, mode, pipe, rate, &template, round).await?;
             eprintln!(
-                "e2e: latency {} {rate}/s round {} {}: {} (commanded {}/{} measured, CPU {:.0}%)",
+                "e2e: latency {} {} {rate}/s round {} {}: {} (commanded {}/{} measured, CPU {:.0}%)",
+                layout_name(layout),
                 mode.name(),
                 round + 1,
                 pipe.name(),
@@ -181,6 +194,7 @@ pub async fn latency(plan: &Plan, mode: Mode, rate: u32) -> anyhow::Result<Laten
     }
     let mut pooled = |pipe| Percentiles::of(samples.entry(pipe).or_default());
     Ok(LatencyResult {
+        layout,
         mode,
         rate,
         daemon: pooled(Program::Daemon),
@@ -192,16 +206,18 @@ pub async fn latency(plan: &Plan, mode: Mode, rate: u32) -> anyhow::Result<Laten
 
 async fn latency_run(
     plan: &Plan,
+    layout: TopicLayout,
     mode: Mode,
     pipe: Program,
     rate: u32,
     template: &RequestTemplate,
     round: usize,
 ) -> anyhow::Result<(LatencyRun, Vec<u64>)> {
-    let topics = RunTopics::fresh("lat");
+    let topics = RunTopics::fresh("lat", layout);
     topics.create(&plan.bootstrap).await?;
     let name = format!(
-        "latency-{}-{rate}-r{}-{}",
+        "latency-{}-{}-{rate}-r{}-{}",
+        layout_name(layout),
         mode.name(),
         round + 1,
         pipe.name()
@@ -223,7 +239,7 @@ async fn latency_run(
     let start_us = now_us();
     let generator = {
         let (bootstrap, topic, template) =
-            (plan.bootstrap.clone(), topics.events(), template.clone());
+            (plan.bootstrap.clone(), topics.requests(), template.clone());
         kafka_io::spawn("e2e-generator", move || {
             kafka_io::paced(&bootstrap, &topic, &template, rate, duration)
         })?
@@ -302,31 +318,37 @@ async fn wait_for_metric(
 /// A pool with room for 18; requests of all five levels preloaded; worker-sim finishes each
 /// execution `RUN_TIME_MS` after its command. Then the worker stops, more requests arrive, and
 /// the daemon's CPU is measured while the head of the queue is blocked.
-pub async fn saturation(plan: &Plan, mode: Mode) -> anyhow::Result<SaturationResult> {
+pub async fn saturation(
+    plan: &Plan,
+    layout: TopicLayout,
+    mode: Mode,
+) -> anyhow::Result<SaturationResult> {
     let n = plan.saturation_n;
     let window = Duration::from_secs(plan.cpu_window_secs);
     let template = RequestTemplate::new(None, "200m");
-    let topics = RunTopics::fresh("sat");
+    let topics = RunTopics::fresh("sat", layout);
     topics.create(&plan.bootstrap).await?;
     let config = config(&topics, plan, mode, SMALL_POOL);
+    let run = format!("{}-{}", layout_name(layout), mode.name());
     let mut proc = Proc::start(
         Program::Daemon,
         &config,
-        &format!("saturation-{}-daemon", mode.name()),
+        &format!("saturation-{run}-daemon"),
     )?;
     proc.wait_ready().await?;
     let addr = proc.metrics_addr().await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_cpu = cpu_per_second(&proc, window).await?;
 
+    // worker-sim reads the same config: commands from, and completions to, the layout's topics.
     let worker = Proc::start(
         Program::WorkerSim,
         &config,
-        &format!("saturation-{}-worker-sim", mode.name()),
+        &format!("saturation-{run}-worker-sim"),
     )?;
-    kafka_io::wait_group_stable(&plan.bootstrap, &format!("{}-worker-sim", topics.group)).await?;
+    kafka_io::wait_group_stable(&plan.bootstrap, &format!("{}-worker-sim", topics.group())).await?;
     let before = scrape(&addr)?;
-    kafka_io::preload(&plan.bootstrap, &topics.events(), &template, 0, n, true).await?;
+    kafka_io::preload(&plan.bootstrap, &topics.requests(), &template, 0, n, true).await?;
     let cap = Duration::from_secs(plan.run_cap_secs.max(n as u64 * RUN_TIME_MS / 1000 + 30));
     let complete =
         kafka_io::wait_for_count(&plan.bootstrap, &topics.commands(), n as i64, cap).await?;
@@ -341,7 +363,7 @@ pub async fn saturation(plan: &Plan, mode: Mode) -> anyhow::Result<SaturationRes
     let accepted = metric(&after, name::ACCEPTED);
     kafka_io::preload(
         &plan.bootstrap,
-        &topics.events(),
+        &topics.requests(),
         &template,
         n as u64,
         extra,
@@ -361,10 +383,10 @@ pub async fn saturation(plan: &Plan, mode: Mode) -> anyhow::Result<SaturationRes
     let blocked_after = scrape(&addr)?;
     proc.stop().await?;
 
-    let events = kafka_io::read_back(&plan.bootstrap, &topics.events(), None)?;
+    let accepted = kafka_io::read_back(&plan.bootstrap, &topics.accepted(), None)?;
     let commands = kafka_io::read_back(&plan.bootstrap, &topics.commands(), None)?;
     topics.delete(&plan.bootstrap).await;
-    let accepted_at: HashMap<u64, i64> = events
+    let accepted_at: HashMap<u64, i64> = accepted
         .iter()
         .filter(|e| e.event_type == "execution_accepted")
         .map(|e| (e.tag.seq, e.appended_ms))
@@ -387,6 +409,7 @@ pub async fn saturation(plan: &Plan, mode: Mode) -> anyhow::Result<SaturationRes
     let requeued = delta(&before, &after, name::REQUEUED);
     let blocked_requeues = delta(&blocked_before, &blocked_after, name::REQUEUED);
     Ok(SaturationResult {
+        layout,
         mode,
         n,
         commanded,
@@ -413,13 +436,18 @@ fn script_1k() -> String {
 
 /// Resident memory with `n` queued executions of 1 KiB scripts, behind a blocker that holds
 /// the whole pool.
-pub async fn memory(plan: &Plan, mode: Mode, n: usize) -> anyhow::Result<MemoryResult> {
-    let topics = RunTopics::fresh("mem");
+pub async fn memory(
+    plan: &Plan,
+    layout: TopicLayout,
+    mode: Mode,
+    n: usize,
+) -> anyhow::Result<MemoryResult> {
+    let topics = RunTopics::fresh("mem", layout);
     topics.create(&plan.bootstrap).await?;
     let mut proc = Proc::start(
         Program::Daemon,
         &config(&topics, plan, mode, SMALL_POOL),
-        &format!("memory-{}-{n}-daemon", mode.name()),
+        &format!("memory-{}-{}-{n}-daemon", layout_name(layout), mode.name()),
     )?;
     proc.wait_ready().await?;
     let addr = proc.metrics_addr().await?;
@@ -429,7 +457,7 @@ pub async fn memory(plan: &Plan, mode: Mode, n: usize) -> anyhow::Result<MemoryR
     let blocker = RequestTemplate::new(None, "3600m");
     kafka_io::preload(
         &plan.bootstrap,
-        &topics.events(),
+        &topics.requests(),
         &blocker,
         n as u64,
         1,
@@ -441,7 +469,7 @@ pub async fn memory(plan: &Plan, mode: Mode, n: usize) -> anyhow::Result<MemoryR
     let template = RequestTemplate::new(Some(script.clone()), "500m");
     let started = Instant::now();
     let request_bytes =
-        kafka_io::preload(&plan.bootstrap, &topics.events(), &template, 0, n, false).await?;
+        kafka_io::preload(&plan.bootstrap, &topics.requests(), &template, 0, n, false).await?;
     let scraped = wait_for_metric(
         &addr,
         name::ACCEPTED,
@@ -451,7 +479,8 @@ pub async fn memory(plan: &Plan, mode: Mode, n: usize) -> anyhow::Result<MemoryR
     .await?;
     let ingest_s = started.elapsed().as_secs_f64();
     let queued = metric(&scraped, name::QUEUE_DEPTH) as u64;
-    // Let the echoes of `execution_accepted` and the producer acks settle: RSS steady for 2 s.
+    // Let the producer acks (and in the shared layout the echoes of `execution_accepted`)
+    // settle: RSS steady for 2 s.
     let mut last = proc.memory()?.0;
     let mut steady_since = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -473,6 +502,7 @@ pub async fn memory(plan: &Plan, mode: Mode, n: usize) -> anyhow::Result<MemoryR
     );
     let script_bytes = (n * script.len()) as u64;
     Ok(MemoryResult {
+        layout,
         mode,
         n,
         queued,
