@@ -2,8 +2,9 @@
 #   docker build -t execution-coordinator .
 #   docker run --rm -e EXECUTION_COORDINATOR__KAFKA__BOOTSTRAP_SERVERS=kafka:9092 -p 9464:9464 execution-coordinator
 FROM rust:1-bookworm AS build
-# librdkafka is built from source by rdkafka-sys (C toolchain, make, zlib headers).
+# librdkafka is built from source by rdkafka-sys (C toolchain, make, zlib and OpenSSL headers).
 RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake zlib1g-dev \
+    libssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
@@ -15,7 +16,7 @@ COPY tests ./tests
 RUN cargo build --release --locked -p execution-coordinator
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates zlib1g \
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates zlib1g libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin coordinator
 COPY --from=build /src/target/release/execution-coordinator /usr/local/bin/execution-coordinator

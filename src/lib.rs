@@ -9,5 +9,6 @@ pub mod pool;
 pub mod priority;
 pub mod quantity;
 pub mod queue;
+pub mod redact;
 
 pub use priority::Priority;

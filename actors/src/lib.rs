@@ -5,13 +5,16 @@
 
 use actix::Message;
 
+pub mod broker_check;
 pub mod clock;
 pub mod daemon;
 pub mod demo;
 pub mod egress;
 pub mod ingress;
 pub mod kafka;
+pub mod librdkafka;
 pub mod loadgen;
+pub mod log_output;
 pub mod queue_actor;
 pub mod resource_actor;
 pub mod scheduler;

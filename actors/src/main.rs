@@ -7,10 +7,14 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use coordinator_core::config::{Config, LogFormat};
+use coordinator_core::redact::Redactor;
+use execution_coordinator::broker_check::check_brokers;
 use execution_coordinator::daemon::{Daemon, Failure, Recoveries};
 use execution_coordinator::demo::run_demo;
 use execution_coordinator::kafka::EmbeddedBroker;
+use execution_coordinator::librdkafka;
 use execution_coordinator::loadgen::{run_loadgen, LoadgenOptions};
+use execution_coordinator::log_output::Redacting;
 use execution_coordinator::telemetry::{self, Readiness};
 use execution_coordinator::worker_sim::{run_worker_sim, RuntimeDistribution, WorkerSimOptions};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +28,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit code for a configuration error (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
+
+/// How long the start waits for a real cluster to accept or refuse the client.
+const BROKER_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -92,14 +99,21 @@ fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
             .map_err(|e| format!("cannot read config file {}: {e}", p.display()))?,
         None => std::fs::read_to_string("config.toml").unwrap_or_default(),
     };
-    Config::from_toml_str(&text, std::env::vars()).map_err(|e| e.to_string())
+    let config = Config::from_toml_str(&text, std::env::vars()).map_err(|e| e.to_string())?;
+    // What this build of librdkafka cannot use fails here, not at the first connection.
+    librdkafka::check_properties(&config.kafka, std::env::vars()).map_err(|e| e.to_string())?;
+    Ok(config)
 }
 
+/// Logs to stdout with every secret of `[kafka.properties]` redacted, librdkafka's lines too.
 fn init_logging(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.daemon.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let redactor = Arc::new(Redactor::for_kafka(&config.kafka));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(Redacting::new(redactor, std::io::stdout));
     match config.daemon.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
@@ -133,6 +147,7 @@ fn main() -> ExitCode {
             for w in config.warnings() {
                 eprintln!("warning: {w}");
             }
+            println!("# {}", librdkafka::build());
             print!("{}", config.to_toml_string());
             ExitCode::SUCCESS
         }
@@ -142,9 +157,10 @@ fn main() -> ExitCode {
             };
             init_logging(&config);
             let stop = options.stop.clone();
+            let redactor = Redactor::for_kafka(&config.kafka);
             let result =
                 block_on_until_signal(stop, run_loadgen(options, &config.kafka, &bootstrap));
-            report(result, |s| s.errors == 0)
+            report(result, &redactor, |s| s.errors == 0)
         }
         Command::WorkerSim { bootstrap, options } => {
             let Some(bootstrap) = client_bootstrap(&config, bootstrap) else {
@@ -152,9 +168,10 @@ fn main() -> ExitCode {
             };
             init_logging(&config);
             let stop = options.stop.clone();
+            let redactor = Redactor::for_kafka(&config.kafka);
             let result =
                 block_on_until_signal(stop, run_worker_sim(options, &config.kafka, &bootstrap));
-            report(result, |s| s.errors == 0)
+            report(result, &redactor, |s| s.errors == 0)
         }
         Command::Demo {
             rate,
@@ -206,6 +223,8 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
     for w in config.warnings() {
         warn!(warning = %w, "Configuration warning.");
     }
+    let build = librdkafka::build();
+    info!(librdkafka = %build.version, features = %build.features, "Kafka client library.");
     let system = actix::System::new();
     let mut config = config;
     let embedded = system.block_on(async move {
@@ -223,6 +242,13 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
                 (bootstrap, Some(broker))
             }
         };
+        if _embedded.is_none() {
+            let (kafka, bootstrap) = (config.kafka.clone(), bootstrap.clone());
+            let timeout = kafka.delivery_timeout.min(BROKER_CHECK_TIMEOUT);
+            actix_rt::task::spawn_blocking(move || check_brokers(&kafka, &bootstrap, timeout))
+                .await
+                .context("broker check task")??;
+        }
         let grace = config.daemon.shutdown_grace;
         let kafka = config.kafka.clone();
         // What outlives a recovery: readiness, the metrics listener, the signal.
@@ -348,8 +374,12 @@ fn block_on_until_signal<T>(
     })
 }
 
-/// Prints the summary on stdout (or the error); success when `ok` holds for it.
-fn report<T: std::fmt::Display>(result: anyhow::Result<T>, ok: impl Fn(&T) -> bool) -> ExitCode {
+/// Prints the summary on stdout (or the error, redacted); success when `ok` holds for it.
+fn report<T: std::fmt::Display>(
+    result: anyhow::Result<T>,
+    redactor: &Redactor,
+    ok: impl Fn(&T) -> bool,
+) -> ExitCode {
     match result {
         Ok(summary) => {
             println!("{summary}");
@@ -360,7 +390,7 @@ fn report<T: std::fmt::Display>(result: anyhow::Result<T>, ok: impl Fn(&T) -> bo
             }
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", redactor.redact(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

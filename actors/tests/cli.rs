@@ -108,6 +108,53 @@ fn a_bad_config_lists_every_error_and_exits_64() {
 }
 
 #[test]
+fn properties_this_build_cannot_use_exit_64_without_quoting_a_secret() {
+    // The issue's file: a secret beside a mechanism this build lacks and a misspelt key.
+    let file = config_file(
+        "[kafka]\nbootstrap_servers = \"127.0.0.1:9\"\n[kafka.properties]\n\
+         \"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanisms\" = \"GSSAPI\"\n\
+         \"ssl.key.password\" = \"sslkeySECRET-99\"\n",
+    );
+    for command in ["check-config", "run"] {
+        let out = Command::new(BIN)
+            .args([command, "--config"])
+            .arg(file.path())
+            .env(
+                "EXECUTION_COORDINATOR__KAFKA__PROPERTIES__SASL.PASWORD",
+                "hunter2",
+            )
+            .output()
+            .expect("run with unusable properties");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(64), "{command}: {text}");
+        assert!(
+            text.contains("kafka.properties.\"sasl.pasword\"") && text.contains("set by"),
+            "{command}: {text}"
+        );
+        assert!(
+            !text.contains("SECRET-99") && !text.contains("hunter2"),
+            "{command}: {text}"
+        );
+    }
+    // Once the misspelt key is gone, the missing feature is what is refused.
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(file.path())
+        .output()
+        .expect("check-config");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    assert!(
+        text.contains("GSSAPI") && !text.contains("SECRET-99"),
+        "{text}"
+    );
+}
+
+#[test]
 fn run_on_the_embedded_broker_prints_its_address_and_stats_and_stops_on_sigterm() {
     let file = config_file(
         "[daemon]\nstats_interval = \"200ms\"\nlog_format = \"json\"\nmetrics_addr = \"127.0.0.1:0\"\n",
