@@ -10,13 +10,14 @@ help:
 	@echo "make test        start Apache Kafka, run every test of the workspace against it, stop it"
 	@echo "make bench       start Apache Kafka, run the core and end-to-end benchmarks, print one table"
 	@echo "make lint        rustfmt check and clippy -D warnings"
-	@echo "make kafka-up    start the test broker (scripts/kafka.sh up); kafka-down stops it"
+	@echo "make kafka-up    start the test brokers (scripts/kafka.sh up, plain and secure); kafka-down stops them"
 
 run:
 	cargo run --release -p execution-coordinator -- demo --config $(CONFIG)
 
-# Starts Apache Kafka unless KAFKA_BOOTSTRAP_SERVERS is set, runs every test of the workspace
-# against it, stops it even when the tests fail, and exits with the tests' status.
+# Starts the plain and the SASL_SSL Apache Kafka brokers (unless KAFKA_BOOTSTRAP_SERVERS,
+# resp. KAFKA_SECURE_BOOTSTRAP_SERVERS, are set), runs every test of the workspace against them,
+# stops them even when the tests fail, and exits with the tests' status.
 test:
 	scripts/with-kafka.sh cargo test --workspace
 
@@ -31,13 +32,16 @@ lint:
 
 kafka-up:
 	@scripts/kafka.sh up
+	@KAFKA_SECURE=1 scripts/kafka.sh up
 	@echo "export KAFKA_BOOTSTRAP_SERVERS=$$(scripts/kafka.sh bootstrap)"
+	@KAFKA_SECURE=1 scripts/kafka.sh env | sed "s/^\([^=]*\)=\(.*\)$$/export \1='\2'/"
 
 kafka-down:
 	@scripts/kafka.sh down
+	@KAFKA_SECURE=1 scripts/kafka.sh down
 
 kafka-status:
-	@scripts/kafka.sh status
+	@scripts/kafka.sh status; KAFKA_SECURE=1 scripts/kafka.sh status
 
 kafka-logs:
 	@scripts/kafka.sh logs
