@@ -357,6 +357,10 @@ pub struct KafkaConfig {
     /// state (queued, allocated, gone) and from which a restarted coordinator rebuilds its
     /// queue and pool. Default "execution_coordinator_state".
     pub state_topic: String,
+    /// One-partition topic whose assignment in the group "<group_id>-owner" says which instance
+    /// of a deployment owns the queue and pool; the others are hot standbys. Nothing is written
+    /// to it. Default "execution_coordinator_owner".
+    pub ownership_topic: String,
     /// Create missing topics at startup with `topic_partitions` partitions; turn off where the
     /// cluster forbids it and topics are provisioned separately. Default true.
     pub create_topics: bool,
@@ -409,6 +413,7 @@ impl Default for KafkaConfig {
             topics: TopicNames::default(),
             dlq_topic: "dead_letter_queue".to_owned(),
             state_topic: "execution_coordinator_state".to_owned(),
+            ownership_topic: "execution_coordinator_owner".to_owned(),
             create_topics: true,
             topic_partitions: 3,
             commit_interval: Duration::from_secs(5),
@@ -525,6 +530,11 @@ impl KafkaConfig {
         self.topic(&self.state_topic)
     }
 
+    /// The ownership topic with the prefix.
+    pub fn ownership_topic_full(&self) -> String {
+        self.topic(&self.ownership_topic)
+    }
+
     /// Every event topic the daemon reads or writes, prefixed, sorted and without duplicates.
     /// The state topic is not among them: it is created apart, with log compaction.
     pub fn all_topics_full(&self) -> Vec<String> {
@@ -579,6 +589,7 @@ impl fmt::Debug for KafkaConfig {
             .field("topics", &self.topics)
             .field("dlq_topic", &self.dlq_topic)
             .field("state_topic", &self.state_topic)
+            .field("ownership_topic", &self.ownership_topic)
             .field("create_topics", &self.create_topics)
             .field("topic_partitions", &self.topic_partitions)
             .field("commit_interval", &self.commit_interval)
@@ -859,6 +870,23 @@ impl Config {
         }
         v.topic("kafka.dlq_topic", &k.dlq_topic, &k.dlq_topic_full());
         v.topic("kafka.state_topic", &k.state_topic, &k.state_topic_full());
+        v.topic(
+            "kafka.ownership_topic",
+            &k.ownership_topic,
+            &k.ownership_topic_full(),
+        );
+        if let Some(shared) = event_topic_names(k)
+            .into_iter()
+            .chain([k.dlq_topic.as_str(), k.state_topic.as_str()])
+            .find(|t| *t == k.ownership_topic)
+        {
+            v.error(
+                "kafka.ownership_topic",
+                format!(
+                    "`{shared}` is used for other records; the ownership topic must be its own"
+                ),
+            );
+        }
         let event_topics: Vec<&str> = EventType::ALL
             .into_iter()
             .map(|t| k.topic_name(t))
@@ -1151,6 +1179,14 @@ fn deserialize_error(section: &str, error: &toml::de::Error) -> ConfigError {
         }
     }
     ConfigError::invalid(section, text.replace('\n', " "))
+}
+
+/// The topic of every event type, before the prefix.
+fn event_topic_names(k: &KafkaConfig) -> Vec<&str> {
+    EventType::ALL
+        .into_iter()
+        .map(|t| k.topic_name(t))
+        .collect()
 }
 
 /// Keys of earlier releases and what replaced them.

@@ -20,7 +20,8 @@ use crate::kafka::{daemon_producer_config, ensure_topics, writable_limit};
 use crate::queue_actor::QueueActor;
 use crate::resource_actor::ResourceActor;
 use crate::scheduler::{Drain, SchedulerActor, SchedulerPeers};
-use crate::state::{restore, Outputs, RestoredState};
+use crate::state::{Outputs, RestoredState, RESTORE_TIMEOUT};
+use crate::state_tail::StateTail;
 use crate::telemetry::{self, ProducerHealth, Readiness};
 
 /// Queue limits from the `[queue]` section.
@@ -130,10 +131,14 @@ impl Daemon {
     /// supervisor, on threads of their own (so the tree can be abandoned whole). `readiness`
     /// outlives the tree: `/readyz` serves it across recoveries. Must run inside an actix
     /// System.
+    ///
+    /// `tail` is the state topic as a standby kept it: only what was written since is read.
+    /// Without one the whole topic is.
     pub async fn start(
         config: Config,
         bootstrap: String,
         readiness: Arc<Readiness>,
+        tail: Option<StateTail>,
     ) -> anyhow::Result<Daemon> {
         let kafka = config.kafka.clone();
         if kafka.create_topics {
@@ -162,9 +167,24 @@ impl Daemon {
         let restored: RestoredState = {
             let kafka = kafka.clone();
             let bootstrap = bootstrap.clone();
-            actix_rt::task::spawn_blocking(move || restore(&kafka, &bootstrap))
-                .await
-                .context("state restore task")??
+            actix_rt::task::spawn_blocking(move || -> anyhow::Result<RestoredState> {
+                let started = Instant::now();
+                let mut tail = match tail {
+                    Some(tail) => tail,
+                    None => StateTail::open(&kafka, &bootstrap)?,
+                };
+                let before = tail.records();
+                let read = tail.catch_up(RESTORE_TIMEOUT)?;
+                if before > 0 {
+                    info!(
+                        kept = before,
+                        read, "Standby taking over: read only what the owner wrote since."
+                    );
+                }
+                Ok(tail.snapshot(started))
+            })
+            .await
+            .context("state restore task")??
         };
         let stats_interval = config.daemon.stats_interval;
         let writable = writable_limit(&kafka, &bootstrap).await;
@@ -314,7 +334,12 @@ impl Daemon {
     ) -> Option<Daemon> {
         let mut backoff = RESTART_BACKOFF;
         for attempt in 1u64.. {
-            let start = Daemon::start(config.clone(), bootstrap.to_owned(), readiness.clone());
+            let start = Daemon::start(
+                config.clone(),
+                bootstrap.to_owned(),
+                readiness.clone(),
+                None,
+            );
             let failed = tokio::select! {
                 started = start => match started {
                     Ok(daemon) => return Some(daemon),

@@ -132,6 +132,8 @@ pub async fn ensure_topics(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Resu
             .set("cleanup.policy", "compact")
             .set("max.message.bytes", &max_bytes),
     );
+    let ownership = kafka.ownership_topic_full();
+    topics.push(NewTopic::new(&ownership, 1, TopicReplication::Fixed(1)));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
         .create_topics(topics.iter(), &options)
@@ -165,6 +167,10 @@ fn written_topics(kafka: &KafkaConfig) -> Vec<String> {
 /// embedded broker), the producer's limit.
 pub async fn writable_limit(kafka: &KafkaConfig, bootstrap: &str) -> usize {
     let producer_max = kafka.producer_message_max_bytes();
+    if kafka.uses_embedded_broker() {
+        // The mock cluster answers no DescribeConfigs, and its topics are the daemon's own.
+        return producer_max;
+    }
     let admin: AdminClient<DefaultClientContext> = match client_config(kafka, bootstrap).create() {
         Ok(admin) => admin,
         Err(e) => {
@@ -277,6 +283,10 @@ impl EmbeddedBroker {
                 .create_topic(topic, kafka.topic_partitions, 1)
                 .with_context(|| format!("creating topic {topic} on the embedded broker"))?;
         }
+        let ownership = kafka.ownership_topic_full();
+        cluster
+            .create_topic(&ownership, 1, 1)
+            .with_context(|| format!("creating topic {ownership} on the embedded broker"))?;
         Ok(Self { cluster })
     }
 

@@ -11,10 +11,12 @@ use coordinator_core::redact::Redactor;
 use execution_coordinator::broker_check::check_brokers;
 use execution_coordinator::daemon::{Daemon, Failure, Recoveries};
 use execution_coordinator::demo::run_demo;
+use execution_coordinator::kafka::ensure_topics;
 use execution_coordinator::kafka::EmbeddedBroker;
 use execution_coordinator::librdkafka;
 use execution_coordinator::loadgen::{run_loadgen, LoadgenOptions};
 use execution_coordinator::log_output::Redacting;
+use execution_coordinator::ownership::Ownership;
 use execution_coordinator::telemetry::{self, Readiness};
 use execution_coordinator::worker_sim::{run_worker_sim, RuntimeDistribution, WorkerSimOptions};
 use tokio_util::sync::CancellationToken;
@@ -266,11 +268,24 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
             });
         }
         let recoveries = Recoveries::start(config.daemon.stats_interval);
+        if config.kafka.create_topics {
+            ensure_topics(&config.kafka, &bootstrap).await?;
+        }
+        let mut ownership = Ownership::join(&config.kafka, &bootstrap)?;
         let mut demo = demo;
         loop {
-            let started = if recoveries.count() == 0 {
+            // Until this instance owns the queue and pool, it keeps the state current.
+            let tail = if ownership.is_owner() {
+                None
+            } else {
+                match ownership.standby(&config, &bootstrap, &readiness, &signal).await? {
+                    Some(tail) => Some(tail),
+                    None => return anyhow::Ok(_embedded),
+                }
+            };
+            let started = if recoveries.count() == 0 || tail.is_some() {
                 tokio::select! {
-                    daemon = Daemon::start(config.clone(), bootstrap.clone(), readiness.clone()) => {
+                    daemon = Daemon::start(config.clone(), bootstrap.clone(), readiness.clone(), tail) => {
                         Some(daemon.context("starting the coordinator")?)
                     }
                     _ = signal.cancelled() => None,
@@ -312,6 +327,9 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
                     None
                 }
                 Some(failure) = failures.recv() => Some(failure),
+                _ = ownership.lost() => Some(Failure::Recoverable(
+                    "another instance owns the queue and pool now".to_owned(),
+                )),
             };
             match failure {
                 None => {

@@ -6,10 +6,8 @@
 //! the coordinator's hands (completed, failed, cancelled, expired, rejected) — so duplicate
 //! detection survives a restart — and a tombstone once the bounded duplicate memory forgets it.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Context as _;
 use coordinator_core::config::{KafkaConfig, OUTPUT_ENVELOPE};
 use coordinator_core::events::{
     CreatePodCommand, ErrorType, EventMetadata, EventType, ExecutionAccepted, ExecutionFailed,
@@ -19,14 +17,11 @@ use coordinator_core::pool::{Allocation, Resources};
 use coordinator_core::priority::PriorityFormat;
 use coordinator_core::queue::QueuedExecution;
 use coordinator_core::Priority;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
-use tracing::{error, info, warn};
+use tracing::error;
 
 use crate::clock::{event_id, now_millis, timestamp};
 use crate::egress::Publish;
-use crate::kafka::client_config;
 use crate::trace::TraceContext;
 
 /// Header naming the producer on the events and DLQ records the coordinator writes.
@@ -534,128 +529,8 @@ pub struct RestoredState {
     pub elapsed: Duration,
 }
 
-/// Reads the whole state topic (up to its end at the time of the call) and returns what was
-/// queued and allocated when the previous daemon stopped.
-pub fn restore(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<RestoredState> {
-    let started = Instant::now();
-    let topic = kafka.state_topic_full();
-    let mut config = client_config(kafka, bootstrap);
-    config
-        .set("group.id", format!("{}-state-restore", kafka.group_id))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false")
-        .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer = config.create().context("creating the state reader")?;
-    let timeout = Duration::from_secs(30);
-    let metadata = consumer
-        .fetch_metadata(Some(&topic), timeout)
-        .with_context(|| format!("reading metadata of state topic {topic}"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining: HashMap<i32, i64> = HashMap::new();
-    for p in &partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(&topic, *p, timeout)
-            .with_context(|| format!("reading watermarks of {topic}/{p}"))?;
-        if high > low {
-            remaining.insert(*p, high);
-            assignment.add_partition_offset(&topic, *p, Offset::Beginning)?;
-        }
-    }
-    let mut latest: HashMap<String, Option<Vec<u8>>> = HashMap::new();
-    let mut records = 0u64;
-    if !remaining.is_empty() {
-        consumer.assign(&assignment)?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !remaining.is_empty() {
-            if Instant::now() > deadline {
-                anyhow::bail!("state topic {topic} not read to its end within 120 s");
-            }
-            let Some(message) = consumer.poll(Duration::from_millis(500)) else {
-                // With read_committed the end may sit past aborted or control records.
-                for p in remaining.clone().keys() {
-                    if let Ok(tpl) = consumer.position() {
-                        if let Some(Offset::Offset(pos)) =
-                            tpl.find_partition(&topic, *p).map(|e| e.offset())
-                        {
-                            if pos >= remaining[p] {
-                                remaining.remove(p);
-                            }
-                        }
-                    }
-                }
-                continue;
-            };
-            let message = message.context("reading the state topic")?;
-            records += 1;
-            if let Some(key) = message.key() {
-                latest.insert(
-                    String::from_utf8_lossy(key).into_owned(),
-                    message.payload().map(<[u8]>::to_vec),
-                );
-            }
-            if message.offset() + 1 >= remaining.get(&message.partition()).copied().unwrap_or(0) {
-                remaining.remove(&message.partition());
-            }
-        }
-    }
-    let mut state = RestoredState {
-        records,
-        ..RestoredState::default()
-    };
-    let mut finished: Vec<(u64, String)> = Vec::new();
-    for (execution_id, payload) in latest {
-        let Some(payload) = payload else { continue };
-        match serde_json::from_slice::<StateRecord>(&payload) {
-            Ok(StateRecord::Queued {
-                priority,
-                arrival,
-                enqueued_at,
-                requeues,
-                cpu_millis,
-                memory_mib,
-                gpu,
-                request,
-                trace,
-            }) => state.queued.push(QueuedExecution {
-                user_id: request.metadata.user_key().to_owned(),
-                execution_id,
-                priority,
-                arrival,
-                enqueued_at,
-                requeues,
-                payload: Pending::new(&request, Resources::new(cpu_millis, memory_mib, gpu), trace),
-            }),
-            Ok(StateRecord::Allocated {
-                cpu_millis,
-                memory_mib,
-                gpu,
-            }) => state.allocated.push(Allocation {
-                execution_id,
-                resources: Resources::new(cpu_millis, memory_mib, gpu),
-            }),
-            Ok(StateRecord::Finished { finished_at }) => finished.push((finished_at, execution_id)),
-            Err(e) => warn!(%execution_id, error = %e, "Unreadable state record skipped."),
-        }
-    }
-    state.queued.sort_by_key(|e| e.arrival);
-    finished.sort();
-    state.finished = finished.into_iter().map(|(_, id)| id).collect();
-    state.elapsed = started.elapsed();
-    info!(
-        records = state.records,
-        queued = state.queued.len(),
-        allocated = state.allocated.len(),
-        finished = state.finished.len(),
-        elapsed_ms = state.elapsed.as_millis() as u64,
-        "State restored."
-    );
-    Ok(state)
-}
+/// How long reading the state topic to its end may take at start or takeover.
+pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[cfg(test)]
 mod tests {

@@ -285,6 +285,8 @@ pub struct Readiness {
     pub producer_connected: Arc<AtomicBool>,
     /// The actor tree is being rebuilt after a failure.
     pub recovering: AtomicBool,
+    /// Another instance owns the queue and pool; this one is a standby.
+    pub standby: AtomicBool,
 }
 
 impl Readiness {
@@ -293,6 +295,7 @@ impl Readiness {
         self.consumer_assigned.load(Ordering::Relaxed)
             && self.producer_connected.load(Ordering::Relaxed)
             && !self.recovering.load(Ordering::Relaxed)
+            && !self.standby.load(Ordering::Relaxed)
     }
 }
 
@@ -380,10 +383,11 @@ pub fn serve(addr: SocketAddr, readiness: Arc<Readiness>) -> anyhow::Result<Sock
                     "/readyz" if readiness.ready() => (200, "ready\n".to_owned(), "text/plain"),
                     "/readyz" => {
                         let why = format!(
-                            "not ready: consumer_assigned={} producer_connected={} recovering={}\n",
+                            "not ready: consumer_assigned={} producer_connected={} recovering={} standby={}\n",
                             readiness.consumer_assigned.load(Ordering::Relaxed),
                             readiness.producer_connected.load(Ordering::Relaxed),
-                            readiness.recovering.load(Ordering::Relaxed)
+                            readiness.recovering.load(Ordering::Relaxed),
+                            readiness.standby.load(Ordering::Relaxed)
                         );
                         (503, why, "text/plain")
                     }

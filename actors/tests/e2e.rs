@@ -375,14 +375,14 @@ async fn duplicate_detection_survives_a_restart() {
 }
 
 #[tokio::test]
-async fn with_exactly_once_a_new_instance_takes_over_and_fences_the_old_one() {
+async fn a_second_instance_waits_as_a_hot_standby_and_takes_over_when_the_owner_dies() {
     let bootstrap = bootstrap_servers();
     let config = one_slot_pool(TestConfig::fresh())
         .set("kafka", "exactly_once = true")
         .set("queue", "requeue_demotes = false");
     let events = config.events_topic();
     let p = producer();
-    let mut old = DaemonProcess::start(&config, &bootstrap);
+    let mut owner = DaemonProcess::start(&config, &bootstrap);
     for id in ["t0", "t1", "t2"] {
         produce_event(&p, &events, &request(id, "u1", 5)).await;
     }
@@ -392,16 +392,29 @@ async fn with_exactly_once_a_new_instance_takes_over_and_fences_the_old_one() {
     })
     .await;
 
-    // The new instance fences the old one's transactions, then rebuilds from what was committed.
-    let mut new = DaemonProcess::start(&config, &bootstrap);
-    new.wait_for_log("restored_queued=2", WAIT);
-    // The fenced instance cannot commit any more: it stops, with a failure, on its own.
-    produce_event(&p, &events, &golden("execution_completed", "t0")).await;
-    let status = old.wait(WAIT);
+    // A second instance with the same config waits, keeping the state current: it consumes
+    // nothing and is not ready.
+    let standby = DaemonProcess::start_standby(&config, &bootstrap);
+    let readyz = http_get(&standby.metrics_addr(), "/readyz");
     assert!(
-        !status.success(),
-        "the fenced instance must not exit cleanly"
+        readyz.contains(" 503 ") && readyz.contains("standby=true"),
+        "{readyz}"
     );
+    assert!(
+        !standby
+            .log()
+            .iter()
+            .any(|l| l.contains("Partitions assigned")),
+        "a standby consumes nothing"
+    );
+
+    // The owner dies; the standby takes over with what it kept (two queued, one active) and
+    // reads only what was written since.
+    owner.kill();
+    standby.wait_for_log("Standby taking over", WAIT);
+    standby.wait_for_log("restored_queued=2", WAIT);
+    produce_event(&p, &events, &golden("execution_completed", "t0")).await;
+    wait_commands(&config, &["t0", "t1"]).await;
     produce_event(&p, &events, &golden("execution_completed", "t1")).await;
     let commands = wait_commands(&config, &["t0", "t1", "t2"]).await;
     assert_eq!(
@@ -409,7 +422,18 @@ async fn with_exactly_once_a_new_instance_takes_over_and_fences_the_old_one() {
         ["t0", "t1", "t2"],
         "each commanded once"
     );
-    assert!(new.terminate().success());
+    let mut standby = standby;
+    assert!(standby.terminate().success());
+}
+
+/// GET `path` from `addr`: the whole HTTP response.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
 }
 
 /// One size budget: with the producer writing at most 20,000 bytes (and the topics the daemon

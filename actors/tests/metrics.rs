@@ -87,7 +87,7 @@ async fn metrics_follow_the_events_and_readiness_follows_the_assignment() {
 
     // A second instance in the same group: after the rebalance one of the two holds the only
     // partition and is ready; the other is a standby, alive but not ready.
-    let second = DaemonProcess::start(&config, &bootstrap);
+    let second = DaemonProcess::start_standby(&config, &bootstrap);
     let second_addr = second.metrics_addr();
     assert_eq!(get(&second_addr, "/healthz").0, 200);
     let deadline = Instant::now() + WAIT;

@@ -127,6 +127,17 @@ impl DaemonProcess {
         daemon
     }
 
+    /// Starts a second instance with `config` while another owns the queue and pool, and waits
+    /// until it is a standby.
+    pub fn start_standby(config: &TestConfig, bootstrap: &str) -> Self {
+        let daemon = Self::spawn(&config.toml(bootstrap), &[]);
+        daemon.wait_for_log(
+            "Standby: keeping the state current",
+            Duration::from_secs(60),
+        );
+        daemon
+    }
+
     /// Starts `execution-coordinator run` with the config file `toml` and the variables `env`
     /// (which may override RUST_LOG), and returns at once.
     pub fn spawn(toml: &str, env: &[(&str, &str)]) -> Self {

@@ -1,0 +1,176 @@
+//! Which instance of a deployment owns the queue and pool. Every instance joins the consumer
+//! group "<group_id>-owner" on the one-partition ownership topic; the group's coordinator
+//! assigns that partition to one member, which owns, and the others wait as hot standbys. When
+//! the owner stops it leaves the group and a standby is assigned at once; when it dies, after
+//! the group's session timeout. Nothing is read or written on the topic: the assignment is the
+//! lease. Transactions still fence a former owner that has not noticed (`init_transactions`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use coordinator_core::config::{Config, KafkaConfig};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::kafka::client_config;
+use crate::state_tail::StateTail;
+use crate::telemetry::Readiness;
+
+/// How long the group waits for a silent member before giving its partition to another:
+/// the longest a standby waits after the owner dies (brokers refuse less than 6 s by default).
+const SESSION_TIMEOUT_MS: &str = "6000";
+
+/// This instance's claim on the ownership topic's partition.
+pub struct Ownership {
+    owned: watch::Receiver<bool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Sets `owned` on every assignment and revocation.
+struct Lease {
+    owned: watch::Sender<bool>,
+}
+
+impl ClientContext for Lease {}
+
+impl ConsumerContext for Lease {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Error(e) = rebalance {
+            warn!(error = %e, "Ownership group rebalance error.");
+        }
+        // The whole assignment after this (possibly incremental) rebalance.
+        let owned = consumer.assignment().is_ok_and(|a| a.count() > 0);
+        if *self.owned.borrow() != owned {
+            info!(owner = owned, "Ownership changed.");
+        }
+        self.owned.send_replace(owned);
+    }
+}
+
+impl Ownership {
+    /// Joins the ownership group of `kafka` on `bootstrap`; a thread of its own keeps the
+    /// membership alive. The topic must exist.
+    pub fn join(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<Self> {
+        let (tx, rx) = watch::channel(false);
+        let mut config = client_config(kafka, bootstrap);
+        config
+            .set("group.id", format!("{}-owner", kafka.group_id))
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+            // Incremental rebalances: the owner keeps the partition while members come and go.
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("heartbeat.interval.ms", "1000");
+        if let Some(id) = &kafka.group_instance_id {
+            config.set("group.instance.id", format!("{id}-owner"));
+        }
+        let consumer: BaseConsumer<Lease> = config
+            .create_with_context(Lease { owned: tx })
+            .context("creating the ownership group member")?;
+        let topic = kafka.ownership_topic_full();
+        consumer
+            .subscribe(&[&topic])
+            .with_context(|| format!("joining the ownership group on {topic}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("ownership".into())
+                .spawn(move || {
+                    // Polling serves the rebalances; nothing is ever on the topic.
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
+                            warn!(error = %e, "Ownership group member error.");
+                        }
+                    }
+                    // Dropping the member leaves the group: a standby is assigned at once.
+                    drop(consumer);
+                })
+                .context("spawning the ownership thread")?
+        };
+        Ok(Self {
+            owned: rx,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Whether this instance owns now.
+    pub fn is_owner(&self) -> bool {
+        *self.owned.borrow()
+    }
+
+    /// Answers once this instance owns.
+    pub async fn owned(&mut self) {
+        let _ = self.owned.wait_for(|owned| *owned).await;
+    }
+
+    /// Answers once this instance no longer owns.
+    pub async fn lost(&mut self) {
+        let _ = self.owned.wait_for(|owned| !*owned).await;
+    }
+
+    /// Waits as a hot standby until this instance owns the queue and pool, keeping the state topic
+    /// read; answers the state as read, or `None` when `stop` is cancelled first.
+    pub async fn standby(
+        &mut self,
+        config: &Config,
+        bootstrap: &str,
+        readiness: &Readiness,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<Option<StateTail>> {
+        readiness.standby.store(true, Ordering::Relaxed);
+        let (kafka, servers) = (config.kafka.clone(), bootstrap.to_owned());
+        let mut tail = actix_rt::task::spawn_blocking(move || StateTail::open(&kafka, &servers))
+            .await
+            .context("state reader task")??;
+        let mut announced = false;
+        loop {
+            // A slice of reading, off the actors' thread; the owner may be mid-transaction, so the
+            // end is not required.
+            let (kept, read) = actix_rt::task::spawn_blocking(move || {
+                let read = tail.catch_up_for(Duration::from_millis(200));
+                (tail, read)
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("state reader task: {e}"))?;
+            tail = kept;
+            if let Err(e) = read {
+                // The brokers may be away a while; the owner's start reads to the end, or fails.
+                warn!(error = %format!("{e:#}"), "Standby could not read the state topic; trying again.");
+            }
+            if self.is_owner() {
+                readiness.standby.store(false, Ordering::Relaxed);
+                info!(
+                    records = tail.records(),
+                    "Owner now: taking the queue and pool."
+                );
+                return Ok(Some(tail));
+            }
+            if !announced {
+                announced = true;
+                info!("Standby: keeping the state current until this instance owns the queue and pool.");
+            }
+            tokio::select! {
+                _ = self.owned() => {}
+                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+                _ = stop.cancelled() => return Ok(None),
+            }
+        }
+    }
+}
+
+impl Drop for Ownership {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The state topic read into memory: the latest record of every execution. Read from the
+//! beginning to the end at start; kept current by a standby, so that taking over reads only
+//! the records written since its last look.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use coordinator_core::config::KafkaConfig;
+use coordinator_core::pool::{Allocation, Resources};
+use coordinator_core::queue::QueuedExecution;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tracing::{debug, info, warn};
+
+use crate::kafka::client_config;
+use crate::state::{Pending, RestoredState, StateRecord};
+
+/// How long a metadata request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The latest record of every execution on the state topic, read `read_committed`.
+pub struct StateTail {
+    consumer: BaseConsumer,
+    topic: String,
+    partitions: Vec<i32>,
+    /// Execution id → its latest record (`None`: a tombstone).
+    latest: HashMap<String, Option<Vec<u8>>>,
+    records: u64,
+}
+
+impl StateTail {
+    /// A reader of every partition of the state topic of `kafka`, from its beginning; nothing is
+    /// read yet.
+    pub fn open(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<Self> {
+        let topic = kafka.state_topic_full();
+        let mut config = client_config(kafka, bootstrap);
+        config
+            .set("group.id", format!("{}-state-restore", kafka.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("isolation.level", "read_committed");
+        let consumer: BaseConsumer = config.create().context("creating the state reader")?;
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+            .with_context(|| format!("reading metadata of state topic {topic}"))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut assignment = TopicPartitionList::new();
+        for p in &partitions {
+            assignment.add_partition_offset(&topic, *p, Offset::Beginning)?;
+        }
+        consumer.assign(&assignment)?;
+        Ok(Self {
+            consumer,
+            topic,
+            partitions,
+            latest: HashMap::new(),
+            records: 0,
+        })
+    }
+
+    /// Records read so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Reads up to the end of every partition as it is now, within `timeout`; answers the
+    /// records read. With `read_committed` the end waits for a transaction in progress, so a
+    /// standby catching up while the owner works gives a short timeout and calls again
+    /// ([`StateTail::catch_up_for`]); a takeover, after fencing the old owner, reads to the end.
+    pub fn catch_up(&mut self, timeout: Duration) -> anyhow::Result<u64> {
+        match self.read(timeout)? {
+            (read, true) => Ok(read),
+            (_, false) => anyhow::bail!(
+                "state topic {} not read to its end within {}",
+                self.topic,
+                humantime::format_duration(timeout)
+            ),
+        }
+    }
+
+    /// Reads what is there for at most `timeout`, without requiring the end; answers the
+    /// records read.
+    pub fn catch_up_for(&mut self, timeout: Duration) -> anyhow::Result<u64> {
+        Ok(self.read(timeout)?.0)
+    }
+
+    /// (records read, whether the end was reached).
+    fn read(&mut self, timeout: Duration) -> anyhow::Result<(u64, bool)> {
+        let deadline = Instant::now() + timeout;
+        let mut remaining: HashMap<i32, i64> = HashMap::new();
+        for p in &self.partitions {
+            let (low, high) = self.watermarks(*p, deadline)?;
+            if high > low && self.position(*p).is_none_or(|pos| pos < high) {
+                remaining.insert(*p, high);
+            }
+        }
+        let mut read = 0u64;
+        while !remaining.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok((read, false));
+            }
+            let Some(message) = self.consumer.poll(left.min(Duration::from_millis(100))) else {
+                // With read_committed the end may sit past aborted or control records.
+                remaining.retain(|p, end| self.position(*p).is_none_or(|pos| pos < *end));
+                continue;
+            };
+            let message = message.context("reading the state topic")?;
+            read += 1;
+            if let Some(key) = message.key() {
+                self.latest.insert(
+                    String::from_utf8_lossy(key).into_owned(),
+                    message.payload().map(<[u8]>::to_vec),
+                );
+            }
+            let partition = message.partition();
+            if remaining
+                .get(&partition)
+                .is_some_and(|end| message.offset() + 1 >= *end)
+            {
+                remaining.remove(&partition);
+            }
+        }
+        self.records += read;
+        Ok((read, true))
+    }
+
+    /// The low and high watermarks of `partition`. A topic just created may have no leader
+    /// yet, and a broker may be restarting: asked again until `deadline`.
+    fn watermarks(&self, partition: i32, deadline: Instant) -> anyhow::Result<(i64, i64)> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.consumer.fetch_watermarks(
+                &self.topic,
+                partition,
+                left.max(Duration::from_millis(100)),
+            ) {
+                Ok(marks) => return Ok(marks),
+                Err(e) if !left.is_zero() => {
+                    debug!(topic = %self.topic, partition, error = %e, "Watermarks not available yet.");
+                    std::thread::sleep(Duration::from_millis(50).min(left));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("reading watermarks of {}/{partition}", self.topic)
+                    })
+                }
+            }
+        }
+    }
+
+    /// The consumer's position in `partition`, once it has one.
+    fn position(&self, partition: i32) -> Option<i64> {
+        let tpl = self.consumer.position().ok()?;
+        match tpl.find_partition(&self.topic, partition)?.offset() {
+            Offset::Offset(pos) => Some(pos),
+            _ => None,
+        }
+    }
+
+    /// What was queued and allocated, and finished recently, as of the records read (`started`
+    /// is when the reading began, for the log).
+    pub fn snapshot(&self, started: Instant) -> RestoredState {
+        let mut state = RestoredState {
+            records: self.records,
+            ..RestoredState::default()
+        };
+        let mut finished: Vec<(u64, String)> = Vec::new();
+        for (execution_id, payload) in &self.latest {
+            let Some(payload) = payload else { continue };
+            let execution_id = execution_id.clone();
+            match serde_json::from_slice::<StateRecord>(payload) {
+                Ok(StateRecord::Queued {
+                    priority,
+                    arrival,
+                    enqueued_at,
+                    requeues,
+                    cpu_millis,
+                    memory_mib,
+                    gpu,
+                    request,
+                    trace,
+                }) => state.queued.push(QueuedExecution {
+                    user_id: request.metadata.user_key().to_owned(),
+                    execution_id,
+                    priority,
+                    arrival,
+                    enqueued_at,
+                    requeues,
+                    payload: Pending::new(
+                        &request,
+                        Resources::new(cpu_millis, memory_mib, gpu),
+                        trace,
+                    ),
+                }),
+                Ok(StateRecord::Allocated {
+                    cpu_millis,
+                    memory_mib,
+                    gpu,
+                }) => state.allocated.push(Allocation {
+                    execution_id,
+                    resources: Resources::new(cpu_millis, memory_mib, gpu),
+                }),
+                Ok(StateRecord::Finished { finished_at }) => {
+                    finished.push((finished_at, execution_id))
+                }
+                Err(e) => warn!(%execution_id, error = %e, "Unreadable state record skipped."),
+            }
+        }
+        state.queued.sort_by_key(|e| e.arrival);
+        finished.sort();
+        state.finished = finished.into_iter().map(|(_, id)| id).collect();
+        state.elapsed = started.elapsed();
+        info!(
+            records = state.records,
+            queued = state.queued.len(),
+            allocated = state.allocated.len(),
+            finished = state.finished.len(),
+            elapsed_ms = state.elapsed.as_millis() as u64,
+            "State restored."
+        );
+        state
+    }
+}
