@@ -259,25 +259,7 @@ async fn chaos(config: TestConfig, levels: [Value; 5], invalid: Value) {
     assert!(rejected > 0, "the invalid requests were rejected");
 
     // The pool holds exactly the active allocations: every command was completed, so none.
-    let addr = daemon.metrics_addr();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let body = metrics(&addr);
-        let value = |series: &str| {
-            body.lines()
-                .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-        };
-        let active = value("execution_coordinator_active_allocations");
-        let used = value("execution_coordinator_pool{resource=\"cpu_cores\",state=\"used\"}");
-        if active == Some(0.0) && used == Some(0.0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pool not back to empty: active={active:?} used={used:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    daemon.wait_for_empty_pool();
     assert!(daemon.terminate().success());
 }
 
@@ -295,13 +277,4 @@ async fn next_failure(reader: &rdkafka::consumer::StreamConsumer) -> Option<(Str
         let field = |name: &str| event[name].as_str().unwrap_or_default().to_owned();
         (field("execution_id"), field("error_type"))
     })
-}
-
-fn metrics(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-    write!(stream, "GET /metrics HTTP/1.0\r\n\r\n").expect("request");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).expect("response");
-    body
 }

@@ -267,7 +267,7 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
         &[],
     )
     .await;
-    wait_for_empty_pool(&daemon.metrics_addr());
+    daemon.wait_for_empty_pool();
 
     // Routing: each output on the topic of its own type, nothing else on those topics.
     let schemas: BTreeMap<&str, jsonschema::Validator> = outputs_topics
@@ -382,30 +382,4 @@ fn high_watermark(topic: &str) -> i64 {
         .fetch_watermarks(topic, 0, WAIT)
         .unwrap_or_else(|e| panic!("watermarks of {topic}: {e}"))
         .1
-}
-
-/// Polls `/metrics` until no execution holds resources.
-fn wait_for_empty_pool(addr: &str) {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let mut stream = std::net::TcpStream::connect(addr).expect("connect to /metrics");
-        write!(stream, "GET /metrics HTTP/1.0\r\n\r\n").expect("request");
-        let mut body = String::new();
-        stream.read_to_string(&mut body).expect("response");
-        let value = |series: &str| {
-            body.lines()
-                .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
-        };
-        let active = value("execution_coordinator_active_allocations");
-        let used = value("execution_coordinator_pool{resource=\"cpu_cores\",state=\"used\"}");
-        if active == Some(0.0) && used == Some(0.0) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pool not empty: active={active:?} used={used:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -205,6 +205,34 @@ impl DaemonProcess {
         }
     }
 
+    /// Polls `/metrics` until no execution holds resources (no active allocation, no CPU in
+    /// use); panics with the last figures after a minute.
+    pub fn wait_for_empty_pool(&self) {
+        use std::io::Read;
+        let addr = self.metrics_addr();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let mut stream = std::net::TcpStream::connect(&addr).expect("connect to /metrics");
+            write!(stream, "GET /metrics HTTP/1.0\r\n\r\n").expect("request");
+            let mut body = String::new();
+            stream.read_to_string(&mut body).expect("response");
+            let value = |series: &str| {
+                body.lines()
+                    .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+            };
+            let active = value("execution_coordinator_active_allocations");
+            let used = value("execution_coordinator_pool{resource=\"cpu_cores\",state=\"used\"}");
+            if active == Some(0.0) && used == Some(0.0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pool not back to empty: active={active:?} used={used:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Where the daemon serves `/metrics`, `/healthz` and `/readyz` (from its log).
     pub fn metrics_addr(&self) -> String {
         let line = self.wait_for_log(
