@@ -322,14 +322,16 @@ impl Daemon {
         })
     }
 
-    /// Starts the tree again after a [`Failure::Recoverable`]: fences and aborts what the last
-    /// one left open, restores from the state topic and consumes from the committed offsets.
-    /// While the brokers cannot be reached every attempt fails; it tries again with a growing
-    /// pause until it succeeds or `stop` is cancelled (then `None`).
+    /// Starts the tree again after a [`Failure::Recoverable`] or on a takeover: fences and
+    /// aborts what the last owner left open, restores from the state topic (from `tail` on the
+    /// first attempt, as a standby kept it) and consumes from the committed offsets. While the
+    /// brokers cannot be reached every attempt fails; it tries again with a growing pause until
+    /// it succeeds or `stop` is cancelled (then `None`).
     pub async fn restart(
         config: &Config,
         bootstrap: &str,
         readiness: &Arc<Readiness>,
+        mut tail: Option<StateTail>,
         stop: &CancellationToken,
     ) -> Option<Daemon> {
         let mut backoff = RESTART_BACKOFF;
@@ -338,7 +340,7 @@ impl Daemon {
                 config.clone(),
                 bootstrap.to_owned(),
                 readiness.clone(),
-                None,
+                tail.take(),
             );
             let failed = tokio::select! {
                 started = start => match started {

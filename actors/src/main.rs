@@ -273,6 +273,7 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
         }
         let mut ownership = Ownership::join(&config.kafka, &bootstrap)?;
         let mut demo = demo;
+        let mut started_once = false;
         loop {
             // Until this instance owns the queue and pool, it keeps the state current.
             let tail = if ownership.is_owner() {
@@ -283,7 +284,8 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
                     None => return anyhow::Ok(_embedded),
                 }
             };
-            let started = if recoveries.count() == 0 || tail.is_some() {
+            // The first start fails loudly; later ones (after a recovery or a takeover) retry.
+            let started = if !started_once {
                 tokio::select! {
                     daemon = Daemon::start(config.clone(), bootstrap.clone(), readiness.clone(), tail) => {
                         Some(daemon.context("starting the coordinator")?)
@@ -291,8 +293,9 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
                     _ = signal.cancelled() => None,
                 }
             } else {
-                Daemon::restart(&config, &bootstrap, &readiness, &signal).await
+                Daemon::restart(&config, &bootstrap, &readiness, tail, &signal).await
             };
+            started_once = true;
             let Some(mut daemon) = started else {
                 info!("Stopped during startup.");
                 return anyhow::Ok(_embedded);
