@@ -144,6 +144,20 @@ impl RunTopics {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+        // Metadata names a leader before that broker serves as one: until it does, reading a
+        // partition's watermarks fails with NotLeaderForPartition.
+        let reader = watermark_reader(bootstrap)?;
+        for (name, _) in &names {
+            for p in 0..PARTITIONS {
+                while let Err(e) = reader.fetch_watermarks(name, p, Duration::from_secs(5)) {
+                    anyhow::ensure!(
+                        Instant::now() < deadline,
+                        "partition {p} of {name} is not served: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
         Ok(())
     }
 
