@@ -18,6 +18,7 @@ QUEUED=${1:-100000}
 HOW=${2:-kill}
 : "${KAFKA_BOOTSTRAP_SERVERS:?set KAFKA_BOOTSTRAP_SERVERS (scripts/kafka.sh up; scripts/kafka.sh bootstrap)}"
 BIN=$ROOT/target/release/execution-coordinator
+export NO_COLOR=1
 [ -x "$BIN" ] || cargo build --release -p execution-coordinator
 OUT=$ROOT/target/takeover
 mkdir -p "$OUT"

@@ -181,7 +181,7 @@ impl Daemon {
                         read, "Standby taking over: read only what the owner wrote since."
                     );
                 }
-                Ok(tail.snapshot(started))
+                Ok(tail.into_restored(started))
             })
             .await
             .context("state restore task")??

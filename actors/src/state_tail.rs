@@ -24,9 +24,56 @@ pub struct StateTail {
     consumer: BaseConsumer,
     topic: String,
     partitions: Vec<i32>,
-    /// Execution id → its latest record (`None`: a tombstone).
-    latest: HashMap<String, Option<Vec<u8>>>,
+    /// Execution id → its latest record, decoded as it is read (so a takeover only moves them
+    /// into the queue and pool); `None` for a tombstone or an unreadable record.
+    latest: HashMap<String, Option<Latest>>,
     records: u64,
+}
+
+/// One execution's latest state record, decoded.
+enum Latest {
+    Queued(QueuedExecution<Pending>),
+    Allocated(Resources),
+    Finished(u64),
+}
+
+impl Latest {
+    /// The record of `execution_id` in `payload`, or `None` (logged) when it does not decode.
+    fn decode(execution_id: &str, payload: &[u8]) -> Option<Self> {
+        match serde_json::from_slice::<StateRecord>(payload) {
+            Ok(StateRecord::Queued {
+                priority,
+                arrival,
+                enqueued_at,
+                requeues,
+                cpu_millis,
+                memory_mib,
+                gpu,
+                request,
+                trace,
+            }) => Some(Latest::Queued(QueuedExecution {
+                user_id: request.metadata.user_key().to_owned(),
+                execution_id: execution_id.to_owned(),
+                priority,
+                arrival,
+                enqueued_at,
+                requeues,
+                payload: Pending::new(&request, Resources::new(cpu_millis, memory_mib, gpu), trace),
+            })),
+            Ok(StateRecord::Allocated {
+                cpu_millis,
+                memory_mib,
+                gpu,
+            }) => Some(Latest::Allocated(Resources::new(
+                cpu_millis, memory_mib, gpu,
+            ))),
+            Ok(StateRecord::Finished { finished_at }) => Some(Latest::Finished(finished_at)),
+            Err(e) => {
+                warn!(%execution_id, error = %e, "Unreadable state record skipped.");
+                None
+            }
+        }
+    }
 }
 
 impl StateTail {
@@ -103,6 +150,7 @@ impl StateTail {
         while !remaining.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                self.records += read;
                 return Ok((read, false));
             }
             let Some(message) = self.consumer.poll(left.min(Duration::from_millis(100))) else {
@@ -113,10 +161,11 @@ impl StateTail {
             let message = message.context("reading the state topic")?;
             read += 1;
             if let Some(key) = message.key() {
-                self.latest.insert(
-                    String::from_utf8_lossy(key).into_owned(),
-                    message.payload().map(<[u8]>::to_vec),
-                );
+                let execution_id = String::from_utf8_lossy(key).into_owned();
+                let latest = message
+                    .payload()
+                    .and_then(|payload| Latest::decode(&execution_id, payload));
+                self.latest.insert(execution_id, latest);
             }
             let partition = message.partition();
             if remaining
@@ -165,51 +214,21 @@ impl StateTail {
 
     /// What was queued and allocated, and finished recently, as of the records read (`started`
     /// is when the reading began, for the log).
-    pub fn snapshot(&self, started: Instant) -> RestoredState {
+    pub fn into_restored(self, started: Instant) -> RestoredState {
         let mut state = RestoredState {
             records: self.records,
             ..RestoredState::default()
         };
         let mut finished: Vec<(u64, String)> = Vec::new();
-        for (execution_id, payload) in &self.latest {
-            let Some(payload) = payload else { continue };
-            let execution_id = execution_id.clone();
-            match serde_json::from_slice::<StateRecord>(payload) {
-                Ok(StateRecord::Queued {
-                    priority,
-                    arrival,
-                    enqueued_at,
-                    requeues,
-                    cpu_millis,
-                    memory_mib,
-                    gpu,
-                    request,
-                    trace,
-                }) => state.queued.push(QueuedExecution {
-                    user_id: request.metadata.user_key().to_owned(),
+        for (execution_id, latest) in self.latest {
+            match latest {
+                Some(Latest::Queued(entry)) => state.queued.push(entry),
+                Some(Latest::Allocated(resources)) => state.allocated.push(Allocation {
                     execution_id,
-                    priority,
-                    arrival,
-                    enqueued_at,
-                    requeues,
-                    payload: Pending::new(
-                        &request,
-                        Resources::new(cpu_millis, memory_mib, gpu),
-                        trace,
-                    ),
+                    resources,
                 }),
-                Ok(StateRecord::Allocated {
-                    cpu_millis,
-                    memory_mib,
-                    gpu,
-                }) => state.allocated.push(Allocation {
-                    execution_id,
-                    resources: Resources::new(cpu_millis, memory_mib, gpu),
-                }),
-                Ok(StateRecord::Finished { finished_at }) => {
-                    finished.push((finished_at, execution_id))
-                }
-                Err(e) => warn!(%execution_id, error = %e, "Unreadable state record skipped."),
+                Some(Latest::Finished(finished_at)) => finished.push((finished_at, execution_id)),
+                None => {}
             }
         }
         state.queued.sort_by_key(|e| e.arrival);
