@@ -5,7 +5,7 @@
 #
 # Starts an owner (release build) with a pool that holds 4 executions, queues QUEUED requests of
 # 1 KiB scripts (default 100000) with `loadgen`, starts a second instance with the same config
-# (the standby, which keeps the state current), waits until it has read the state topic, then
+# (the standby, which keeps the state current), waits until it has caught up, then
 # ends the owner with SIGKILL (`kill`, default: the group notices after its session timeout) or
 # SIGTERM (`term`: the owner leaves the group) and times, from that moment, the standby's
 # "Coordinator started." (queue and pool rebuilt, consuming). Prints one line of figures; logs
@@ -72,9 +72,7 @@ done
 "$BIN" run --config "$CONFIG" >"$OUT/$RUN.standby.log" 2>&1 &
 STANDBY=$!
 wait_log "$OUT/$RUN.standby.log" "Standby: keeping the state current" >/dev/null
-# Let the standby read what the owner wrote (its reading is idle once caught up): one stats
-# period of the owner with nothing new is enough on this machine; give it 20 s.
-sleep 20
+wait_log "$OUT/$RUN.standby.log" "Standby caught up with the state topic" >/dev/null
 started=$(now_ms)
 if [ "$HOW" = term ]; then kill -TERM "$OWNER"; else kill -9 "$OWNER"; fi
 line=$(wait_log "$OUT/$RUN.standby.log" "Coordinator started." 120)

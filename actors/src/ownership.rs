@@ -130,20 +130,31 @@ impl Ownership {
         let mut tail = actix_rt::task::spawn_blocking(move || StateTail::open(&kafka, &servers))
             .await
             .context("state reader task")??;
-        let mut announced = false;
+        let (mut announced, mut caught_up) = (false, false);
         loop {
             // A slice of reading, off the actors' thread; the owner may be mid-transaction, so the
-            // end is not required.
+            // end is not required. Behind, it reads on at once; at the end, it looks again soon.
             let (kept, read) = actix_rt::task::spawn_blocking(move || {
-                let read = tail.catch_up_for(Duration::from_millis(200));
+                let read = tail.catch_up_for(Duration::from_millis(500));
                 (tail, read)
             })
             .await
             .map_err(|e| anyhow::anyhow!("state reader task: {e}"))?;
             tail = kept;
-            if let Err(e) = read {
-                // The brokers may be away a while; the owner's start reads to the end, or fails.
-                warn!(error = %format!("{e:#}"), "Standby could not read the state topic; trying again.");
+            let at_end = match read {
+                Ok((_, at_end)) => at_end,
+                Err(e) => {
+                    // The brokers may be away a while; the owner's start reads to the end, or fails.
+                    warn!(error = %format!("{e:#}"), "Standby could not read the state topic; trying again.");
+                    true
+                }
+            };
+            if at_end && !caught_up {
+                caught_up = true;
+                info!(
+                    records = tail.records(),
+                    "Standby caught up with the state topic."
+                );
             }
             if self.is_owner() {
                 readiness.standby.store(false, Ordering::Relaxed);
@@ -157,10 +168,14 @@ impl Ownership {
                 announced = true;
                 info!("Standby: keeping the state current until this instance owns the queue and pool.");
             }
-            tokio::select! {
-                _ = self.owned() => {}
-                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
-                _ = stop.cancelled() => return Ok(None),
+            if at_end {
+                tokio::select! {
+                    _ = self.owned() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+                    _ = stop.cancelled() => return Ok(None),
+                }
+            } else if stop.is_cancelled() {
+                return Ok(None);
             }
         }
     }

@@ -131,9 +131,9 @@ impl StateTail {
     }
 
     /// Reads what is there for at most `timeout`, without requiring the end; answers the
-    /// records read.
-    pub fn catch_up_for(&mut self, timeout: Duration) -> anyhow::Result<u64> {
-        Ok(self.read(timeout)?.0)
+    /// records read and whether the end was reached.
+    pub fn catch_up_for(&mut self, timeout: Duration) -> anyhow::Result<(u64, bool)> {
+        self.read(timeout)
     }
 
     /// (records read, whether the end was reached).
