@@ -6,6 +6,7 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -14,7 +15,17 @@ use crate::kafka_io::RunTopics;
 use crate::layout_name;
 
 /// The daemon binary, built by `cargo bench` with the bench (release) profile.
-const DAEMON: &str = env!("CARGO_BIN_EXE_execution-coordinator");
+const BUILT_DAEMON: &str = env!("CARGO_BIN_EXE_execution-coordinator");
+
+/// The daemon binary the runs start: [`build_check`]'s copy of [`BUILT_DAEMON`], so that a
+/// rebuild in a shared target directory during the run does not change the program under test.
+static DAEMON: OnceLock<PathBuf> = OnceLock::new();
+
+fn daemon() -> &'static Path {
+    DAEMON
+        .get()
+        .map_or(Path::new(BUILT_DAEMON), PathBuf::as_path)
+}
 
 /// A program the bench runs as a child process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,12 +52,19 @@ impl Program {
     }
 }
 
-/// Fails early when the daemon binary is missing.
+/// Fails early when the daemon binary is missing; copies it to `target/e2e-bench/` for the
+/// runs to start.
 pub fn build_check() -> anyhow::Result<()> {
     anyhow::ensure!(
-        Path::new(DAEMON).exists(),
-        "the daemon binary {DAEMON} is missing: run through `cargo bench`"
+        Path::new(BUILT_DAEMON).exists(),
+        "the daemon binary {BUILT_DAEMON} is missing: run through `cargo bench`"
     );
+    let copy = out_dir()?.join("execution-coordinator");
+    // Unlinked first: a daemon left running from an earlier copy keeps its own file.
+    let _ = std::fs::remove_file(&copy);
+    std::fs::copy(BUILT_DAEMON, &copy)
+        .with_context(|| format!("copying {BUILT_DAEMON} to {}", copy.display()))?;
+    let _ = DAEMON.set(copy);
     Ok(())
 }
 
@@ -116,10 +134,10 @@ impl Proc {
                 let mut c = match words.next() {
                     Some(program) => {
                         let mut c = Command::new(program);
-                        c.args(words).arg(DAEMON);
+                        c.args(words).arg(daemon());
                         c
                     }
-                    None => Command::new(DAEMON),
+                    None => Command::new(daemon()),
                 };
                 c.arg("run").arg("--config").arg(file.path());
                 c
@@ -130,7 +148,7 @@ impl Proc {
                 c
             }
             Program::WorkerSim => {
-                let mut c = Command::new(DAEMON);
+                let mut c = Command::new(daemon());
                 c.arg("worker-sim")
                     .arg("--config")
                     .arg(file.path())
