@@ -141,12 +141,12 @@ impl Ownership {
             .await
             .map_err(|e| anyhow::anyhow!("state reader task: {e}"))?;
             tail = kept;
-            let at_end = match read {
-                Ok((_, at_end)) => at_end,
+            let (at_end, idle) = match read {
+                Ok((_, at_end)) => (at_end, at_end),
                 Err(e) => {
                     // The brokers may be away a while; the owner's start reads to the end, or fails.
                     warn!(error = %format!("{e:#}"), "Standby could not read the state topic; trying again.");
-                    true
+                    (false, true)
                 }
             };
             if at_end && !caught_up {
@@ -168,7 +168,7 @@ impl Ownership {
                 announced = true;
                 info!("Standby: keeping the state current until this instance owns the queue and pool.");
             }
-            if at_end {
+            if idle {
                 tokio::select! {
                     _ = self.owned() => {}
                     _ = tokio::time::sleep(Duration::from_millis(300)) => {}

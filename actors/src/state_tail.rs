@@ -184,10 +184,12 @@ impl StateTail {
     fn watermarks(&self, partition: i32, deadline: Instant) -> anyhow::Result<(i64, i64)> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
+            // A request gets a few seconds even when the read's own deadline is nearer: a busy
+            // broker answers metadata slowly.
             match self.consumer.fetch_watermarks(
                 &self.topic,
                 partition,
-                left.max(Duration::from_millis(100)),
+                left.max(Duration::from_secs(5)),
             ) {
                 Ok(marks) => return Ok(marks),
                 Err(e) if !left.is_zero() => {
