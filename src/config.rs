@@ -1,4 +1,4 @@
-//! The daemon's configuration: every knob of SPEC §3–§6 with its default, parsed from TOML plus
+//! The daemon's configuration: every knob with its default, parsed from TOML plus
 //! `EXECUTION_COORDINATOR__SECTION__KEY` environment overrides, and validated all at once.
 //!
 //! Reading the file and the process environment is the binary's job; this module only turns text
@@ -44,15 +44,15 @@ const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// `[queue]`: admission limits, stale expiry and duplicate detection (SPEC §3.2, §3.3, §3.5).
+    /// `[queue]`: admission limits, stale expiry and duplicate detection.
     pub queue: QueueConfig,
-    /// `[scheduler]`: how often and how many executions are dispatched at once (SPEC §1).
+    /// `[scheduler]`: how often and how many executions are dispatched at once.
     pub scheduler: SchedulerConfig,
-    /// `[resources]`: the CPU/memory/GPU pool, reserves, caps and language defaults (SPEC §3.4).
+    /// `[resources]`: the CPU/memory/GPU pool, reserves, caps and language defaults.
     pub resources: ResourcesConfig,
-    /// `[kafka]`: brokers, consumer group, topics and librdkafka pass-through (SPEC §5).
+    /// `[kafka]`: brokers, consumer group, topics and librdkafka pass-through.
     pub kafka: KafkaConfig,
-    /// `[daemon]`: logging, stats stream, shutdown and metrics listener (SPEC §4, §6).
+    /// `[daemon]`: logging, stats stream, shutdown and metrics listener.
     pub daemon: DaemonConfig,
     /// `[wire]`: how the coordinator writes the fields whose form changed between
     /// Integr8sCode releases.
@@ -185,7 +185,7 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// `[resources]`: the pool executions are admitted into (SPEC §3.4).
+/// `[resources]`: the pool executions are admitted into.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResourcesConfig {
@@ -252,7 +252,7 @@ pub struct LanguageDefault {
     pub memory_mb: u64,
 }
 
-/// The language table of SPEC §3.4.
+/// The language defaults table.
 fn builtin_language_defaults() -> BTreeMap<String, LanguageDefault> {
     [
         ("python", 0.5, 512),
@@ -330,7 +330,7 @@ fn merge_language_defaults<'de, D: Deserializer<'de>>(
     Ok(merged)
 }
 
-/// `[kafka]`: where events come from and go to (SPEC §5).
+/// `[kafka]`: where events come from and go to.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {

@@ -1,4 +1,4 @@
-//! Wire events of SPEC §2: what the coordinator consumes and produces, in Integr8sCode's JSON.
+//! Wire events: what the coordinator consumes and produces, in Integr8sCode's JSON.
 //!
 //! Field names, `event_type` values and which fields are required follow Integr8sCode
 //! (`app/domain/events/typed.py`), so the coordinator drops into a running deployment. Unknown

@@ -1,4 +1,4 @@
-//! The CPU/memory/GPU pool of SPEC §3.4: overcommit, reserves, per-execution caps, language
+//! The CPU/memory/GPU pool: overcommit, reserves, per-execution caps, language
 //! defaults and exact integer accounting (millicores, MiB, whole GPUs).
 
 use std::collections::{BTreeMap, HashMap};
@@ -102,7 +102,7 @@ pub struct PoolSpec {
 }
 
 impl PoolSpec {
-    /// The spec SPEC §3.4 derives from the `[resources]` section.
+    /// The spec derived from the `[resources]` section.
     pub fn from_config(c: &ResourcesConfig) -> Self {
         let total = Resources {
             cpu_millis: scaled(cores_to_millis(c.total_cpu_cores), c.overcommit_factor),

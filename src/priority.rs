@@ -1,4 +1,4 @@
-//! The five priority levels of SPEC §3.1: lower value dispatches first.
+//! The five priority levels: lower value dispatches first.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

@@ -1,4 +1,4 @@
-//! Wire-format tests against the golden events in `tests/golden/` (SPEC §2, §3.6).
+//! Wire-format tests against the golden events in `tests/golden/`.
 //!
 //! Consumed events: decode the golden file, re-encode, and compare as JSON values (minus the
 //! unknown fields the golden carries on purpose). Produced events: build them with the
@@ -485,7 +485,7 @@ fn the_command_for_a_2026_request_satisfies_integr8scodes_model_field_by_field()
     }
 }
 
-// ---- Decode errors (SPEC §3.6) ----
+// ---- Decode errors ----
 
 fn request_with(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Vec<u8> {
     let mut value = golden_value(EventType::ExecutionRequested);

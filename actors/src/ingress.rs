@@ -270,7 +270,7 @@ impl EventHandler {
         ])
     }
 
-    /// A duplicate request is ignored without a word (SPEC §3.5).
+    /// A duplicate request is ignored without a word.
     fn ignore_duplicate(&self, id: &str) -> Acks {
         self.count(|c| c.duplicates += 1);
         telemetry::count(telemetry::name::DUPLICATES);

@@ -30,7 +30,7 @@ pub fn client_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     c
 }
 
-/// The idempotent producer's settings (SPEC §5).
+/// The idempotent producer's settings.
 pub fn producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     let mut c = client_config(kafka, bootstrap);
     c.set("enable.idempotence", "true")
@@ -65,7 +65,7 @@ pub fn daemon_producer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientCon
     c
 }
 
-/// The input consumer's settings: manual offset store and commit (SPEC §5).
+/// The input consumer's settings: manual offset store and commit.
 pub fn consumer_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     let mut c = client_config(kafka, bootstrap);
     c.set("group.id", &kafka.group_id)

@@ -79,7 +79,7 @@ pub struct RememberFinished {
     pub execution_id: String,
 }
 
-/// Whether a request id is queued or finished recently (SPEC §3.5).
+/// Whether a request id is queued or finished recently.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "bool")]
 pub struct IsDuplicate {

@@ -1,4 +1,4 @@
-//! ResourceActor: owns the resource pool and every allocation (SPEC §3.4).
+//! ResourceActor: owns the resource pool and every allocation.
 
 use std::time::{Duration, Instant};
 

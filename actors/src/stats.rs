@@ -1,4 +1,4 @@
-//! Per-actor counters and handling times for the actor-stats log stream (SPEC §4).
+//! Per-actor counters and handling times for the actor-stats log stream.
 
 use std::time::{Duration, Instant};
 

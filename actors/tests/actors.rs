@@ -1,4 +1,4 @@
-//! The actors without a broker (STYLE.md "Tests"): real QueueActor, ResourceActor and
+//! The actors without a broker (collector actors, no Kafka): real QueueActor, ResourceActor and
 //! SchedulerActor under their supervisors, with a collector in place of the Kafka egress.
 //! Scheduling order, blocking without spinning, reserved amounts on the wire, the publish-failure
 //! path, restarts that keep state, and stale expiry. Every wait polls with a deadline.

@@ -1,4 +1,4 @@
-//! Proves the real-broker harness (SPEC §7): consumer-group offsets and transactions behave on
+//! Proves the real-broker harness: consumer-group offsets and transactions behave on
 //! the Apache Kafka that `make test` starts as the daemon's at-least-once and exactly-once work
 //! will rely on.
 

@@ -1,4 +1,4 @@
-//! Fault injection on librdkafka's mock cluster (SPEC §7: the mock is for faults, not for
+//! Fault injection on librdkafka's mock cluster (the mock is for faults, not for
 //! exactly-once): the broker goes down mid-stream and produce requests fail; once it recovers,
 //! every request has exactly one command and nothing is lost.
 

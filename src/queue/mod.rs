@@ -1,4 +1,4 @@
-//! The pending-execution queue of SPEC §3.1–§3.3 and §3.5.
+//! The pending-execution queue: priority and FIFO order, admission limits, stale expiry and duplicate detection.
 //!
 //! Five priority levels, FIFO by arrival within a level, a maximum size and a per-user limit,
 //! true dispatch positions, requeue one level lower keeping the arrival, stale expiry and
@@ -226,7 +226,7 @@ impl<T> ExecutionQueue<T> {
         self.per_user.get(user).copied().unwrap_or(0)
     }
 
-    /// True when `execution_id` is queued or finished recently (SPEC §3.5).
+    /// True when `execution_id` is queued or finished recently.
     pub fn is_duplicate(&self, execution_id: &str) -> bool {
         self.contains(execution_id) || self.recent.contains(execution_id)
     }

@@ -1,4 +1,4 @@
-//! End-to-end benchmarks through a real Apache Kafka broker (SPEC §8, issue 6).
+//! End-to-end benchmarks through a real Apache Kafka broker (the targets are in BENCHMARKS.md).
 //!
 //! The daemon (release binary, a child process) and a passthrough baseline (this binary again,
 //! `E2E_BENCH_ROLE=passthrough`: consume the same `execution_requested` messages and produce a

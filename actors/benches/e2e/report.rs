@@ -130,7 +130,7 @@ pub struct MemoryResult {
     pub script_bytes: u64,
     /// Bytes of the requests on the wire.
     pub request_bytes: u64,
-    /// 2 × `script_bytes` + 50 MiB (SPEC §8).
+    /// 2 × `script_bytes` + 50 MiB.
     pub limit: u64,
     /// Requests queued per second while loading.
     pub ingest_per_s: f64,

@@ -1,4 +1,4 @@
-//! Helpers for tests against a real Kafka broker (SPEC §7), after rust-rdkafka's `tests/utils.rs`.
+//! Helpers for tests against a real Kafka broker, after rust-rdkafka's `tests/utils.rs`.
 //!
 //! The broker comes from `KAFKA_BOOTSTRAP_SERVERS`, which `make test` sets after starting Apache
 //! Kafka with `scripts/kafka.sh up`. Every test takes its own topics and consumer groups, and waits
@@ -112,7 +112,7 @@ pub async fn fresh_topic(prefix: &str) -> String {
     name
 }
 
-/// An idempotent producer with `acks=all`, as the daemon's (SPEC §5).
+/// An idempotent producer with `acks=all`, as the daemon's.
 pub fn producer() -> FutureProducer {
     client_config(&[("enable.idempotence", "true"), ("acks", "all")])
         .create()
@@ -136,7 +136,7 @@ pub fn transactional_producer() -> FutureProducer {
     producer
 }
 
-/// Produces `event` as JSON to `topic` with key = its `execution_id` (SPEC §2) and waits for the
+/// Produces `event` as JSON to `topic` with key = its `execution_id` and waits for the
 /// broker's acknowledgement. Returns (partition, offset).
 pub async fn produce_event(producer: &FutureProducer, topic: &str, event: &Value) -> (i32, i64) {
     let key = event["execution_id"]
@@ -359,7 +359,7 @@ pub fn describe(messages: &[Received]) -> String {
         .collect()
 }
 
-/// The golden Integr8sCode `execution_requested` event (SPEC §2), as the platform sends it.
+/// The golden Integr8sCode `execution_requested` event, as the platform sends it.
 pub const GOLDEN_EXECUTION_REQUESTED: &str =
     include_str!("../../../tests/golden/execution_requested.json");
 
