@@ -12,9 +12,9 @@ use coordinator_core::queue::{ExecutionQueue, QueueLimits};
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::egress::{Flush, KafkaEgressActor};
+use crate::egress::{Abandon, Flush, KafkaEgressActor};
 use crate::ingress::{EventHandler, IngressPeers, KafkaIngressActor, OffsetCommit, StopConsuming};
 use crate::kafka::{daemon_producer_config, ensure_topics, writable_limit};
 use crate::queue_actor::QueueActor;
@@ -98,6 +98,9 @@ impl Recoveries {
 /// First pause between two attempts to start again after a failure; it doubles up to
 /// [`MAX_RESTART_BACKOFF`].
 const RESTART_BACKOFF: Duration = Duration::from_millis(500);
+
+/// How long an actor thread may take to stop when the tree is torn down.
+const THREAD_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Longest pause between two attempts to start again.
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(10);
@@ -359,6 +362,13 @@ impl Daemon {
         None
     }
 
+    /// Abandons the tree after a [`Failure`]: the egress commits nothing more, then every
+    /// thread stops ([`Daemon::stop_threads`]).
+    pub async fn abandon(self) {
+        let _ = self.egress.send(Abandon).await;
+        let _ = actix_rt::task::spawn_blocking(move || self.stop_threads()).await;
+    }
+
     /// Stops the threads of the tree and waits for them: every actor, its consumer and its
     /// producer are dropped, nothing more is committed (what was not is aborted by the next
     /// instance's `init_transactions`), and no client outlives the broker it talks to. After
@@ -369,7 +379,22 @@ impl Daemon {
             .store(false, Ordering::Relaxed);
         for arbiter in std::iter::once(self.arbiter).chain(self.egress_arbiter) {
             arbiter.stop();
-            let _ = arbiter.join();
+            // A thread blocked inside librdkafka (a transactional call on a broker that went
+            // away) may never return: it is waited for a while, then left behind; the next
+            // owner's init_transactions fences its producer.
+            let (done, stopped) = std::sync::mpsc::channel();
+            let joiner = std::thread::spawn(move || {
+                let _ = arbiter.join();
+                let _ = done.send(());
+            });
+            if stopped.recv_timeout(THREAD_STOP_TIMEOUT).is_ok() {
+                let _ = joiner.join();
+            } else {
+                error!(
+                    waited = %humantime::format_duration(THREAD_STOP_TIMEOUT),
+                    "An actor thread did not stop (blocked in the Kafka client); left behind."
+                );
+            }
         }
     }
 

@@ -61,6 +61,13 @@ impl std::fmt::Debug for Handed {
     }
 }
 
+/// The daemon abandons this tree: commit nothing more (the open transaction is aborted by the
+/// next owner's `init_transactions`), so no offset is committed past an input whose effects
+/// were still on their way.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Abandon;
+
 /// Flush everything buffered, waiting at most the given time.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
@@ -439,7 +446,13 @@ impl KafkaEgressActor {
                     self.ensure_open().map_err(failed)?;
                     record = returned;
                 }
-                Err((e, _)) => return Err(failed(e)),
+                Err((e, _)) => {
+                    // The transaction already holds offsets whose effects include this one.
+                    self.poison(Failure::Recoverable(format!(
+                        "a message of the open transaction was not produced: {e}"
+                    )));
+                    return Err(failed(e));
+                }
             }
         }
     }
@@ -592,6 +605,21 @@ impl Handler<Flush> for KafkaEgressActor {
         self.commit();
         if let Err(e) = self.producer.flush(Timeout::After(msg.0)) {
             warn!(error = %e, "Producer flush did not finish in time.");
+        }
+    }
+}
+
+impl Handler<Abandon> for KafkaEgressActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Abandon, _ctx: &mut Self::Context) {
+        if let Some(txn) = self.transactions.as_mut() {
+            txn.open = false;
+            txn.offsets.clear();
+            txn.deliveries.clear();
+            txn.state.clear();
+            txn.poisoned
+                .get_or_insert_with(|| "the tree is being abandoned".to_owned());
         }
     }
 }

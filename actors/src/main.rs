@@ -350,9 +350,7 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
                     readiness.recovering.store(true, std::sync::atomic::Ordering::Relaxed);
                     let count = recoveries.add();
                     warn!(recoveries = count, %reason, "Recovering: the actors are rebuilt from the committed state.");
-                    actix_rt::task::spawn_blocking(move || daemon.stop_threads())
-                        .await
-                        .context("stopping the failed actor tree")?;
+                    daemon.abandon().await;
                 }
             }
         }

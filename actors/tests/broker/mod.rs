@@ -1,6 +1,6 @@
 //! A private single-node Apache Kafka (KRaft) for fault tests: started as a child process of the
 //! test with the jars `scripts/kafka.sh` fetches into `.cache/kafka-libs` and the settings it
-//! writes (SPEC §7), on free ports of its own, its data in a temporary folder. A test kills,
+//! writes, on free ports of its own, its data in a temporary folder. A test kills,
 //! restarts, pauses and resumes it at will; the shared test broker is never touched (its config
 //! lives elsewhere, its ports are not chosen, nothing here looks for other brokers).
 #![allow(dead_code)]

@@ -243,7 +243,7 @@ impl Sender {
         });
     }
 
-    /// `event` as JSON, keyed by its execution id (SPEC §2).
+    /// `event` as JSON, keyed by its execution id.
     fn send_event(&self, topic: &str, event: &Value) {
         let key = event["execution_id"].as_str().unwrap_or_default();
         let payload = serde_json::to_vec(event).expect("JSON");
