@@ -163,6 +163,8 @@ async fn provision_topics(broker: &SecureBroker, kafka: &KafkaConfig) {
     topics.push(
         NewTopic::new(&state, 1, TopicReplication::Fixed(1)).set("cleanup.policy", "compact"),
     );
+    let ownership = kafka.ownership_topic_full();
+    topics.push(NewTopic::new(&ownership, 1, TopicReplication::Fixed(1)));
     let options = AdminOptions::new().operation_timeout(Some(WAIT));
     let results = admin
         .create_topics(topics.iter(), &options)
