@@ -74,20 +74,6 @@ impl Ownership {
             .create_with_context(Lease { owned: tx })
             .context("creating the ownership group member")?;
         let topic = kafka.ownership_topic_full();
-        // Without its topic no member is ever assigned: say so rather than wait for good.
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), Duration::from_secs(30))
-            .with_context(|| format!("reading metadata of the ownership topic {topic}"))?;
-        let usable = metadata
-            .topics()
-            .iter()
-            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-        if !usable {
-            anyhow::bail!(
-                "the ownership topic {topic} does not exist: create it with one partition, or set \
-                 kafka.create_topics = true"
-            );
-        }
         consumer
             .subscribe(&[&topic])
             .with_context(|| format!("joining the ownership group on {topic}"))?;
