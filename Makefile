@@ -21,7 +21,7 @@ run:
 test:
 	scripts/with-kafka.sh cargo test --workspace
 
-# Core criterion benchmarks and end-to-end runs through a real broker (SPEC §8), then one table
+# Core criterion benchmarks and end-to-end runs through a real broker, then one table
 # of both; BENCH_QUICK=1 for a short run. See scripts/bench-e2e.sh.
 bench:
 	scripts/with-kafka.sh scripts/bench-e2e.sh

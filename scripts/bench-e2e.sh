@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: the core criterion benchmarks and the end-to-end benchmarks through a real Apache
-# Kafka broker (SPEC §8), then one table of both. Needs a broker: run it as
+# Kafka broker, then one table of both. Needs a broker: run it as
 #
 #   scripts/with-kafka.sh scripts/bench-e2e.sh        (what `make bench` does)
 #

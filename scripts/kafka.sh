@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A single-node Apache Kafka 4.x (KRaft, broker+controller) on 127.0.0.1 for tests (SPEC §7).
+# A single-node Apache Kafka 4.x (KRaft, broker+controller) on 127.0.0.1 for tests.
 #
 #   scripts/kafka.sh up          fetch the jars once, format fresh storage, start, wait until ready
 #   scripts/kafka.sh down        stop the broker (SIGTERM, then SIGKILL) and remove its data
@@ -192,6 +192,15 @@ fetch_jars() {
     if [ -f "$LIBS/.complete" ] && [ "$(cat "$LIBS/.complete")" = "$stamp" ]; then
         return 0
     fi
+    # The plain and the secure broker start side by side: one fetches, the other waits for it
+    # and then finds the jars in place.
+    mkdir -p "$(dirname "$LIBS")"
+    exec 7>"$LIBS.lock"
+    flock -w 1800 7 || die "another fetch of the Kafka jars still holds ${LIBS#"$ROOT"/}.lock after 30 minutes"
+    if [ -f "$LIBS/.complete" ] && [ "$(cat "$LIBS/.complete")" = "$stamp" ]; then
+        exec 7>&-
+        return 0
+    fi
     command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch the Kafka jars; install it (apt-get install maven)"
     say "fetching Apache Kafka jars with Maven into ${LIBS#"$ROOT"/} (once)"
     rm -rf "$LIBS.tmp"
@@ -204,6 +213,7 @@ fetch_jars() {
     rm -rf "$LIBS"
     mv "$LIBS.tmp" "$LIBS"
     echo "$stamp" >"$LIBS/.complete"
+    exec 7>&-
 }
 
 choose_ports() {
