@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use crate::events::EventType;
 use crate::priority::PriorityFormat;
+use crate::redact::{holds_secret_value, Redactor};
 
 /// Environment variables starting with this prefix override the file:
 /// `EXECUTION_COORDINATOR__QUEUE__MAX_QUEUE_SIZE=500` sets `[queue] max_queue_size`.
@@ -685,12 +686,74 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// The error with every secret of `redactor` cut out of its message.
+    fn redacted(self, redactor: &Redactor) -> Self {
+        let scrub = |m: String| redactor.redact(&m).into_owned();
+        match self {
+            Self::Syntax { message } => Self::Syntax {
+                message: scrub(message),
+            },
+            Self::Environment { variable, message } => Self::Environment {
+                variable,
+                message: scrub(message),
+            },
+            Self::Invalid { key, message } => Self::Invalid {
+                key,
+                message: scrub(message),
+            },
+        }
+    }
+
     fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Invalid {
             key: key.into(),
             message: message.into(),
         }
     }
+}
+
+/// toml's message for `error` in `text`, which quotes the offending line, unless that line sets
+/// a secret property: then only where and what, so a typo next to a password does not print it.
+fn syntax_message(text: &str, error: &toml::de::Error) -> String {
+    let full = error.to_string().trim_end().to_owned();
+    let Some(span) = error.span() else {
+        return full;
+    };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = &text[line_start..line_end];
+    let key = line.split('=').next().unwrap_or("");
+    if !is_secret_property(key) {
+        return full;
+    }
+    let number = text[..line_start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    format!(
+        "TOML parse error at line {number}, column {column}: {} (the line sets a secret, so it \
+         is not shown)",
+        error.message().trim_end()
+    )
+}
+
+/// The values of the secret properties in `[kafka.properties]` of `table`, as a message may
+/// quote them: strings as they are, other values as TOML writes them.
+fn secret_values(table: &toml::Table) -> Vec<String> {
+    let Some(properties) = table
+        .get("kafka")
+        .and_then(|k| k.get("properties"))
+        .and_then(toml::Value::as_table)
+    else {
+        return Vec::new();
+    };
+    properties
+        .iter()
+        .filter(|(key, _)| holds_secret_value(key))
+        .map(|(_, value)| match value {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect()
 }
 
 /// Every problem found, in the order found; never empty when returned as an error.
@@ -755,11 +818,14 @@ impl Config {
     ) -> Result<Config, ConfigErrors> {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| {
             ConfigErrors(vec![ConfigError::Syntax {
-                message: e.to_string().trim_end().to_owned(),
+                message: syntax_message(text, &e),
             }])
         })?;
         let mut errors = Vec::new();
         let applied = apply_env(&mut table, env, &mut errors);
+        // What an error quotes of a secret property's value (a value of the wrong type) is cut
+        // out of every message.
+        let redactor = Redactor::new(secret_values(&table).iter().map(String::as_str));
 
         let mut de_errors = Vec::new();
         let config = Config {
@@ -784,7 +850,9 @@ impl Config {
         if errors.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigErrors(errors))
+            Err(ConfigErrors(
+                errors.into_iter().map(|e| e.redacted(&redactor)).collect(),
+            ))
         }
     }
 
@@ -1535,6 +1603,33 @@ mod tests {
             "{debug}"
         );
         assert!(debug.contains("SASL_SSL"), "{debug}");
+    }
+
+    #[test]
+    fn a_syntax_error_on_a_secret_line_says_where_without_the_line() {
+        let text = "[kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.password\" = \"hunter2-very-secret\n";
+        let err = Config::from_toml_str(text, Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("line 3, column"), "{err}");
+        assert!(err.contains("sets a secret"), "{err}");
+        // Elsewhere the line is still quoted, as toml shows it.
+        let err = Config::from_toml_str("[queue]\nmax_queue_size = = 3\n", Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_queue_size = = 3"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_of_the_wrong_type_is_not_echoed() {
+        let text = "[kafka.properties]\n\"sasl.password\" = 918273645\n";
+        let err = Config::from_toml_str(text, Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kafka.properties"), "{err}");
+        assert!(!err.contains("918273645"), "{err}");
+        assert!(err.contains("<redacted>"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,13 @@ pub struct Redactor {
     needles: Vec<String>,
 }
 
+/// Whether the value of property `key` is itself a secret to cut out: a secret property
+/// ([`is_secret_property`]) but not a file location or `sasl.oauthbearer.method`.
+pub fn holds_secret_value(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    is_secret_property(&key) && !key.ends_with(".location") && key != "sasl.oauthbearer.method"
+}
+
 /// Shorter lines of a multi-line secret (PEM armour, blank lines) are not secret on their own.
 const MIN_SECRET_LINE: usize = 8;
 
@@ -26,12 +33,7 @@ impl Redactor {
             kafka
                 .properties
                 .iter()
-                .filter(|(key, _)| {
-                    let key = key.to_ascii_lowercase();
-                    is_secret_property(&key)
-                        && !key.ends_with(".location")
-                        && key != "sasl.oauthbearer.method"
-                })
+                .filter(|(key, _)| holds_secret_value(key))
                 .map(|(_, value)| value.as_str()),
         )
     }

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use coordinator_core::config::KafkaConfig;
 use coordinator_core::redact::Redactor;
 use rdkafka::client::ClientContext;
@@ -15,6 +15,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use tracing::{info, warn};
 
 use crate::kafka::client_config;
+use crate::misconfigured::Misconfigured;
 
 /// How often the check looks for a refusal while it waits for the cluster.
 const SLICE: Duration = Duration::from_millis(200);
@@ -42,10 +43,11 @@ pub fn check_brokers(
         }
         let seen = producer.context().take();
         if let Some(refusal) = seen.refusal {
-            bail!(
+            return Err(Misconfigured(format!(
                 "the Kafka brokers at {bootstrap} refused this client: {}",
                 redactor.redact(&refusal)
-            );
+            ))
+            .into());
         }
         last = seen.last.or(last);
         if Instant::now() >= deadline {

@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 
 use crate::egress::{Abandon, Flush, KafkaEgressActor};
 use crate::ingress::{EventHandler, IngressPeers, KafkaIngressActor, OffsetCommit, StopConsuming};
-use crate::kafka::{daemon_producer_config, ensure_topics, writable_limit};
+use crate::kafka::{daemon_producer_config, writable_limit};
 use crate::queue_actor::QueueActor;
 use crate::resource_actor::ResourceActor;
 use crate::scheduler::{Drain, SchedulerActor, SchedulerPeers};
@@ -130,10 +130,9 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Creates topics if configured, restores state, and starts every actor under a
-    /// supervisor, on threads of their own (so the tree can be abandoned whole). `readiness`
-    /// outlives the tree: `/readyz` serves it across recoveries. Must run inside an actix
-    /// System.
+    /// Restores state and starts every actor under a supervisor, on threads of their own (so
+    /// the tree can be abandoned whole). `readiness` outlives the tree: `/readyz` serves it
+    /// across recoveries. Must run inside an actix System.
     ///
     /// `tail` is the state topic as a standby kept it: only what was written since is read.
     /// Without one the whole topic is.
@@ -143,10 +142,9 @@ impl Daemon {
         readiness: Arc<Readiness>,
         tail: Option<StateTail>,
     ) -> anyhow::Result<Daemon> {
+        // The topics were made once, before this instance joined the ownership group; a
+        // recovery or a takeover does not make them again.
         let kafka = config.kafka.clone();
-        if kafka.create_topics {
-            ensure_topics(&kafka, &bootstrap).await?;
-        }
         let health = ProducerHealth {
             connected: readiness.producer_connected.clone(),
         };

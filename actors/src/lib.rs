@@ -15,6 +15,7 @@ pub mod kafka;
 pub mod librdkafka;
 pub mod loadgen;
 pub mod log_output;
+pub mod misconfigured;
 pub mod ownership;
 pub mod queue_actor;
 pub mod resource_actor;

@@ -16,6 +16,7 @@ use execution_coordinator::kafka::EmbeddedBroker;
 use execution_coordinator::librdkafka;
 use execution_coordinator::loadgen::{run_loadgen, LoadgenOptions};
 use execution_coordinator::log_output::Redacting;
+use execution_coordinator::misconfigured::Misconfigured;
 use execution_coordinator::ownership::Ownership;
 use execution_coordinator::telemetry::{self, Readiness};
 use execution_coordinator::worker_sim::{run_worker_sim, RuntimeDistribution, WorkerSimOptions};
@@ -202,7 +203,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!(error = format!("{e:#}"), "Demo failed.");
-                    ExitCode::FAILURE
+                    failure_code(&e)
                 }
             }
         }
@@ -212,7 +213,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     error!(error = format!("{e:#}"), "Coordinator failed.");
-                    ExitCode::FAILURE
+                    failure_code(&e)
                 }
             }
         }
@@ -391,6 +392,16 @@ fn block_on_until_signal<T>(
         });
         work.await
     })
+}
+
+/// The exit code of a daemon that failed: the configuration error's when restarting cannot
+/// heal the cause ([`Misconfigured`]), 1 otherwise.
+fn failure_code(e: &anyhow::Error) -> ExitCode {
+    if Misconfigured::is_cause_of(e) {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Prints the summary on stdout (or the error, redacted); success when `ok` holds for it.

@@ -19,12 +19,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::kafka::client_config;
+use crate::misconfigured::Misconfigured;
 use crate::state_tail::StateTail;
 use crate::telemetry::Readiness;
 
 /// How long the group waits for a silent member before giving its partition to another:
 /// the longest a standby waits after the owner dies (brokers refuse less than 6 s by default).
 const SESSION_TIMEOUT_MS: &str = "6000";
+
+/// How long a topic the operator made (`create_topics = false`) may take to show in the
+/// brokers' metadata before the daemon says it is missing.
+const TOPIC_VISIBLE_WITHIN: Duration = Duration::from_secs(20);
 
 /// This instance's claim on the ownership topic's partition.
 pub struct Ownership {
@@ -54,9 +59,43 @@ impl ConsumerContext for Lease {
     }
 }
 
+/// Waits until the brokers' metadata shows `topic` with a partition. Metadata can lag a
+/// topic created a moment before, so "unknown" is asked again until the deadline.
+fn wait_until_visible<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + TOPIC_VISIBLE_WITHIN;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let metadata = consumer
+            .fetch_metadata(Some(topic), left.max(Duration::from_secs(1)))
+            .with_context(|| format!("reading metadata of the ownership topic {topic}"))?;
+        let visible = metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+        if visible {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Misconfigured(format!(
+                "the ownership topic {topic} does not exist (waited {}): create it with one \
+                 partition, or set kafka.create_topics = true",
+                humantime::format_duration(TOPIC_VISIBLE_WITHIN)
+            ))
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 impl Ownership {
     /// Joins the ownership group of `kafka` on `bootstrap`; a thread of its own keeps the
-    /// membership alive. The topic must exist.
+    /// membership alive. The topic must exist: when this instance does not create its topics
+    /// and the topic does not appear within [`TOPIC_VISIBLE_WITHIN`], joining fails with what
+    /// to do (a group on a missing topic never assigns anyone, and the daemon would wait as a
+    /// standby for good).
     pub fn join(kafka: &KafkaConfig, bootstrap: &str) -> anyhow::Result<Self> {
         let (tx, rx) = watch::channel(false);
         let mut config = client_config(kafka, bootstrap);
@@ -74,6 +113,9 @@ impl Ownership {
             .create_with_context(Lease { owned: tx })
             .context("creating the ownership group member")?;
         let topic = kafka.ownership_topic_full();
+        if !kafka.create_topics {
+            wait_until_visible(&consumer, &topic)?;
+        }
         consumer
             .subscribe(&[&topic])
             .with_context(|| format!("joining the ownership group on {topic}"))?;

@@ -517,3 +517,27 @@ async fn oversized_inputs_of_each_kind_are_answered_and_never_stall_the_consumer
     );
     drop(daemon);
 }
+
+#[tokio::test]
+async fn without_its_ownership_topic_a_daemon_that_creates_no_topics_stops_as_misconfigured() {
+    // Nothing of this prefix exists, and the daemon is told not to create it: no instance
+    // could ever be assigned the ownership partition, so waiting as a standby would be for good.
+    let config = TestConfig::fresh().set("kafka", "create_topics = false");
+    let mut daemon = DaemonProcess::spawn(&config.toml(&bootstrap_servers()), &[]);
+    let exit = daemon.wait(WAIT);
+    let log = daemon.log();
+    assert_eq!(
+        exit.code(),
+        Some(64),
+        "not a configuration error:\n{}",
+        log.join("\n")
+    );
+    let owner_topic = format!("{}execution_coordinator_owner", config.prefix);
+    assert!(
+        log.iter().any(|l| l.contains(&owner_topic)
+            && l.contains("does not exist")
+            && l.contains("create_topics")),
+        "the error does not say which topic or what to do:\n{}",
+        log.join("\n")
+    );
+}

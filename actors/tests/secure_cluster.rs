@@ -345,7 +345,13 @@ fn a_wrong_password_stops_the_start_with_a_clear_error_and_no_secret() {
     let mut daemon = DaemonProcess::spawn(toml, &as_pairs(&env));
     let exit = daemon.wait(WAIT);
     let log = daemon.log();
-    assert!(!exit.success(), "the daemon ran with a wrong password");
+    // A password does not heal by restarting: the configuration error's code, on which the
+    // systemd unit does not restart.
+    assert_eq!(
+        exit.code(),
+        Some(64),
+        "a wrong password must exit as a configuration error"
+    );
     let error = log
         .iter()
         .find(|l| l.contains("Coordinator failed"))
