@@ -14,14 +14,17 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::egress::{Abandon, Flush, KafkaEgressActor};
-use crate::ingress::{EventHandler, IngressPeers, KafkaIngressActor, OffsetCommit, StopConsuming};
+use crate::actors::egress::{Abandoned, Flush, KafkaEgressActor};
+use crate::actors::ingress::{
+    EventHandler, IngressPeers, KafkaIngressActor, OffsetCommit, StopConsuming,
+};
+use crate::actors::queue::QueueActor;
+use crate::actors::resource::ResourceActor;
+use crate::actors::scheduler::{Drain, SchedulerActor, SchedulerPeers};
 use crate::kafka::{daemon_producer_config, writable_limit};
-use crate::queue_actor::QueueActor;
-use crate::resource_actor::ResourceActor;
-use crate::scheduler::{Drain, SchedulerActor, SchedulerPeers};
-use crate::state::{Outputs, RestoredState, RESTORE_TIMEOUT};
-use crate::state_tail::StateTail;
+use crate::state::outputs::Outputs;
+use crate::state::restore::StateTail;
+use crate::state::restore::{Applied, RestoredState, RESTORE_TIMEOUT};
 use crate::telemetry::{self, ProducerHealth, Readiness};
 
 /// Queue limits from the `[queue]` section.
@@ -118,7 +121,7 @@ pub struct Daemon {
     /// KafkaEgressActor.
     pub egress: Addr<KafkaEgressActor>,
     /// What was restored from the state topic at start.
-    pub restored: (usize, usize),
+    pub restored: Applied,
     /// What `/readyz` answers from.
     pub readiness: Arc<Readiness>,
     /// Reports a failure the tree cannot go on after ([`Failure`]).
@@ -127,6 +130,8 @@ pub struct Daemon {
     arbiter: Arbiter,
     /// The egress actor's own thread, with exactly-once.
     egress_arbiter: Option<Arbiter>,
+    /// Tells the egress to commit nothing more.
+    abandoned: Abandoned,
 }
 
 impl Daemon {
@@ -194,31 +199,18 @@ impl Daemon {
         let mut queue = ExecutionQueue::new(queue_limits(&config));
         let spec = PoolSpec::from_config(&config.resources);
         let mut pool = ResourcePool::new(spec.clone());
-        let restored_counts = (restored.queued.len(), restored.allocated.len());
-        for entry in restored.queued {
-            let id = entry.execution_id.clone();
-            if queue.restore(entry).is_none() {
-                warn!(execution_id = %id, "Restored queue entry skipped: id or arrival taken.");
-            }
-        }
-        for id in &restored.finished {
-            queue.remember_finished(id);
-        }
-        for allocation in restored.allocated {
-            queue.remember_finished(&allocation.execution_id);
-            if let Err(e) = pool.allocate(&allocation.execution_id, allocation.resources) {
-                warn!(execution_id = %allocation.execution_id, error = %e, "Restored allocation exceeds the pool as configured now; kept out of the books.");
-            }
-        }
+        let restored = restored.apply(&mut queue, &mut pool);
 
         let delivery_timeout = kafka.delivery_timeout;
         let (failures_tx, failures_rx) = mpsc::unbounded_channel();
+        let abandoned = Abandoned::default();
         let (egress, egress_arbiter) = if kafka.exactly_once {
             // Commits block their thread: the egress gets one of its own.
             let arbiter = Arbiter::new();
             let interval = kafka.transaction_interval;
             let state_topic = kafka.state_topic_full();
             let failures_tx = failures_tx.clone();
+            let abandoned = abandoned.clone();
             let egress = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
                 KafkaEgressActor::transactional(
                     producer,
@@ -227,6 +219,7 @@ impl Daemon {
                     interval,
                     state_topic,
                     failures_tx,
+                    abandoned,
                 )
             });
             (egress, Some(arbiter))
@@ -305,8 +298,8 @@ impl Daemon {
             })
         };
         info!(
-            restored_queued = restored_counts.0,
-            restored_allocated = restored_counts.1,
+            restored_queued = restored.queued,
+            restored_allocated = restored.allocated,
             "Coordinator started."
         );
         Ok(Daemon {
@@ -315,11 +308,12 @@ impl Daemon {
             scheduler,
             ingress,
             egress,
-            restored: restored_counts,
+            restored,
             readiness,
             failures: failures_rx,
             arbiter,
             egress_arbiter,
+            abandoned,
         })
     }
 
@@ -363,7 +357,7 @@ impl Daemon {
     /// Abandons the tree after a [`Failure`]: the egress commits nothing more, then every
     /// thread stops ([`Daemon::stop_threads`]).
     pub async fn abandon(self) {
-        let _ = self.egress.send(Abandon).await;
+        self.abandoned.set();
         let _ = actix_rt::task::spawn_blocking(move || self.stop_threads()).await;
     }
 

@@ -8,18 +8,20 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use coordinator_core::config::{Config, LogFormat};
 use coordinator_core::redact::Redactor;
-use execution_coordinator::broker_check::check_brokers;
 use execution_coordinator::daemon::{Daemon, Failure, Recoveries};
-use execution_coordinator::demo::run_demo;
+use execution_coordinator::kafka::broker_check::check_brokers;
 use execution_coordinator::kafka::ensure_topics;
+use execution_coordinator::kafka::librdkafka;
+use execution_coordinator::kafka::ownership::Ownership;
 use execution_coordinator::kafka::EmbeddedBroker;
-use execution_coordinator::librdkafka;
-use execution_coordinator::loadgen::{run_loadgen, LoadgenOptions};
-use execution_coordinator::log_output::Redacting;
 use execution_coordinator::misconfigured::Misconfigured;
-use execution_coordinator::ownership::Ownership;
+use execution_coordinator::telemetry::log_output::Redacting;
 use execution_coordinator::telemetry::{self, Readiness};
-use execution_coordinator::worker_sim::{run_worker_sim, RuntimeDistribution, WorkerSimOptions};
+use execution_coordinator::tools::demo::run_demo;
+use execution_coordinator::tools::loadgen::{run_loadgen, LoadgenOptions};
+use execution_coordinator::tools::worker_sim::{
+    run_worker_sim, RuntimeDistribution, WorkerSimOptions,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;

@@ -18,17 +18,18 @@ use coordinator_core::priority::PriorityFormat;
 use coordinator_core::quantity::{format_cpu_millis, format_memory_mib};
 use coordinator_core::queue::{Cancelled, ExecutionQueue, QueueLimits};
 use coordinator_core::Priority;
-use execution_coordinator::queue_actor::{
+use execution_coordinator::actors::queue::{
     Cancel, Enqueue, ExpireStale, IsDuplicate, QueueActor, QueueStatsQuery, QueuedIds,
 };
-use execution_coordinator::resource_actor::{
+use execution_coordinator::actors::resource::{
     Allocate, AllocateInOrder, AllocationsQuery, PoolStatsQuery, Release, ResourceActor,
 };
-use execution_coordinator::scheduler::{
+use execution_coordinator::actors::scheduler::{
     Kick, SchedulerActor, SchedulerPeers, SchedulerStats, SchedulerStatsQuery,
 };
-use execution_coordinator::state::{Outputs, Pending};
-use execution_coordinator::{InjectFault, RestartCount};
+use execution_coordinator::actors::{InjectFault, RestartCount};
+use execution_coordinator::state::outputs::Outputs;
+use execution_coordinator::state::pending::Pending;
 use serde_json::Value;
 use support::{
     admitted, eventually, pool, request, AllocateGate, Collector, DequeueCounter, Sink, Topics,

@@ -1,16 +1,16 @@
 //! Faults on real Apache Kafka with exactly-once on (the default), each test on a private broker
 //! of its own (`broker/mod.rs`) under the same load (`drill/mod.rs`: requests at 100/s in every
 //! priority, every 7th invalid, every 11th cancelled, a worker completing every command it
-//! reads): the daemon killed and restarted into the rebalance that follows; oversized inputs of
-//! each kind. (The drills of the broker killed and restarted with its data, and paused past the
-//! session timeout, found a stall and a loss; they come back with their fixes.) After each, in the `read_committed` view, every request has exactly one
+//! reads): the broker killed and restarted with its data; the broker paused past the consumer's
+//! session timeout; the daemon killed and restarted into the rebalance that follows; oversized
+//! inputs of each kind. After each, in the `read_committed` view, every request has exactly one
 //! command or rejection (a cancelled one at most one), none is lost, the pool is back to zero
 //! once the worker has completed everything, and the daemon never exited (it may have recovered
 //! in process).
 //!
 //! `FAULT_SEED` (decimal or 0x-hex; default 0x5eedfa17) draws the fault's moment and length, so a
 //! run can be repeated: `FAULT_SEED=7 cargo test -p execution-coordinator --test broker_faults
-//! daemon_killed -- --nocapture`. Each test prints one summary line and leaves the daemon's and
+//! broker_paused -- --nocapture`. Each test prints one summary line and leaves the daemon's and
 //! the broker's logs in `target/tmp/broker_faults/<test>-<seed>/`.
 
 mod broker;
@@ -26,6 +26,39 @@ use serde_json::Value;
 
 /// The daemon's consumer `session.timeout.ms` (actors/src/kafka.rs).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "current_thread")]
+async fn broker_killed_under_load_and_restarted_with_its_data() {
+    let mut drill = Drill::start("broker_killed", BrokerSettings::default()).await;
+    let answered = drill.rng.between(150, 400) as usize;
+    drill.until_answered(answered).await;
+    let down = Duration::from_millis(drill.rng.between(5_000, 25_000));
+    drill.note(format!("broker SIGKILLed for {down:?}"));
+    drill.broker.kill();
+    // The fault itself: the broker stays down this long.
+    tokio::time::sleep(down).await;
+    drill.broker.restart();
+    drill.note("broker restarted".into());
+    drill.load_for(500).await;
+    drill.finish().await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn broker_paused_past_the_session_timeout_then_resumed() {
+    let mut drill = Drill::start("broker_paused", BrokerSettings::default()).await;
+    let answered = drill.rng.between(150, 400) as usize;
+    drill.until_answered(answered).await;
+    let paused = Duration::from_millis(drill.rng.between(12_000, 15_000));
+    assert!(paused > SESSION_TIMEOUT);
+    drill.note(format!("broker SIGSTOPped for {paused:?}"));
+    drill.broker.pause();
+    // The fault itself: the broker answers nothing for this long.
+    tokio::time::sleep(paused).await;
+    drill.broker.resume();
+    drill.note("broker resumed".into());
+    drill.load_for(500).await;
+    drill.finish().await;
+}
 
 #[tokio::test(flavor = "current_thread")]
 async fn daemon_killed_restarted_at_once_and_the_group_rebalances() {

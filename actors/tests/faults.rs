@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use coordinator_core::config::Config;
 use coordinator_core::events::EventType;
+use execution_coordinator::actors::ingress::IngressStatsQuery;
 use execution_coordinator::daemon::Daemon;
-use execution_coordinator::ingress::IngressStatsQuery;
 use execution_coordinator::kafka::EmbeddedBroker;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};

@@ -15,7 +15,7 @@ use common::{bootstrap_servers, collect_until, create_topic, Isolation, Received
 use coordinator_core::config::{Config, KafkaConfig};
 use coordinator_core::events::{decode_input, ExecutionRequested, InputEvent};
 use coordinator_core::Priority;
-use execution_coordinator::loadgen::{execution_id, run_loadgen, LoadgenOptions};
+use execution_coordinator::tools::loadgen::{execution_id, run_loadgen, LoadgenOptions};
 use process::{DaemonProcess, TestConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use serde_json::Value;

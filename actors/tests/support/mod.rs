@@ -16,10 +16,12 @@ use coordinator_core::pool::{Allocation, Insufficient, PoolSpec, Resources};
 use coordinator_core::priority::PriorityFormat;
 use coordinator_core::queue::{QueuedExecution, Rejection};
 use coordinator_core::Priority;
-use execution_coordinator::egress::{Ack, Delivered, Handed, Publish, PublishBatch, PublishError};
-use execution_coordinator::queue_actor::Dequeue;
-use execution_coordinator::resource_actor::AllocateInOrder;
-use execution_coordinator::state::Pending;
+use execution_coordinator::actors::egress::{
+    Ack, Delivered, Handed, Publish, PublishBatch, PublishError,
+};
+use execution_coordinator::actors::queue::Dequeue;
+use execution_coordinator::actors::resource::AllocateInOrder;
+use execution_coordinator::state::pending::Pending;
 use futures::FutureExt;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;

@@ -1,6 +1,9 @@
 //! Prometheus metrics and the health endpoints on `metrics_addr`: `/metrics`, `/healthz`
 //! (process alive) and `/readyz` (consumer assigned and producer connected).
 
+pub mod log_output;
+pub mod stats;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

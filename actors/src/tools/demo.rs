@@ -10,12 +10,12 @@ use coordinator_core::Priority;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::actors::ingress::{IngressCounters, IngressStatsQuery};
+use crate::actors::queue::{ExpiredCount, QueueStatsQuery};
+use crate::actors::scheduler::{QueueWaits, SchedulerStats, SchedulerStatsQuery, WaitSummary};
 use crate::daemon::Daemon;
-use crate::ingress::{IngressCounters, IngressStatsQuery};
-use crate::loadgen::{run_loadgen, LoadgenOptions, LoadgenSummary};
-use crate::queue_actor::{ExpiredCount, QueueStatsQuery};
-use crate::scheduler::{QueueWaits, SchedulerStats, SchedulerStatsQuery, WaitSummary};
-use crate::worker_sim::{run_worker_sim, WorkerSimOptions, WorkerSimSummary};
+use crate::tools::loadgen::{run_loadgen, LoadgenOptions, LoadgenSummary};
+use crate::tools::worker_sim::{run_worker_sim, WorkerSimOptions, WorkerSimSummary};
 
 /// What the demo ran and what the coordinator did.
 #[derive(Debug)]

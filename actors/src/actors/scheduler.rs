@@ -10,14 +10,15 @@ use coordinator_core::Priority;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
+use crate::actors::egress::{Handed, Publish, PublishBatch};
+use crate::actors::queue::{Dequeue, PutBack, Requeue, ReturnUntried, Settle};
+use crate::actors::resource::{AllocateInOrder, Release};
+use crate::actors::{InjectFault, RestartCount};
 use crate::clock::now_millis;
-use crate::egress::{Handed, Publish, PublishBatch};
-use crate::queue_actor::{Dequeue, PutBack, Requeue, ReturnUntried, Settle};
-use crate::resource_actor::{AllocateInOrder, Release};
-use crate::state::{Outputs, Pending};
-use crate::stats::ActorStats;
+use crate::state::outputs::Outputs;
+use crate::state::pending::Pending;
 use crate::telemetry;
-use crate::{InjectFault, ReportStats, RestartCount};
+use crate::telemetry::stats::ActorStats;
 
 /// Something changed (an arrival or a release): try to schedule now.
 #[derive(Message, Debug, Clone, Copy)]
@@ -623,15 +624,6 @@ impl Handler<RestartCount> for SchedulerActor {
 
     fn handle(&mut self, _msg: RestartCount, _ctx: &mut Self::Context) -> u64 {
         self.stats.restarts()
-    }
-}
-
-impl Handler<ReportStats> for SchedulerActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: ReportStats, _ctx: &mut Self::Context) {
-        self.stats
-            .report(self.counters.in_flight + self.counters.awaiting_ack);
     }
 }
 

@@ -6,7 +6,7 @@
 //! so it is reported on the fatal channel and the process restarts from the committed state.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +24,10 @@ use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, warn};
 
+use crate::actors::InjectFault;
 use crate::daemon::Failure;
-use crate::stats::ActorStats;
+use crate::telemetry::stats::ActorStats;
 use crate::telemetry::ProducerHealth;
-use crate::{InjectFault, ReportStats};
 
 /// Publish one message and answer once the broker acknowledged it (or it failed for good).
 #[derive(Message, Debug, Clone)]
@@ -61,12 +61,25 @@ impl std::fmt::Debug for Handed {
     }
 }
 
-/// The daemon abandons this tree: commit nothing more (the open transaction is aborted by the
-/// next owner's `init_transactions`), so no offset is committed past an input whose effects
-/// were still on their way.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub struct Abandon;
+/// Set by the daemon when it abandons this tree: the egress commits nothing more (the open
+/// transaction is aborted by the next owner's `init_transactions`), so no offset is committed
+/// past an input whose effects were still on their way. A flag rather than a message: an egress
+/// blocked in a transactional call of the Kafka client reads no mailbox, and sees the flag as
+/// soon as the call returns.
+#[derive(Debug, Clone, Default)]
+pub struct Abandoned(Arc<AtomicBool>);
+
+impl Abandoned {
+    /// From now on the egress commits nothing.
+    pub fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the tree was abandoned.
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// Flush everything buffered, waiting at most the given time.
 #[derive(Message, Debug, Clone, Copy)]
@@ -171,6 +184,18 @@ struct Transactions {
     /// the daemon recovers with a new egress.
     poisoned: Option<String>,
     failures: UnboundedSender<Failure>,
+    abandoned: Abandoned,
+}
+
+impl Transactions {
+    /// Drops what the open transaction holds and refuses everything from now on, for `reason`.
+    fn refuse_all(&mut self, reason: &str) {
+        self.open = false;
+        self.offsets.clear();
+        self.deliveries.clear();
+        self.state.clear();
+        self.poisoned.get_or_insert_with(|| reason.to_owned());
+    }
 }
 
 /// Messages the egress's mailbox takes before senders wait: high enough never to be reached.
@@ -217,6 +242,7 @@ impl KafkaEgressActor {
         interval: Duration,
         state_topic: String,
         failures: UnboundedSender<Failure>,
+        abandoned: Abandoned,
     ) -> Self {
         let mut actor = Self::new(producer, enqueue_timeout, stats_interval);
         actor.transactions = Some(Transactions {
@@ -230,6 +256,7 @@ impl KafkaEgressActor {
             committed: 0,
             poisoned: None,
             failures,
+            abandoned,
         });
         actor
     }
@@ -240,6 +267,9 @@ impl KafkaEgressActor {
         let Some(txn) = self.transactions.as_mut() else {
             return;
         };
+        if txn.abandoned.is_set() {
+            txn.refuse_all("the tree was abandoned");
+        }
         if !txn.open || txn.poisoned.is_some() {
             return;
         }
@@ -274,6 +304,9 @@ impl KafkaEgressActor {
             result = loop {
                 match self.producer.commit_transaction(timeout) {
                     Err(KafkaError::Transaction(e)) if e.is_retriable() => {
+                        if txn.abandoned.is_set() {
+                            break Err(KafkaError::Transaction(e));
+                        }
                         warn!(error = %e, "Transaction commit will be retried.");
                     }
                     other => break other,
@@ -309,14 +342,10 @@ impl KafkaEgressActor {
     /// `failure` to the daemon.
     fn poison(&mut self, failure: Failure) {
         if let Some(txn) = self.transactions.as_mut() {
-            txn.open = false;
-            txn.offsets.clear();
-            txn.deliveries.clear();
-            txn.state.clear();
             if txn.poisoned.is_none() {
-                txn.poisoned = Some(failure.to_string());
-                let _ = txn.failures.send(failure);
+                let _ = txn.failures.send(failure.clone());
             }
+            txn.refuse_all(&failure.to_string());
         }
     }
 
@@ -410,6 +439,9 @@ impl KafkaEgressActor {
     /// Opens a transaction unless one is open; refuses once poisoned.
     fn ensure_open(&mut self) -> Result<(), KafkaError> {
         if let Some(txn) = self.transactions.as_mut() {
+            if txn.abandoned.is_set() {
+                txn.refuse_all("the tree was abandoned");
+            }
             if txn.poisoned.is_some() {
                 return Err(KafkaError::MessageProduction(RDKafkaErrorCode::State));
             }
@@ -609,21 +641,6 @@ impl Handler<Flush> for KafkaEgressActor {
     }
 }
 
-impl Handler<Abandon> for KafkaEgressActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Abandon, _ctx: &mut Self::Context) {
-        if let Some(txn) = self.transactions.as_mut() {
-            txn.open = false;
-            txn.offsets.clear();
-            txn.deliveries.clear();
-            txn.state.clear();
-            txn.poisoned
-                .get_or_insert_with(|| "the tree is being abandoned".to_owned());
-        }
-    }
-}
-
 impl Handler<IncludeOffset> for KafkaEgressActor {
     type Result = ();
 
@@ -641,14 +658,6 @@ impl Handler<IncludeOffset> for KafkaEgressActor {
                 txn.group = msg.group;
             }
         }
-    }
-}
-
-impl Handler<ReportStats> for KafkaEgressActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: ReportStats, _ctx: &mut Self::Context) {
-        self.stats.report(self.pending.load(Ordering::Relaxed));
     }
 }
 

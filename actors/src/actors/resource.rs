@@ -6,9 +6,9 @@ use actix::prelude::*;
 use coordinator_core::pool::{Allocation, Insufficient, PoolStats, ResourcePool, Resources};
 use tracing::{info, warn};
 
-use crate::stats::ActorStats;
+use crate::actors::{InjectFault, RestartCount};
 use crate::telemetry;
-use crate::{InjectFault, ReportStats, RestartCount};
+use crate::telemetry::stats::ActorStats;
 
 /// Reserve resources for an execution.
 #[derive(Message, Debug, Clone)]
@@ -31,14 +31,6 @@ pub struct AllocateInOrder(pub Vec<(String, Resources)>);
 #[rtype(result = "Option<Allocation>")]
 pub struct Release {
     /// The execution that finished or was cancelled.
-    pub execution_id: String,
-}
-
-/// Whether an execution holds an allocation.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "bool")]
-pub struct IsAllocated {
-    /// The execution asked about.
     pub execution_id: String,
 }
 
@@ -158,17 +150,6 @@ impl Handler<Release> for ResourceActor {
     }
 }
 
-impl Handler<IsAllocated> for ResourceActor {
-    type Result = bool;
-
-    fn handle(&mut self, msg: IsAllocated, _ctx: &mut Self::Context) -> bool {
-        let started = Instant::now();
-        let held = self.pool.contains(&msg.execution_id);
-        self.stats.record(started);
-        held
-    }
-}
-
 impl Handler<PoolStatsQuery> for ResourceActor {
     type Result = MessageResult<PoolStatsQuery>;
 
@@ -190,14 +171,6 @@ impl Handler<RestartCount> for ResourceActor {
 
     fn handle(&mut self, _msg: RestartCount, _ctx: &mut Self::Context) -> u64 {
         self.stats.restarts()
-    }
-}
-
-impl Handler<ReportStats> for ResourceActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: ReportStats, _ctx: &mut Self::Context) {
-        self.report();
     }
 }
 

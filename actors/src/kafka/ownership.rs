@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 use crate::kafka::client_config;
 use crate::misconfigured::Misconfigured;
-use crate::state_tail::StateTail;
+use crate::state::restore::StateTail;
 use crate::telemetry::Readiness;
 
 /// How long the group waits for a silent member before giving its partition to another:

@@ -7,14 +7,78 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use coordinator_core::config::KafkaConfig;
+use coordinator_core::pool::ResourcePool;
 use coordinator_core::pool::{Allocation, Resources};
-use coordinator_core::queue::QueuedExecution;
+use coordinator_core::queue::{ExecutionQueue, QueuedExecution};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::kafka::client_config;
-use crate::state::{Pending, RestoredState, StateRecord};
+use crate::state::pending::Pending;
+use crate::state::record::StateRecord;
+
+/// Queue entries and allocations read back from the state topic, to be put into a new queue
+/// and pool with [`RestoredState::apply`].
+#[derive(Debug, Default)]
+pub struct RestoredState {
+    /// Executions still queued, in arrival order.
+    pub queued: Vec<QueuedExecution<Pending>>,
+    /// Allocations still held.
+    pub allocated: Vec<Allocation>,
+    /// Executions finished recently, oldest first (for duplicate detection).
+    pub finished: Vec<String>,
+    /// Records read.
+    pub records: u64,
+    /// Time taken.
+    pub elapsed: Duration,
+}
+
+/// How long reading the state topic to its end may take at start or takeover.
+pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What [`RestoredState::apply`] put back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Executions queued again.
+    pub queued: usize,
+    /// Allocations held again.
+    pub allocated: usize,
+}
+
+impl RestoredState {
+    /// Puts the restored executions into `queue` (queued ones in arrival order; finished and
+    /// allocated ones remembered for duplicate detection) and the allocations into `pool`.
+    /// What no longer fits (an id or arrival taken, an allocation larger than the pool as
+    /// configured now) is skipped with a warning.
+    pub fn apply(self, queue: &mut ExecutionQueue<Pending>, pool: &mut ResourcePool) -> Applied {
+        let mut applied = Applied {
+            queued: 0,
+            allocated: 0,
+        };
+        for entry in self.queued {
+            let id = entry.execution_id.clone();
+            if queue.restore(entry).is_some() {
+                applied.queued += 1;
+            } else {
+                warn!(execution_id = %id, "Restored queue entry skipped: id or arrival taken.");
+            }
+        }
+        for id in &self.finished {
+            queue.remember_finished(id);
+        }
+        for allocation in self.allocated {
+            queue.remember_finished(&allocation.execution_id);
+            match pool.allocate(&allocation.execution_id, allocation.resources) {
+                Ok(_) => applied.allocated += 1,
+                Err(e) => {
+                    warn!(execution_id = %allocation.execution_id, error = %e, "Restored allocation exceeds the pool as configured now; kept out of the books.");
+                }
+            }
+        }
+        applied
+    }
+}
 
 /// How long a metadata request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -8,12 +8,13 @@ use coordinator_core::queue::{Cancelled, ExecutionQueue, QueueStats, QueuedExecu
 use coordinator_core::Priority;
 use tracing::{info, warn};
 
+use crate::actors::egress::Publish;
+use crate::actors::{InjectFault, RestartCount};
 use crate::clock::now_millis;
-use crate::egress::Publish;
-use crate::state::{Outputs, Pending};
-use crate::stats::ActorStats;
+use crate::state::outputs::Outputs;
+use crate::state::pending::Pending;
 use crate::telemetry;
-use crate::{InjectFault, ReportStats, RestartCount};
+use crate::telemetry::stats::ActorStats;
 
 /// Queue a request; answers its true position or why it was refused.
 #[derive(Message, Debug, Clone)]
@@ -457,14 +458,6 @@ impl Handler<RestartCount> for QueueActor {
 
     fn handle(&mut self, _msg: RestartCount, _ctx: &mut Self::Context) -> u64 {
         self.stats.restarts()
-    }
-}
-
-impl Handler<ReportStats> for QueueActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: ReportStats, _ctx: &mut Self::Context) {
-        self.report();
     }
 }
 

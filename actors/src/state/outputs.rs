@@ -1,28 +1,24 @@
-//! What the daemon writes: the events, commands and DLQ records it publishes, and the state
-//! topic from which a restarted daemon rebuilds its queue and pool.
-//!
-//! The state topic is compacted and keyed by execution id: `queued` (with the request, level
-//! and arrival), `allocated` (with the resources held), `finished` once the execution has left
-//! the coordinator's hands (completed, failed, cancelled, expired, rejected) — so duplicate
-//! detection survives a restart — and a tombstone once the bounded duplicate memory forgets it.
-
-use std::time::Duration;
+//! Every message the daemon publishes ([`Outputs`]): the events, commands and DLQ records, and
+//! the state topic's records, with topic names resolved once and sizes kept within what the
+//! brokers take.
 
 use coordinator_core::config::{KafkaConfig, OUTPUT_ENVELOPE};
 use coordinator_core::events::{
     CreatePodCommand, ErrorType, EventMetadata, EventType, ExecutionAccepted, ExecutionFailed,
-    ExecutionRequested, WirePriority, DEFAULT_PRIORITY, EVENT_VERSION,
+    ExecutionRequested,
 };
-use coordinator_core::pool::{Allocation, Resources};
+use coordinator_core::pool::Allocation;
 use coordinator_core::priority::PriorityFormat;
 use coordinator_core::queue::QueuedExecution;
 use coordinator_core::Priority;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tracing::error;
 
+use crate::actors::egress::Publish;
 use crate::clock::{event_id, now_millis, timestamp};
-use crate::egress::Publish;
-use crate::trace::TraceContext;
+use crate::kafka::trace::TraceContext;
+use crate::state::pending::{KeptRequestJson, Pending};
+use crate::state::record::StateRecord;
 
 /// Header naming the producer on the events and DLQ records the coordinator writes.
 pub const ORIGIN_HEADER: &str = "x-coordinator";
@@ -35,215 +31,6 @@ pub const CONTENT_TYPE_HEADER: &str = "content-type";
 
 /// Value of [`CONTENT_TYPE_HEADER`].
 pub const JSON: &str = "application/json";
-
-/// A queued request and what it will reserve.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pending {
-    /// What is kept of the request ([`Kept`]), in postcard's compact binary form: one
-    /// allocation of about the script's size while it waits (a decoded request is a score of
-    /// allocations, its JSON a third larger), decoded when its command or its `queued` state
-    /// record is built.
-    request: Box<[u8]>,
-    /// Resolved amounts (defaults applied, clamped to caps).
-    pub resources: Resources,
-    /// The request's trace context, carried onto its command.
-    trace: Option<Box<TraceContext>>,
-}
-
-impl Pending {
-    /// `request`, to reserve `resources`, traced by `trace`; only what its command and its
-    /// replies are built from is kept.
-    pub fn new(
-        request: &ExecutionRequested,
-        resources: Resources,
-        trace: Option<Box<TraceContext>>,
-    ) -> Self {
-        let kept = Kept {
-            metadata: KeptMetadata {
-                service_name: &request.metadata.service_name,
-                service_version: &request.metadata.service_version,
-                correlation_id: &request.metadata.correlation_id,
-                user_id: request.metadata.user_id.as_deref(),
-                environment: &request.metadata.environment,
-            },
-            script: &request.script,
-            language: &request.language,
-            language_version: &request.language_version,
-            runtime_image: &request.runtime_image,
-            runtime_command: request.runtime_command.iter().map(String::as_str).collect(),
-            runtime_filename: &request.runtime_filename,
-            timeout_seconds: request.timeout_seconds,
-            cpu_limit: request.cpu_limit.as_deref(),
-            memory_limit: request.memory_limit.as_deref(),
-            // A queued request's priority is valid; the level asked is kept as its number.
-            priority: request.priority_level().unwrap_or(DEFAULT_PRIORITY).value(),
-            gpu_request: request.gpu_request,
-        };
-        // Encoding into memory cannot fail.
-        let request = postcard::to_allocvec(&kept).unwrap_or_default();
-        Self {
-            request: request.into_boxed_slice(),
-            resources,
-            trace,
-        }
-    }
-
-    /// The request's trace context, if it had one.
-    pub fn trace(&self) -> Option<&TraceContext> {
-        self.trace.as_deref()
-    }
-
-    /// What was kept, borrowed from the encoding; an error only if it does not decode, which
-    /// would be a defect (it was encoded by [`Pending::new`]).
-    fn kept(&self) -> Result<Kept<'_>, postcard::Error> {
-        postcard::from_bytes(&self.request)
-    }
-
-    /// The request of execution `execution_id`, as kept: the dropped fields take their
-    /// defaults.
-    pub fn request(&self, execution_id: &str) -> Result<ExecutionRequested, postcard::Error> {
-        let kept = self.kept()?;
-        let m = &kept.metadata;
-        Ok(ExecutionRequested {
-            event_id: String::new(),
-            event_type: EventType::ExecutionRequested,
-            event_version: EVENT_VERSION.to_owned(),
-            timestamp: String::new(),
-            aggregate_id: Some(execution_id.to_owned()),
-            metadata: EventMetadata {
-                service_name: m.service_name.to_owned(),
-                service_version: m.service_version.to_owned(),
-                correlation_id: m.correlation_id.to_owned(),
-                user_id: m.user_id.map(str::to_owned),
-                ip_address: None,
-                user_agent: None,
-                environment: m.environment.to_owned(),
-            },
-            execution_id: execution_id.to_owned(),
-            script: kept.script.to_owned(),
-            language: kept.language.to_owned(),
-            language_version: kept.language_version.to_owned(),
-            runtime_image: kept.runtime_image.to_owned(),
-            runtime_command: kept
-                .runtime_command
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
-            runtime_filename: kept.runtime_filename.to_owned(),
-            timeout_seconds: kept.timeout_seconds,
-            cpu_limit: kept.cpu_limit.map(str::to_owned),
-            memory_limit: kept.memory_limit.map(str::to_owned),
-            cpu_request: None,
-            memory_request: None,
-            priority: WirePriority::Number(kept.priority),
-            gpu_request: kept.gpu_request,
-        })
-    }
-}
-
-/// What a queued execution keeps of its request: the fields of its command and of the metadata
-/// its replies carry. Dropped: the event's id, version and time, the aggregate id, the client's
-/// address and agent, and the resource requests (resolved into [`Pending::resources`]); the
-/// execution id is the queue entry's.
-#[derive(Debug, Serialize, Deserialize)]
-struct Kept<'a> {
-    #[serde(borrow)]
-    metadata: KeptMetadata<'a>,
-    script: &'a str,
-    language: &'a str,
-    language_version: &'a str,
-    runtime_image: &'a str,
-    #[serde(borrow)]
-    runtime_command: Vec<&'a str>,
-    runtime_filename: &'a str,
-    timeout_seconds: u64,
-    #[serde(borrow)]
-    cpu_limit: Option<&'a str>,
-    #[serde(borrow)]
-    memory_limit: Option<&'a str>,
-    /// The level asked, as its number.
-    priority: i64,
-    gpu_request: Option<u32>,
-}
-
-/// The request's metadata without the client's address and agent.
-#[derive(Debug, Serialize, Deserialize)]
-struct KeptMetadata<'a> {
-    service_name: &'a str,
-    service_version: &'a str,
-    correlation_id: &'a str,
-    #[serde(borrow)]
-    user_id: Option<&'a str>,
-    environment: &'a str,
-}
-
-/// The kept request as JSON in a `queued` state record: it decodes as an
-/// [`ExecutionRequested`].
-#[derive(Serialize)]
-struct KeptRequestJson<'a> {
-    event_type: EventType,
-    execution_id: &'a str,
-    #[serde(flatten)]
-    kept: Kept<'a>,
-}
-
-/// The `queued` record as written (read back as [`StateRecord::Queued`]).
-#[derive(Serialize)]
-struct QueuedRecord<'a> {
-    state: &'static str,
-    priority: Priority,
-    arrival: u64,
-    enqueued_at: u64,
-    requeues: u32,
-    cpu_millis: u64,
-    memory_mib: u64,
-    gpu: u64,
-    request: Option<KeptRequestJson<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    trace: Option<&'a TraceContext>,
-}
-
-/// One record of the state topic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum StateRecord {
-    /// Waiting in the queue.
-    Queued {
-        /// Current level.
-        priority: Priority,
-        /// Arrival order.
-        arrival: u64,
-        /// First queued at, ms since the UNIX epoch.
-        enqueued_at: u64,
-        /// Requeues so far.
-        requeues: u32,
-        /// CPU to reserve, millicores.
-        cpu_millis: u64,
-        /// Memory to reserve, MiB.
-        memory_mib: u64,
-        /// GPUs to reserve.
-        gpu: u64,
-        /// The request.
-        request: Box<ExecutionRequested>,
-        /// The request's trace context, if it had one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        trace: Option<Box<TraceContext>>,
-    },
-    /// Gone: remembered only to recognise a repeat of its request.
-    Finished {
-        /// When it finished, ms since the UNIX epoch (restore keeps the newest).
-        finished_at: u64,
-    },
-    /// Commanded; holds resources until completion, failure or cancellation.
-    Allocated {
-        /// CPU held, millicores.
-        cpu_millis: u64,
-        /// Memory held, MiB.
-        memory_mib: u64,
-        /// GPUs held.
-        gpu: u64,
-    },
-}
 
 /// Builds every message the daemon publishes, with topic names resolved once.
 #[derive(Debug, Clone)]
@@ -448,8 +235,7 @@ impl Outputs {
                 None
             }
         };
-        let record = QueuedRecord {
-            state: "queued",
+        let record: StateRecord<_, &TraceContext> = StateRecord::Queued {
             priority: entry.priority,
             arrival: entry.arrival,
             enqueued_at: entry.enqueued_at,
@@ -470,7 +256,7 @@ impl Outputs {
         allocation: &Allocation,
     ) -> Publish {
         let r = allocation.resources;
-        let record = StateRecord::Allocated {
+        let record: StateRecord = StateRecord::Allocated {
             cpu_millis: r.cpu_millis,
             memory_mib: r.memory_mib,
             gpu: r.gpu,
@@ -480,7 +266,7 @@ impl Outputs {
 
     /// State: finished (remembered for duplicate detection).
     pub fn state_finished(&self, execution_id: &str) -> Publish {
-        let record = StateRecord::Finished {
+        let record: StateRecord = StateRecord::Finished {
             finished_at: now_millis(),
         };
         Self::json(&self.state_topic, execution_id, &record)
@@ -514,34 +300,20 @@ fn truncated_bytes(bytes: &[u8], max: usize) -> &[u8] {
     &bytes[..bytes.len().min(max)]
 }
 
-/// Queue entries and allocations read back from the state topic.
-#[derive(Debug, Default)]
-pub struct RestoredState {
-    /// Executions still queued, in arrival order.
-    pub queued: Vec<QueuedExecution<Pending>>,
-    /// Allocations still held.
-    pub allocated: Vec<Allocation>,
-    /// Executions finished recently, oldest first (for duplicate detection).
-    pub finished: Vec<String>,
-    /// Records read.
-    pub records: u64,
-    /// Time taken.
-    pub elapsed: Duration,
-}
-
-/// How long reading the state topic to its end may take at start or takeover.
-pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use coordinator_core::pool::Resources;
+
     use super::*;
 
-    fn golden() -> ExecutionRequested {
-        serde_json::from_str(include_str!("../../tests/golden/execution_requested.json"))
-            .expect("the golden request decodes")
+    pub(crate) fn golden() -> ExecutionRequested {
+        serde_json::from_str(include_str!(
+            "../../../tests/golden/execution_requested.json"
+        ))
+        .expect("the golden request decodes")
     }
 
-    fn queued(request: &ExecutionRequested) -> QueuedExecution<Pending> {
+    pub(crate) fn queued(request: &ExecutionRequested) -> QueuedExecution<Pending> {
         QueuedExecution {
             execution_id: request.execution_id.clone(),
             user_id: request.metadata.user_key().to_owned(),
@@ -566,32 +338,6 @@ mod tests {
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
-    }
-
-    #[test]
-    fn a_queued_request_keeps_what_its_command_and_replies_need() {
-        let request = golden();
-        let entry = queued(&request);
-        let kept = entry
-            .payload
-            .request(&request.execution_id)
-            .expect("the kept request decodes");
-        let command = |r: &ExecutionRequested| {
-            CreatePodCommand::for_request(
-                r,
-                200,
-                128,
-                (Priority::Normal, PriorityFormat::Name),
-                "e".into(),
-                "t".into(),
-            )
-        };
-        assert_eq!(command(&kept), command(&request));
-        assert_eq!(kept.metadata.reply(), request.metadata.reply());
-        assert_eq!(kept.metadata.user_key(), request.metadata.user_key());
-        // Smaller than the request's JSON, which is what an entry used to hold.
-        let json = serde_json::to_vec(&request).expect("encodes");
-        assert!(entry.payload.request.len() + 400 < json.len());
     }
 
     #[test]

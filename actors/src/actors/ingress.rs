@@ -25,17 +25,18 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
+use crate::actors::egress::{IncludeOffset, Publish};
+use crate::actors::queue::{Cancel, Enqueue, IsDuplicate, RememberFinished};
+use crate::actors::resource::Release;
+use crate::actors::scheduler::Kick;
+use crate::actors::{InjectFault, RestartCount};
 use crate::daemon::Failure;
-use crate::egress::{IncludeOffset, Publish};
+use crate::kafka::trace::TraceContext;
 use crate::kafka::{consumer_config, is_nothing_to_commit, CommitOnRevoke};
-use crate::queue_actor::{Cancel, Enqueue, IsDuplicate, RememberFinished};
-use crate::resource_actor::Release;
-use crate::scheduler::Kick;
-use crate::state::{Outputs, Pending, ORIGIN, ORIGIN_HEADER};
-use crate::stats::ActorStats;
+use crate::state::outputs::{Outputs, ORIGIN, ORIGIN_HEADER};
+use crate::state::pending::Pending;
 use crate::telemetry;
-use crate::trace::TraceContext;
-use crate::{InjectFault, ReportStats, RestartCount};
+use crate::telemetry::stats::ActorStats;
 
 /// Stop consuming, wait for the effects of what was consumed, commit; answers when done.
 #[derive(Message, Debug, Clone, Copy)]
@@ -46,11 +47,6 @@ pub struct StopConsuming;
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "IngressCounters")]
 pub struct IngressStatsQuery;
-
-/// Whether the consumer has a partition assignment.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "bool")]
-pub struct IsAssigned;
 
 /// What the ingress has seen, by outcome.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -791,27 +787,11 @@ impl Handler<IngressStatsQuery> for KafkaIngressActor {
     }
 }
 
-impl Handler<IsAssigned> for KafkaIngressActor {
-    type Result = bool;
-
-    fn handle(&mut self, _msg: IsAssigned, _ctx: &mut Self::Context) -> bool {
-        self.assigned.load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
 impl Handler<RestartCount> for KafkaIngressActor {
     type Result = u64;
 
     fn handle(&mut self, _msg: RestartCount, _ctx: &mut Self::Context) -> u64 {
         self.stats.restarts()
-    }
-}
-
-impl Handler<ReportStats> for KafkaIngressActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: ReportStats, _ctx: &mut Self::Context) {
-        self.report();
     }
 }
 

@@ -1,6 +1,11 @@
 //! Kafka plumbing shared by the actors and the binary: client settings from config, topic
 //! creation, the consumer context that commits on revocation, and the embedded broker.
 
+pub mod broker_check;
+pub mod librdkafka;
+pub mod ownership;
+pub mod trace;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

@@ -580,9 +580,10 @@ mod tests {
     use super::*;
 
     fn command() -> CreatePodCommand {
-        let request: coordinator_core::events::ExecutionRequested =
-            serde_json::from_str(include_str!("../../tests/golden/execution_requested.json"))
-                .unwrap();
+        let request: coordinator_core::events::ExecutionRequested = serde_json::from_str(
+            include_str!("../../../tests/golden/execution_requested.json"),
+        )
+        .unwrap();
         CreatePodCommand::for_request(
             &request,
             500,
