@@ -14,13 +14,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::actors::egress::{Abandoned, Flush, KafkaEgressActor};
+use crate::actors::egress::{Flush, KafkaEgressActor, Transactional};
 use crate::actors::ingress::{
     EventHandler, IngressPeers, KafkaIngressActor, OffsetCommit, StopConsuming,
 };
 use crate::actors::queue::QueueActor;
 use crate::actors::resource::ResourceActor;
 use crate::actors::scheduler::{Drain, SchedulerActor, SchedulerPeers};
+use crate::kafka::transaction::Abandoned;
 use crate::kafka::{daemon_producer_config, writable_limit};
 use crate::state::outputs::Outputs;
 use crate::state::restore::StateTail;
@@ -204,31 +205,14 @@ impl Daemon {
         let delivery_timeout = kafka.delivery_timeout;
         let (failures_tx, failures_rx) = mpsc::unbounded_channel();
         let abandoned = Abandoned::default();
-        let (egress, egress_arbiter) = if kafka.exactly_once {
-            // Commits block their thread: the egress gets one of its own.
-            let arbiter = Arbiter::new();
-            let interval = kafka.transaction_interval;
-            let state_topic = kafka.state_topic_full();
-            let failures_tx = failures_tx.clone();
-            let abandoned = abandoned.clone();
-            let egress = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                KafkaEgressActor::transactional(
-                    producer,
-                    delivery_timeout,
-                    stats_interval,
-                    interval,
-                    state_topic,
-                    failures_tx,
-                    abandoned,
-                )
-            });
-            (egress, Some(arbiter))
-        } else {
-            let egress = Supervisor::start(move |_| {
-                KafkaEgressActor::new(producer, delivery_timeout, stats_interval)
-            });
-            (egress, None)
-        };
+        let transactional = kafka.exactly_once.then(|| Transactional {
+            interval: kafka.transaction_interval,
+            state_topic: kafka.state_topic_full(),
+            failures: failures_tx.clone(),
+            abandoned: abandoned.clone(),
+        });
+        let (egress, egress_arbiter) =
+            KafkaEgressActor::start(producer, delivery_timeout, stats_interval, transactional);
         let offsets = if kafka.exactly_once {
             OffsetCommit::Transaction(egress.clone().recipient())
         } else {

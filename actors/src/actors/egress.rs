@@ -1,12 +1,11 @@
 //! KafkaEgressActor: owns the producer; publishes events and answers with the broker's ack.
 //!
 //! With exactly-once on, every message goes into the open Kafka transaction together with the
-//! input offsets it answers ([`IncludeOffset`]); the transaction is committed every
-//! `transaction_interval`. A failed commit leaves the daemon's memory ahead of what Kafka holds,
-//! so it is reported on the fatal channel and the process restarts from the committed state.
+//! input offsets it answers ([`IncludeOffset`]); the transaction ([`Transaction`]) is committed
+//! every `transaction_interval`, once every message in it is delivered. A transactional egress
+//! runs on a thread of its own, since commits block it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,16 +15,16 @@ use futures::FutureExt;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
-use rdkafka::{Offset, TopicPartitionList};
 use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, warn};
 
 use crate::actors::InjectFault;
 use crate::daemon::Failure;
+use crate::kafka::transaction::{Abandoned, Transaction};
 use crate::telemetry::stats::ActorStats;
 use crate::telemetry::ProducerHealth;
 
@@ -61,26 +60,6 @@ impl std::fmt::Debug for Handed {
     }
 }
 
-/// Set by the daemon when it abandons this tree: the egress commits nothing more (the open
-/// transaction is aborted by the next owner's `init_transactions`), so no offset is committed
-/// past an input whose effects were still on their way. A flag rather than a message: an egress
-/// blocked in a transactional call of the Kafka client reads no mailbox, and sees the flag as
-/// soon as the call returns.
-#[derive(Debug, Clone, Default)]
-pub struct Abandoned(Arc<AtomicBool>);
-
-impl Abandoned {
-    /// From now on the egress commits nothing.
-    pub fn set(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether the tree was abandoned.
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
 /// Flush everything buffered, waiting at most the given time.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
@@ -102,21 +81,18 @@ pub struct IncludeOffset {
     pub group: Option<ConsumerGroupMetadata>,
 }
 
-/// Where the broker stored a message.
+/// What became of a message the broker took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivered {
-    /// Partition written.
-    pub partition: i32,
-    /// Offset written.
-    pub offset: i64,
-}
-
-impl Delivered {
-    /// With exactly-once: in the open transaction, acknowledged by its commit (no offset yet).
-    pub const IN_TRANSACTION: Delivered = Delivered {
-        partition: -1,
-        offset: -1,
-    };
+pub enum Delivered {
+    /// Written at this partition and offset.
+    Written {
+        /// Partition written.
+        partition: i32,
+        /// Offset written.
+        offset: i64,
+    },
+    /// With exactly-once: in the open transaction, acknowledged by its commit.
+    InTransaction,
 }
 
 /// A message the broker did not take.
@@ -142,7 +118,7 @@ pub enum PublishError {
 
 impl Publish {
     /// The Kafka record of this message.
-    fn record(&self) -> FutureRecord<'_, str, [u8]> {
+    pub(crate) fn record(&self) -> FutureRecord<'_, str, [u8]> {
         let record = FutureRecord::to(&self.topic)
             .key(self.key.as_str())
             .headers(owned_headers(&self.headers));
@@ -163,48 +139,15 @@ impl Publish {
     }
 }
 
-/// Exactly-once bookkeeping: the open transaction and the offsets it will commit.
-struct Transactions {
-    interval: Duration,
-    open: bool,
-    /// Delivery reports of the open transaction's messages: awaited before the commit, whose
-    /// own flush would otherwise wait in 100 ms polling slices.
-    deliveries: Vec<DeliveryFuture>,
-    offsets: BTreeMap<(String, i32), i64>,
-    /// The state topic's name.
-    state_topic: String,
-    /// State records of the open transaction, by execution, produced just before it commits: a
-    /// later record of an execution replaces an earlier one, since a restart reads only the
-    /// last (an execution queued and commanded within one transaction writes `allocated` only).
-    state: HashMap<String, Publish>,
-    group: Option<ConsumerGroupMetadata>,
-    committed: u64,
-    /// Set once a transaction failed or was aborted: nothing more is produced or committed on
-    /// top of it (its inputs' effects are lost, so later offsets must not be committed) until
-    /// the daemon recovers with a new egress.
-    poisoned: Option<String>,
-    failures: UnboundedSender<Failure>,
-    abandoned: Abandoned,
-}
-
-impl Transactions {
-    /// Drops what the open transaction holds and refuses everything from now on, for `reason`.
-    fn refuse_all(&mut self, reason: &str) {
-        self.open = false;
-        self.offsets.clear();
-        self.deliveries.clear();
-        self.state.clear();
-        self.poisoned.get_or_insert_with(|| reason.to_owned());
-    }
-}
-
 /// Messages the egress's mailbox takes before senders wait: high enough never to be reached.
 const MAILBOX_CAPACITY: usize = 1 << 24;
 
 /// The producer actor.
 pub struct KafkaEgressActor {
-    /// Set when exactly-once is on.
-    transactions: Option<Transactions>,
+    /// With exactly-once: the transaction every message goes into.
+    transaction: Option<Transaction>,
+    /// How often the open transaction is committed.
+    transaction_interval: Duration,
     producer: FutureProducer<ProducerHealth>,
     /// How long a message may wait for room in the producer's queue.
     enqueue_timeout: Duration,
@@ -214,15 +157,66 @@ pub struct KafkaEgressActor {
     pending: Arc<AtomicUsize>,
 }
 
+/// Exactly-once: what the egress commits with, and how often.
+pub struct Transactional {
+    /// How often the open transaction is committed.
+    pub interval: Duration,
+    /// The state topic, whose records are coalesced per execution within a transaction.
+    pub state_topic: String,
+    /// Where a failed transaction is reported.
+    pub failures: UnboundedSender<Failure>,
+    /// Set by the daemon when it abandons the tree.
+    pub abandoned: Abandoned,
+}
+
 impl KafkaEgressActor {
-    /// An actor around an idempotent producer, logging stats every `stats_interval`.
-    pub fn new(
+    /// Starts the egress around `producer` under a supervisor, logging stats every
+    /// `stats_interval`; a message waits at most `enqueue_timeout` for room in the producer's
+    /// queue. At least once (`transactional` is `None`) it runs on the caller's arbiter. With
+    /// exactly-once (`producer` has a `transactional.id`, `init_transactions` done) it runs on
+    /// an arbiter of its own, returned too, since every commit blocks its thread.
+    pub fn start(
         producer: FutureProducer<ProducerHealth>,
         enqueue_timeout: Duration,
         stats_interval: Duration,
+        transactional: Option<Transactional>,
+    ) -> (Addr<Self>, Option<Arbiter>) {
+        let Some(t) = transactional else {
+            let actor = Self::new(producer, enqueue_timeout, stats_interval, None);
+            return (Supervisor::start(move |_| actor), None);
+        };
+        let arbiter = Arbiter::new();
+        let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+            let transaction = Transaction::new(
+                producer.clone(),
+                enqueue_timeout,
+                t.state_topic,
+                t.failures,
+                t.abandoned,
+            );
+            Self::new(
+                producer,
+                enqueue_timeout,
+                stats_interval,
+                Some((transaction, t.interval)),
+            )
+        });
+        (addr, Some(arbiter))
+    }
+
+    fn new(
+        producer: FutureProducer<ProducerHealth>,
+        enqueue_timeout: Duration,
+        stats_interval: Duration,
+        transaction: Option<(Transaction, Duration)>,
     ) -> Self {
+        let (transaction, transaction_interval) = match transaction {
+            Some((t, interval)) => (Some(t), interval),
+            None => (None, Duration::MAX),
+        };
         Self {
-            transactions: None,
+            transaction,
+            transaction_interval,
             producer,
             enqueue_timeout,
             stats: ActorStats::new("kafka_egress"),
@@ -231,260 +225,62 @@ impl KafkaEgressActor {
         }
     }
 
-    /// Exactly-once: `producer` has a `transactional.id` and `init_transactions` done; the open
-    /// transaction is committed every `interval`; a failed or aborted one poisons the egress and
-    /// is reported to `failures`. Records for `state_topic` are coalesced per execution within a
-    /// transaction.
-    pub fn transactional(
-        producer: FutureProducer<ProducerHealth>,
-        enqueue_timeout: Duration,
-        stats_interval: Duration,
-        interval: Duration,
-        state_topic: String,
-        failures: UnboundedSender<Failure>,
-        abandoned: Abandoned,
-    ) -> Self {
-        let mut actor = Self::new(producer, enqueue_timeout, stats_interval);
-        actor.transactions = Some(Transactions {
-            interval,
-            open: false,
-            deliveries: Vec::new(),
-            offsets: BTreeMap::new(),
-            state_topic,
-            state: HashMap::new(),
-            group: None,
-            committed: 0,
-            poisoned: None,
-            failures,
-            abandoned,
-        });
-        actor
-    }
-
-    /// Commits the open transaction with its offsets. On failure: abort, poison, and report it
-    /// (the daemon's memory now holds effects Kafka does not).
-    fn commit(&mut self) {
-        let Some(txn) = self.transactions.as_mut() else {
-            return;
-        };
-        if txn.abandoned.is_set() {
-            txn.refuse_all("the tree was abandoned");
-        }
-        if !txn.open || txn.poisoned.is_some() {
-            return;
-        }
-        let mut result = self.produce_coalesced_state();
-        let Some(txn) = self.transactions.as_mut() else {
-            return;
-        };
-        let timeout = Timeout::After(self.enqueue_timeout);
-        if result.is_ok() && !txn.offsets.is_empty() {
-            let mut tpl = TopicPartitionList::new();
-            for ((topic, partition), next) in &txn.offsets {
-                if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(*next)) {
-                    result = Err(e);
-                }
-            }
-            if result.is_ok() {
-                result = match &txn.group {
-                    Some(group) => self
-                        .producer
-                        .send_offsets_to_transaction(&tpl, group, timeout),
-                    None => Ok(()),
-                };
-            }
-        }
-        if result.is_ok() {
-            // A delivery future resolves before librdkafka drops the message from its queue;
-            // commit_transaction's own flush would then poll in 100 ms slices. Wait here.
-            let deadline = Instant::now() + self.enqueue_timeout;
-            while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_micros(200));
-            }
-            result = loop {
-                match self.producer.commit_transaction(timeout) {
-                    Err(KafkaError::Transaction(e)) if e.is_retriable() => {
-                        if txn.abandoned.is_set() {
-                            break Err(KafkaError::Transaction(e));
-                        }
-                        warn!(error = %e, "Transaction commit will be retried.");
-                    }
-                    other => break other,
-                }
-            };
-        }
-        match result {
-            Ok(()) => {
-                txn.open = false;
-                txn.offsets.clear();
-                txn.deliveries.clear();
-                txn.committed += 1;
-            }
-            Err(e) => {
-                self.stats.error();
-                let fatal = matches!(&e, KafkaError::Transaction(t) if t.is_fatal());
-                error!(error = %e, fatal, "Transaction not committed; the coordinator recovers from the committed state.");
-                if !fatal {
-                    let _ = self.producer.abort_transaction(timeout);
-                }
-                let reason = format!("transaction not committed: {e}");
-                let failure = if fatal {
-                    Failure::Fatal(reason)
-                } else {
-                    Failure::Recoverable(reason)
-                };
-                self.poison(failure);
-            }
-        }
-    }
-
-    /// Drops what the open transaction held, refuses everything from now on, and reports
-    /// `failure` to the daemon.
-    fn poison(&mut self, failure: Failure) {
-        if let Some(txn) = self.transactions.as_mut() {
-            if txn.poisoned.is_none() {
-                let _ = txn.failures.send(failure.clone());
-            }
-            txn.refuse_all(&failure.to_string());
-        }
-    }
-
     /// Waits (holding the mailbox, so nothing joins the transaction meanwhile) until every
-    /// message of the open transaction is delivered, then commits it; a failed delivery aborts
-    /// it instead.
+    /// message of the open transaction is delivered and the producer has let go of them, then
+    /// commits it; a failed delivery aborts it instead.
     fn commit_when_delivered(&mut self, ctx: &mut Context<Self>) {
-        let Some(txn) = self.transactions.as_mut() else {
+        let Some(deliveries) = self.transaction.as_mut().and_then(Transaction::complete) else {
             return;
         };
-        if !txn.open || txn.poisoned.is_some() {
-            return;
-        }
-        if let Err(e) = self.produce_coalesced_state() {
-            self.abort(&format!("state record not produced: {e}"));
-            return;
-        }
-        let Some(txn) = self.transactions.as_mut() else {
-            return;
-        };
-        let deliveries = std::mem::take(&mut txn.deliveries);
+        let deadline = Instant::now() + self.enqueue_timeout;
         ctx.wait(
-            join_all(deliveries)
-                .into_actor(self)
-                .map(|reports, act, _| {
-                    let failed = reports.into_iter().find_map(|r| match r {
+            async move {
+                let failed = join_all(deliveries)
+                    .await
+                    .into_iter()
+                    .find_map(|r| match r {
                         Ok(Ok(_)) => None,
                         Ok(Err((e, _))) => Some(e.to_string()),
                         Err(_) => Some("delivery report lost".to_owned()),
                     });
+                failed
+            }
+            .into_actor(self)
+            .then(move |failed, act, _| {
+                let producer = act.producer.clone();
+                async move {
+                    // A delivery report resolves a moment before the producer drops the
+                    // message; the commit's own flush would wait in polling slices.
+                    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+                        actix_rt::time::sleep(Duration::from_micros(200)).await;
+                    }
+                    failed
+                }
+                .into_actor(act)
+            })
+            .map(|failed, act, _| {
+                if let Some(txn) = act.transaction.as_mut() {
                     match failed {
-                        None => act.commit(),
-                        Some(error) => act.abort(&error),
+                        None => {
+                            if !txn.commit() {
+                                act.stats.error();
+                            }
+                        }
+                        Some(error) => {
+                            act.stats.error();
+                            txn.delivery_failed(&error);
+                        }
                     }
-                }),
+                }
+            }),
         );
     }
 
-    /// Produces the open transaction's coalesced state records into it. A full producer queue
-    /// is waited out rather than committed early: the offsets these records answer are already
-    /// in the transaction.
-    fn produce_coalesced_state(&mut self) -> Result<(), KafkaError> {
-        let Some(txn) = self.transactions.as_mut() else {
-            return Ok(());
-        };
-        if txn.state.is_empty() {
-            return Ok(());
-        }
-        let records = std::mem::take(&mut txn.state);
-        let deadline = Instant::now() + self.enqueue_timeout;
-        for msg in records.into_values() {
-            let mut record = msg.record();
-            loop {
-                match self.producer.send_result(record) {
-                    Ok(delivery) => {
-                        txn.deliveries.push(delivery);
-                        break;
-                    }
-                    Err((e, returned))
-                        if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
-                            && Instant::now() < deadline =>
-                    {
-                        std::thread::sleep(Duration::from_millis(1));
-                        record = returned;
-                    }
-                    Err((e, _)) => return Err(e),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Aborts the open transaction after a failed delivery, poisons the egress and reports it.
-    fn abort(&mut self, error: &str) {
-        self.stats.error();
-        error!(
-            error,
-            "A message of the open transaction was not delivered; aborting it."
-        );
-        let aborted = self
-            .producer
-            .abort_transaction(Timeout::After(self.enqueue_timeout));
-        let reason = format!("transaction aborted: {error}");
-        let failure = match aborted {
-            Err(KafkaError::Transaction(t)) if t.is_fatal() => Failure::Fatal(reason),
-            _ => Failure::Recoverable(reason),
-        };
-        self.poison(failure);
-    }
-
-    /// Opens a transaction unless one is open; refuses once poisoned.
-    fn ensure_open(&mut self) -> Result<(), KafkaError> {
-        if let Some(txn) = self.transactions.as_mut() {
-            if txn.abandoned.is_set() {
-                txn.refuse_all("the tree was abandoned");
-            }
-            if txn.poisoned.is_some() {
-                return Err(KafkaError::MessageProduction(RDKafkaErrorCode::State));
-            }
-            if !txn.open {
-                self.producer.begin_transaction()?;
-                txn.open = true;
-            }
-        }
-        Ok(())
-    }
-
-    /// Exactly-once: produces `msg` into the open transaction (opening one if needed).
-    fn produce_in_transaction(&mut self, msg: &Publish) -> Result<Delivered, PublishError> {
-        let failed = |source: KafkaError| PublishError::Kafka {
-            topic: msg.topic.clone(),
-            source,
-        };
-        self.ensure_open().map_err(failed)?;
-        let mut record = msg.record();
-        loop {
-            match self.producer.send_result(record) {
-                // The delivery report is awaited before the commit, not here.
-                Ok(delivery) => {
-                    if let Some(txn) = self.transactions.as_mut() {
-                        txn.deliveries.push(delivery);
-                    }
-                    return Ok(Delivered::IN_TRANSACTION);
-                }
-                Err((e, returned))
-                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
-                {
-                    // Make room: the commit flushes what the transaction holds.
-                    self.commit();
-                    self.ensure_open().map_err(failed)?;
-                    record = returned;
-                }
-                Err((e, _)) => {
-                    // The transaction already holds offsets whose effects include this one.
-                    self.poison(Failure::Recoverable(format!(
-                        "a message of the open transaction was not produced: {e}"
-                    )));
-                    return Err(failed(e));
-                }
+    /// Commits the open transaction now, if there is one.
+    fn commit_now(&mut self) {
+        if let Some(txn) = self.transaction.as_mut() {
+            if !txn.commit() {
+                self.stats.error();
             }
         }
     }
@@ -512,14 +308,16 @@ impl Actor for KafkaEgressActor {
         ctx.run_interval(self.stats_interval, |act, _| {
             act.stats.report(act.pending.load(Ordering::Relaxed));
         });
-        if let Some(interval) = self.transactions.as_ref().map(|t| t.interval) {
-            ctx.run_interval(interval, |act, ctx| act.commit_when_delivered(ctx));
+        if self.transaction.is_some() {
+            ctx.run_interval(self.transaction_interval, |act, ctx| {
+                act.commit_when_delivered(ctx)
+            });
         }
     }
 
     fn stopping(&mut self, _ctx: &mut Self::Context) -> Running {
         // Nothing buffered may be lost when the actor goes: commit or flush what is queued.
-        self.commit();
+        self.commit_now();
         if let Err(e) = self.producer.flush(Timeout::After(Duration::from_secs(5))) {
             warn!(error = %e, "Producer flush on stop did not finish.");
         }
@@ -542,29 +340,8 @@ impl KafkaEgressActor {
     /// Hands `msg` to the producer (or the open transaction) now; returns its ack. When the
     /// producer's queue is full the message waits for room, at most `enqueue_timeout`.
     fn hand(&mut self, msg: Publish) -> Ack {
-        if let Some(txn) = self.transactions.as_mut() {
-            if let Some(reason) = &txn.poisoned {
-                let refused = PublishError::Poisoned {
-                    topic: msg.topic,
-                    reason: reason.clone(),
-                };
-                return std::future::ready(Err(refused)).boxed();
-            }
-            if msg.topic == txn.state_topic {
-                // Coalesced with the execution's other state records; produced at the commit.
-                if let Err(source) = self.ensure_open() {
-                    let failed = PublishError::Kafka {
-                        topic: msg.topic,
-                        source,
-                    };
-                    return std::future::ready(Err(failed)).boxed();
-                }
-                if let Some(txn) = self.transactions.as_mut() {
-                    txn.state.insert(msg.key.clone(), msg);
-                }
-                return std::future::ready(Ok(Delivered::IN_TRANSACTION)).boxed();
-            }
-            return std::future::ready(self.produce_in_transaction(&msg)).boxed();
+        if let Some(txn) = self.transaction.as_mut() {
+            return std::future::ready(txn.produce(msg)).boxed();
         }
         let pending = self.pending.clone();
         pending.fetch_add(1, Ordering::Relaxed);
@@ -591,7 +368,7 @@ impl KafkaEgressActor {
             };
             pending.fetch_sub(1, Ordering::Relaxed);
             match result {
-                Ok(delivery) => Ok(Delivered {
+                Ok(delivery) => Ok(Delivered::Written {
                     partition: delivery.partition,
                     offset: delivery.offset,
                 }),
@@ -634,7 +411,7 @@ impl Handler<Flush> for KafkaEgressActor {
     type Result = ();
 
     fn handle(&mut self, msg: Flush, _ctx: &mut Self::Context) {
-        self.commit();
+        self.commit_now();
         if let Err(e) = self.producer.flush(Timeout::After(msg.0)) {
             warn!(error = %e, "Producer flush did not finish in time.");
         }
@@ -645,18 +422,8 @@ impl Handler<IncludeOffset> for KafkaEgressActor {
     type Result = ();
 
     fn handle(&mut self, msg: IncludeOffset, _ctx: &mut Self::Context) {
-        if let Some(txn) = self.transactions.as_mut() {
-            if txn.poisoned.is_some() {
-                return;
-            }
-            let next = txn
-                .offsets
-                .entry((msg.topic, msg.partition))
-                .or_insert(msg.next_offset);
-            *next = (*next).max(msg.next_offset);
-            if msg.group.is_some() {
-                txn.group = msg.group;
-            }
+        if let Some(txn) = self.transaction.as_mut() {
+            txn.include_offset(msg.topic, msg.partition, msg.next_offset, msg.group);
         }
     }
 }

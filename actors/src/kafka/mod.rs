@@ -5,6 +5,7 @@ pub mod broker_check;
 pub mod librdkafka;
 pub mod ownership;
 pub mod trace;
+pub mod transaction;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

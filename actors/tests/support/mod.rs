@@ -190,7 +190,7 @@ impl Sink {
             });
         }
         let offset = log.published.iter().filter(|p| p.delivered).count() as i64 - 1;
-        Ok(Delivered {
+        Ok(Delivered::Written {
             partition: 0,
             offset,
         })
