@@ -9,7 +9,7 @@ use coordinator_core::config::TopicLayout;
 use serde::{Deserialize, Serialize};
 
 use crate::procs::out_dir;
-use crate::telemetry::stats::{ms, Percentiles};
+use crate::stats::{ms, Percentiles};
 use crate::{layout_name, Mode, Plan};
 
 /// One throughput run.
@@ -187,7 +187,7 @@ impl Results {
 
     fn rows(&self) -> Vec<Row> {
         let mut rows = Vec::new();
-        let med = |v: Vec<f64>| crate::telemetry::stats::median(&v);
+        let med = |v: Vec<f64>| crate::stats::median(&v);
         for t in &self.throughput {
             let rate = |runs: &[ThroughputRun]| med(runs.iter().map(|r| r.rate).collect());
             let cpu = |runs: &[ThroughputRun]| med(runs.iter().map(|r| r.cpu_ms_per_1k).collect());

@@ -13,7 +13,7 @@ use crate::procs::{config_toml, metric, out_dir, scrape, Proc, Program, RUN_TIME
 use crate::report::{
     LatencyResult, LatencyRun, MemoryResult, SaturationResult, ThroughputResult, ThroughputRun,
 };
-use crate::telemetry::stats::{median, Percentiles};
+use crate::stats::{median, Percentiles};
 use crate::{layout_name, Mode, Plan};
 
 /// Room for everything: the queue and the pool never refuse (throughput and latency).
