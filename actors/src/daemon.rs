@@ -10,8 +10,6 @@ use coordinator_core::config::Config;
 use coordinator_core::pool::{PoolSpec, ResourcePool};
 use coordinator_core::queue::{ExecutionQueue, QueueLimits};
 use rdkafka::producer::{FutureProducer, Producer};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::actors::egress::{Flush, KafkaEgressActor, Transactional};
@@ -21,8 +19,8 @@ use crate::actors::ingress::{
 use crate::actors::queue::QueueActor;
 use crate::actors::resource::ResourceActor;
 use crate::actors::scheduler::{Drain, SchedulerActor, SchedulerPeers};
-use crate::kafka::transaction::Abandoned;
 use crate::kafka::{daemon_producer_config, writable_limit};
+use crate::shutdown::Shutdown;
 use crate::state::outputs::Outputs;
 use crate::state::restore::StateTail;
 use crate::state::restore::{Applied, RestoredState, RESTORE_TIMEOUT};
@@ -37,26 +35,6 @@ pub fn queue_limits(config: &Config) -> QueueLimits {
         stale_timeout: q.stale_timeout,
         requeue_demotes: q.requeue_demotes,
         dedup_capacity: q.dedup_capacity,
-    }
-}
-
-/// Why the actor tree cannot go on: its memory is ahead of what Kafka committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    /// A transaction failed or was aborted, or an event's effects were not acknowledged: the
-    /// tree is abandoned and rebuilt from the committed state in the same process (abort,
-    /// restore from the state topic, consume again from the committed offsets).
-    Recoverable(String),
-    /// The producer was fenced by a newer instance (the handover) or hit another fatal error:
-    /// the process exits and leaves the work to that instance or its supervisor.
-    Fatal(String),
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Recoverable(reason) | Failure::Fatal(reason) => f.write_str(reason),
-        }
     }
 }
 
@@ -125,14 +103,13 @@ pub struct Daemon {
     pub restored: Applied,
     /// What `/readyz` answers from.
     pub readiness: Arc<Readiness>,
-    /// Reports a failure the tree cannot go on after ([`Failure`]).
-    pub failures: mpsc::UnboundedReceiver<Failure>,
+    /// The tree's shutdown: requested with the [`Failure`](crate::shutdown::Failure) it cannot go on after, or when it
+    /// is abandoned.
+    pub shutdown: Shutdown,
     /// The thread of every actor but the egress: stopping it drops them all at once.
     arbiter: Arbiter,
     /// The egress actor's own thread, with exactly-once.
     egress_arbiter: Option<Arbiter>,
-    /// Tells the egress to commit nothing more.
-    abandoned: Abandoned,
 }
 
 impl Daemon {
@@ -203,13 +180,11 @@ impl Daemon {
         let restored = restored.apply(&mut queue, &mut pool);
 
         let delivery_timeout = kafka.delivery_timeout;
-        let (failures_tx, failures_rx) = mpsc::unbounded_channel();
-        let abandoned = Abandoned::default();
+        let shutdown = Shutdown::new();
         let transactional = kafka.exactly_once.then(|| Transactional {
             interval: kafka.transaction_interval,
             state_topic: kafka.state_topic_full(),
-            failures: failures_tx.clone(),
-            abandoned: abandoned.clone(),
+            shutdown: shutdown.clone(),
         });
         let (egress, egress_arbiter) =
             KafkaEgressActor::start(producer, delivery_timeout, stats_interval, transactional);
@@ -267,7 +242,7 @@ impl Daemon {
             let max_bytes = kafka.max_message_bytes;
             let kafka = kafka.clone();
             let assigned = readiness.consumer_assigned.clone();
-            let failures = failures_tx;
+            let shutdown = shutdown.clone();
             Supervisor::start_in_arbiter(&here, move |_| {
                 let handler = EventHandler::new(peers, outputs, spec, max_bytes);
                 KafkaIngressActor::new(
@@ -277,7 +252,7 @@ impl Daemon {
                     stats_interval,
                     assigned,
                     offsets,
-                    failures,
+                    shutdown,
                 )
             })
         };
@@ -294,24 +269,23 @@ impl Daemon {
             egress,
             restored,
             readiness,
-            failures: failures_rx,
+            shutdown,
             arbiter,
             egress_arbiter,
-            abandoned,
         })
     }
 
-    /// Starts the tree again after a [`Failure::Recoverable`] or on a takeover: fences and
+    /// Starts the tree again after a [`Failure::Recoverable`](crate::shutdown::Failure::Recoverable) or on a takeover: fences and
     /// aborts what the last owner left open, restores from the state topic (from `tail` on the
     /// first attempt, as a standby kept it) and consumes from the committed offsets. While the
     /// brokers cannot be reached every attempt fails; it tries again with a growing pause until
-    /// it succeeds or `stop` is cancelled (then `None`).
+    /// it succeeds or `stop` is requested (then `None`).
     pub async fn restart(
         config: &Config,
         bootstrap: &str,
         readiness: &Arc<Readiness>,
         mut tail: Option<StateTail>,
-        stop: &CancellationToken,
+        stop: &Shutdown,
     ) -> Option<Daemon> {
         let mut backoff = RESTART_BACKOFF;
         for attempt in 1u64.. {
@@ -326,29 +300,29 @@ impl Daemon {
                     Ok(daemon) => return Some(daemon),
                     Err(e) => e,
                 },
-                _ = stop.cancelled() => return None,
+                _ = stop.requested() => return None,
             };
             warn!(attempt, error = %format!("{failed:#}"), retry_in = %humantime::format_duration(backoff), "Restart failed; trying again.");
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
-                _ = stop.cancelled() => return None,
+                _ = stop.requested() => return None,
             }
             backoff = (backoff * 2).min(MAX_RESTART_BACKOFF);
         }
         None
     }
 
-    /// Abandons the tree after a [`Failure`]: the egress commits nothing more, then every
+    /// Abandons the tree after a [`Failure`](crate::shutdown::Failure): the egress commits nothing more, then every
     /// thread stops ([`Daemon::stop_threads`]).
     pub async fn abandon(self) {
-        self.abandoned.set();
+        self.shutdown.request();
         let _ = actix_rt::task::spawn_blocking(move || self.stop_threads()).await;
     }
 
     /// Stops the threads of the tree and waits for them: every actor, its consumer and its
     /// producer are dropped, nothing more is committed (what was not is aborted by the next
     /// instance's `init_transactions`), and no client outlives the broker it talks to. After
-    /// [`Daemon::shutdown`] this ends the daemon; after a [`Failure`] it abandons the tree.
+    /// [`Daemon::shutdown`] this ends the daemon; after a [`Failure`](crate::shutdown::Failure) it abandons the tree.
     pub fn stop_threads(self) {
         self.readiness
             .consumer_assigned

@@ -2,6 +2,7 @@
 //!
 //! - [`actors`]: the five actors, each with its messages at the top of its file.
 //! - [`daemon`]: builds the supervised tree, recovers it in process, shuts it down.
+//! - [`shutdown`]: how anything is told to stop, and why.
 //! - [`kafka`]: the Kafka plumbing: client settings, topics, the broker check, ownership of
 //!   the queue and pool across instances, trace headers.
 //! - [`state`]: what a queued execution keeps, every message the daemon writes, and reading
@@ -15,6 +16,7 @@ pub mod clock;
 pub mod daemon;
 pub mod kafka;
 pub mod misconfigured;
+pub mod shutdown;
 pub mod state;
 pub mod telemetry;
 pub mod tools;

@@ -8,13 +8,14 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use coordinator_core::config::{Config, LogFormat};
 use coordinator_core::redact::Redactor;
-use execution_coordinator::daemon::{Daemon, Failure, Recoveries};
+use execution_coordinator::daemon::{Daemon, Recoveries};
 use execution_coordinator::kafka::broker_check::check_brokers;
 use execution_coordinator::kafka::ensure_topics;
 use execution_coordinator::kafka::librdkafka;
 use execution_coordinator::kafka::ownership::Ownership;
 use execution_coordinator::kafka::EmbeddedBroker;
 use execution_coordinator::misconfigured::Misconfigured;
+use execution_coordinator::shutdown::{Failure, Shutdown};
 use execution_coordinator::telemetry::log_output::Redacting;
 use execution_coordinator::telemetry::{self, Readiness};
 use execution_coordinator::tools::demo::run_demo;
@@ -261,13 +262,13 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
         if let Some(addr) = config.daemon.metrics_socket_addr() {
             telemetry::serve(addr, readiness.clone())?;
         }
-        let signal = CancellationToken::new();
+        let signal = Shutdown::new();
         {
             let signal = signal.clone();
             actix_rt::spawn(async move {
                 wait_for_signal().await;
                 info!("Signal received; stopping.");
-                signal.cancel();
+                signal.request();
             });
         }
         let recoveries = Recoveries::start(config.daemon.stats_interval);
@@ -293,21 +294,17 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
                     daemon = Daemon::start(config.clone(), bootstrap.clone(), readiness.clone(), tail) => {
                         Some(daemon.context("starting the coordinator")?)
                     }
-                    _ = signal.cancelled() => None,
+                    _ = signal.requested() => None,
                 }
             } else {
                 Daemon::restart(&config, &bootstrap, &readiness, tail, &signal).await
             };
             started_once = true;
-            let Some(mut daemon) = started else {
+            let Some(daemon) = started else {
                 info!("Stopped during startup.");
                 return anyhow::Ok(_embedded);
             };
             readiness.recovering.store(false, std::sync::atomic::Ordering::Relaxed);
-            let mut failures = std::mem::replace(
-                &mut daemon.failures,
-                tokio::sync::mpsc::unbounded_channel().1,
-            );
             let demo_run = {
                 let signal = signal.clone();
                 let daemon = &daemon;
@@ -316,10 +313,11 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
                 async move {
                     match demo {
                         Some((loadgen, worker)) => Some(
-                            run_demo(daemon, kafka, bootstrap, loadgen, worker, signal).await,
+                            run_demo(daemon, kafka, bootstrap, loadgen, worker, signal.token())
+                                .await,
                         ),
                         None => {
-                            signal.cancelled().await;
+                            signal.requested().await;
                             None
                         }
                     }
@@ -332,7 +330,9 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
                     }
                     None
                 }
-                Some(failure) = failures.recv() => Some(failure),
+                failure = daemon.shutdown.requested() => Some(failure.unwrap_or_else(|| {
+                    Failure::Recoverable("the actor tree was asked to stop".to_owned())
+                })),
                 _ = ownership.lost() => Some(Failure::Recoverable(
                     "another instance owns the queue and pool now".to_owned(),
                 )),

@@ -19,12 +19,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use thiserror::Error;
-use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, warn};
 
 use crate::actors::InjectFault;
-use crate::daemon::Failure;
-use crate::kafka::transaction::{Abandoned, Transaction};
+use crate::kafka::transaction::Transaction;
+use crate::shutdown::Shutdown;
 use crate::telemetry::stats::ActorStats;
 use crate::telemetry::ProducerHealth;
 
@@ -163,10 +162,9 @@ pub struct Transactional {
     pub interval: Duration,
     /// The state topic, whose records are coalesced per execution within a transaction.
     pub state_topic: String,
-    /// Where a failed transaction is reported.
-    pub failures: UnboundedSender<Failure>,
-    /// Set by the daemon when it abandons the tree.
-    pub abandoned: Abandoned,
+    /// The tree's shutdown: a failed transaction requests it, and once it is requested (a
+    /// failure elsewhere, or the tree abandoned) nothing more is committed.
+    pub shutdown: Shutdown,
 }
 
 impl KafkaEgressActor {
@@ -187,13 +185,8 @@ impl KafkaEgressActor {
         };
         let arbiter = Arbiter::new();
         let addr = Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-            let transaction = Transaction::new(
-                producer.clone(),
-                enqueue_timeout,
-                t.state_topic,
-                t.failures,
-                t.abandoned,
-            );
+            let transaction =
+                Transaction::new(producer.clone(), enqueue_timeout, t.state_topic, t.shutdown);
             Self::new(
                 producer,
                 enqueue_timeout,

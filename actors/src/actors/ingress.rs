@@ -21,8 +21,6 @@ use futures::stream::{FuturesOrdered, StreamExt};
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
-use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use crate::actors::egress::{IncludeOffset, Publish};
@@ -30,9 +28,9 @@ use crate::actors::queue::{Cancel, Enqueue, IsDuplicate, RememberFinished};
 use crate::actors::resource::Release;
 use crate::actors::scheduler::Kick;
 use crate::actors::{InjectFault, RestartCount};
-use crate::daemon::Failure;
 use crate::kafka::trace::TraceContext;
 use crate::kafka::{consumer_config, is_nothing_to_commit, CommitOnRevoke};
+use crate::shutdown::{Failure, Shutdown};
 use crate::state::outputs::{Outputs, ORIGIN, ORIGIN_HEADER};
 use crate::state::pending::Pending;
 use crate::telemetry;
@@ -492,13 +490,15 @@ pub struct KafkaIngressActor {
     kafka: KafkaConfig,
     bootstrap: String,
     handler: EventHandler,
-    stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    /// The running consume loop's shutdown, and the one it requests when it has stopped.
+    consuming: Option<(Shutdown, Shutdown)>,
     assigned: Arc<std::sync::atomic::AtomicBool>,
     stats: ActorStats,
     stats_interval: Duration,
     stopped: bool,
-    /// Where a failure the daemon must recover from is reported.
-    failures: UnboundedSender<Failure>,
+    /// The tree's shutdown: an event whose effects were not acknowledged fails it, and the
+    /// consume loop stops when it is requested.
+    shutdown: Shutdown,
 }
 
 /// Events consumed but not yet acknowledged, at most; beyond it the consumer waits. Each holds
@@ -516,15 +516,15 @@ impl KafkaIngressActor {
         stats_interval: Duration,
         assigned: Arc<std::sync::atomic::AtomicBool>,
         offsets: OffsetCommit,
-        failures: UnboundedSender<Failure>,
+        shutdown: Shutdown,
     ) -> Self {
         Self {
-            failures,
+            shutdown,
             offsets,
             kafka,
             bootstrap,
             handler,
-            stop: None,
+            consuming: None,
             assigned,
             stats: ActorStats::new("kafka_ingress"),
             stats_interval,
@@ -555,16 +555,16 @@ impl KafkaIngressActor {
             return;
         }
         info!(topics = ?topics, group = %self.kafka.group_id, "Consuming.");
-        let (stop_tx, stop_rx) = oneshot::channel();
-        self.stop = Some(stop_tx);
+        let (stop, stopped) = (self.shutdown.child(), Shutdown::new());
+        self.consuming = Some((stop.clone(), stopped.clone()));
         let consumer = Arc::new(consumer);
         let run = consume(
             consumer,
             self.handler.clone(),
             self.offsets.clone(),
             self.kafka.commit_interval,
-            stop_rx,
-            self.failures.clone(),
+            (stop, stopped),
+            self.shutdown.clone(),
         );
         ctx.spawn(run.into_actor(self).map(|result, act, ctx| {
             if let Err(e) = result {
@@ -576,14 +576,16 @@ impl KafkaIngressActor {
     }
 }
 
-/// The consume loop: handle in order, store offsets in order once acknowledged.
+/// The consume loop: handle in order, store offsets in order once acknowledged. Runs until
+/// `stop` is requested; then waits for the acks of what it consumed, commits, and requests
+/// `stopped`. An event whose effects were not acknowledged fails `tree`.
 async fn consume(
     consumer: Arc<StreamConsumer<CommitOnRevoke>>,
     handler: EventHandler,
     offsets: OffsetCommit,
     commit_interval: Duration,
-    mut stop_rx: oneshot::Receiver<oneshot::Sender<()>>,
-    failures: UnboundedSender<Failure>,
+    (stop, stopped): (Shutdown, Shutdown),
+    tree: Shutdown,
 ) -> anyhow::Result<()> {
     let by_consumer = matches!(offsets, OffsetCommit::Consumer);
     let mut unacked: FuturesOrdered<LocalBoxFuture<'static, (Consumed, bool)>> =
@@ -594,10 +596,10 @@ async fn consume(
     let mut failed = false;
     // The assignment count when the group metadata was last sent to the egress.
     let mut group_of: Option<u64> = None;
-    let done_tx = loop {
+    loop {
         tokio::select! {
             biased;
-            done = &mut stop_rx => break done.ok(),
+            _ = stop.requested() => break,
             Some((consumed, ok)) = unacked.next(), if !unacked.is_empty() => {
                 if ok && !failed && by_consumer {
                     if let Err(e) = consumer.store_offset(&consumed.topic, consumed.partition, consumed.offset) {
@@ -607,7 +609,7 @@ async fn consume(
                     handler.count(|c| c.publish_failures += 1);
                     if !failed {
                         error!(topic = %consumed.topic, partition = consumed.partition, offset = consumed.offset, "Effects of an event not acknowledged; its offset and later ones stay uncommitted, and the coordinator recovers.");
-                        let _ = failures.send(Failure::Recoverable(format!(
+                        tree.fail(Failure::Recoverable(format!(
                             "the effects of {}/{}@{} were not acknowledged",
                             consumed.topic, consumed.partition, consumed.offset
                         )));
@@ -617,7 +619,7 @@ async fn consume(
             }
             _ = commit_tick.tick(), if by_consumer => commit(&consumer, CommitMode::Async),
             message = stream.next(), if unacked.len() < MAX_UNACKED && !failed => {
-                let Some(message) = message else { break None };
+                let Some(message) = message else { break };
                 match message {
                     Ok(m) => {
                         let (acks, consumed) = handle_message(&handler, &m).await;
@@ -646,7 +648,7 @@ async fn consume(
                 }
             }
         }
-    };
+    }
     // Stop: everything consumed must be acknowledged and committed before we answer.
     while let Some((consumed, ok)) = unacked.next().await {
         if ok && !failed && by_consumer {
@@ -659,9 +661,7 @@ async fn consume(
         commit(&consumer, CommitMode::Sync);
     }
     drop(stream);
-    if let Some(done) = done_tx {
-        let _ = done.send(());
-    }
+    stopped.request();
     if failed {
         anyhow::bail!("some events' effects were not acknowledged by the broker");
     }
@@ -753,7 +753,7 @@ impl KafkaIngressActor {
 impl Supervised for KafkaIngressActor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.stats.restarted();
-        self.stop = None;
+        self.consuming = None;
         warn!(
             actor = "kafka_ingress",
             restarts = self.stats.restarts(),
@@ -767,13 +767,11 @@ impl Handler<StopConsuming> for KafkaIngressActor {
 
     fn handle(&mut self, _msg: StopConsuming, _ctx: &mut Self::Context) -> Self::Result {
         self.stopped = true;
-        let stop = self.stop.take();
+        let consuming = self.consuming.take();
         Box::pin(async move {
-            if let Some(stop) = stop {
-                let (done_tx, done_rx) = oneshot::channel();
-                if stop.send(done_tx).is_ok() {
-                    let _ = done_rx.await;
-                }
+            if let Some((stop, stopped)) = consuming {
+                stop.request();
+                stopped.requested().await;
             }
         })
     }

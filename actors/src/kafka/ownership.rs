@@ -15,11 +15,11 @@ use coordinator_core::config::{Config, KafkaConfig};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::kafka::client_config;
 use crate::misconfigured::Misconfigured;
+use crate::shutdown::Shutdown;
 use crate::state::restore::StateTail;
 use crate::telemetry::Readiness;
 
@@ -165,7 +165,7 @@ impl Ownership {
         config: &Config,
         bootstrap: &str,
         readiness: &Readiness,
-        stop: &CancellationToken,
+        stop: &Shutdown,
     ) -> anyhow::Result<Option<StateTail>> {
         readiness.standby.store(true, Ordering::Relaxed);
         let (kafka, servers) = (config.kafka.clone(), bootstrap.to_owned());
@@ -214,9 +214,9 @@ impl Ownership {
                 tokio::select! {
                     _ = self.owned() => {}
                     _ = tokio::time::sleep(Duration::from_millis(300)) => {}
-                    _ = stop.cancelled() => return Ok(None),
+                    _ = stop.requested() => return Ok(None),
                 }
-            } else if stop.is_cancelled() {
+            } else if stop.is_requested() {
                 return Ok(None);
             }
         }

@@ -4,12 +4,14 @@
 //! A transaction that fails (a message not produced or not delivered, a commit refused) leaves
 //! the daemon's memory ahead of what Kafka holds. It is aborted, and the transaction refuses
 //! everything from then on ("poisoned"): a later commit would carry offsets past inputs whose
-//! effects were lost. The failure goes to the daemon, which rebuilds the actors from the
-//! committed state.
+//! effects were lost. The failure requests the tree's [`Shutdown`], and the daemon rebuilds the
+//! actors from the committed state. Once the tree's shutdown is requested, for whatever reason
+//! (a failure elsewhere, the tree abandoned), nothing more is committed: the open transaction
+//! is aborted by the next owner's `init_transactions`. The flag is read before every begin and
+//! commit and between commit retries, so an egress blocked in a transactional call (it reads no
+//! mailbox then) sees it as soon as the call returns.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -18,32 +20,11 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::mpsc::UnboundedSender;
 use tracing::{error, warn};
 
 use crate::actors::egress::{Delivered, Publish, PublishError};
-use crate::daemon::Failure;
+use crate::shutdown::{Failure, Shutdown};
 use crate::telemetry::ProducerHealth;
-
-/// Set by the daemon when it abandons a tree: its transaction commits nothing more (the open
-/// one is aborted by the next owner's `init_transactions`), so no offset is committed past an
-/// input whose effects were still on their way. A flag rather than a message: an egress blocked
-/// in a transactional call of the Kafka client reads no mailbox, and sees the flag as soon as
-/// the call returns.
-#[derive(Debug, Clone, Default)]
-pub struct Abandoned(Arc<AtomicBool>);
-
-impl Abandoned {
-    /// From now on nothing is committed.
-    pub fn set(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether the tree was abandoned.
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// The open transaction (if any) of a transactional producer, and what it will commit.
 pub struct Transaction {
@@ -66,20 +47,19 @@ pub struct Transaction {
     committed: u64,
     /// Why everything is refused, once a transaction failed or the tree was abandoned.
     poisoned: Option<String>,
-    failures: UnboundedSender<Failure>,
-    abandoned: Abandoned,
+    /// The tree's shutdown.
+    shutdown: Shutdown,
 }
 
 impl Transaction {
     /// Transactions of `producer` (its `init_transactions` done); calls wait at most
-    /// `timeout`; records for `state_topic` are coalesced per execution; a failure is reported
-    /// to `failures`; `abandoned` stops every commit.
+    /// `timeout`; records for `state_topic` are coalesced per execution; a failure requests
+    /// `shutdown`, and once it is requested nothing more is committed.
     pub fn new(
         producer: FutureProducer<ProducerHealth>,
         timeout: Duration,
         state_topic: String,
-        failures: UnboundedSender<Failure>,
-        abandoned: Abandoned,
+        shutdown: Shutdown,
     ) -> Self {
         Self {
             producer,
@@ -92,8 +72,7 @@ impl Transaction {
             state: HashMap::new(),
             committed: 0,
             poisoned: None,
-            failures,
-            abandoned,
+            shutdown,
         }
     }
 
@@ -109,8 +88,8 @@ impl Transaction {
 
     /// Why nothing more is taken, if so.
     fn refusal(&mut self) -> Option<&str> {
-        if self.abandoned.is_set() && self.poisoned.is_none() {
-            self.reset("the tree was abandoned".to_owned());
+        if self.shutdown.is_requested() && self.poisoned.is_none() {
+            self.reset("the tree is stopping".to_owned());
         }
         self.poisoned.as_deref()
     }
@@ -237,7 +216,7 @@ impl Transaction {
             result = loop {
                 match self.producer.commit_transaction(timeout) {
                     Err(KafkaError::Transaction(e))
-                        if e.is_retriable() && !self.abandoned.is_set() =>
+                        if e.is_retriable() && !self.shutdown.is_requested() =>
                     {
                         warn!(error = %e, "Transaction commit will be retried.");
                     }
@@ -331,7 +310,7 @@ impl Transaction {
             Failure::Recoverable(reason.clone())
         };
         if self.poisoned.is_none() {
-            let _ = self.failures.send(failure);
+            self.shutdown.fail(failure);
         }
         self.reset(reason);
     }
