@@ -11,4 +11,4 @@ pub mod quantity;
 pub mod queue;
 pub mod redact;
 
-pub use priority::Priority;
+pub use priority::{Priority, LEVELS};

@@ -41,9 +41,12 @@ pub enum PriorityFormat {
     Number,
 }
 
+/// How many priority levels there are.
+pub const LEVELS: usize = 5;
+
 impl Priority {
     /// All levels in dispatch order.
-    pub const ALL: [Priority; 5] = [
+    pub const ALL: [Priority; LEVELS] = [
         Priority::Critical,
         Priority::High,
         Priority::Normal,

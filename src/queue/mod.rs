@@ -15,7 +15,7 @@ use thiserror::Error;
 
 pub use order::OrderSet;
 
-use crate::Priority;
+use crate::{Priority, LEVELS};
 
 /// Milliseconds since an epoch the caller chooses (the daemon uses the UNIX epoch).
 pub type Millis = u64;
@@ -105,7 +105,7 @@ impl<T> QueuedExecution<T> {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct QueueStats {
     /// Queued executions per level, in `Priority::ALL` order.
-    pub depth: [usize; 5],
+    pub depth: [usize; LEVELS],
     /// Queued executions in all.
     pub total: usize,
     /// Wait of the longest-queued execution.
@@ -170,7 +170,7 @@ pub struct ExecutionQueue<T> {
     leases: FxHashMap<u64, Lease>,
     /// The leased key of each leased execution id.
     lease_ids: FxHashMap<Arc<str>, u64>,
-    depth: [usize; 5],
+    depth: [usize; LEVELS],
     per_user: FxHashMap<String, usize>,
     recent: FxHashSet<Arc<str>>,
     recent_order: VecDeque<Arc<str>>,
@@ -192,7 +192,7 @@ impl<T> ExecutionQueue<T> {
             leased: OrderSet::new(),
             leases: FxHashMap::default(),
             lease_ids: FxHashMap::default(),
-            depth: [0; 5],
+            depth: [0; LEVELS],
             per_user: FxHashMap::default(),
             recent: FxHashSet::default(),
             recent_order: VecDeque::new(),
@@ -486,7 +486,7 @@ impl<T> ExecutionQueue<T> {
     }
 
     /// Queued executions per level, in `Priority::ALL` order.
-    pub fn depth(&self) -> [usize; 5] {
+    pub fn depth(&self) -> [usize; LEVELS] {
         self.depth
     }
 

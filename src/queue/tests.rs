@@ -439,7 +439,7 @@ proptest! {
             for (rank, m) in model.iter().enumerate() {
                 prop_assert_eq!(q.position(&m.2), Some(rank));
             }
-            let mut depth = [0usize; 5];
+            let mut depth = [0usize; LEVELS];
             for m in &model {
                 depth[m.0] += 1;
             }

@@ -493,7 +493,8 @@ pub struct KafkaIngressActor {
     /// The running consume loop's shutdown, and the one it requests when it has stopped.
     consuming: Option<(Shutdown, Shutdown)>,
     assigned: Arc<std::sync::atomic::AtomicBool>,
-    stats: ActorStats,
+    /// Shared with the consume loop, which records every message it handles.
+    stats: Arc<std::sync::Mutex<ActorStats>>,
     stats_interval: Duration,
     stopped: bool,
     /// The tree's shutdown: an event whose effects were not acknowledged fails it, and the
@@ -526,7 +527,7 @@ impl KafkaIngressActor {
             handler,
             consuming: None,
             assigned,
-            stats: ActorStats::new("kafka_ingress"),
+            stats: Arc::new(std::sync::Mutex::new(ActorStats::new("kafka_ingress"))),
             stats_interval,
             stopped: false,
         }
@@ -565,11 +566,12 @@ impl KafkaIngressActor {
             self.kafka.commit_interval,
             (stop, stopped),
             self.shutdown.clone(),
+            self.stats.clone(),
         );
         ctx.spawn(run.into_actor(self).map(|result, act, ctx| {
             if let Err(e) = result {
                 error!(error = %e, "Consume loop failed; restarting the ingress.");
-                act.stats.error();
+                act.stats().error();
                 ctx.stop();
             }
         }));
@@ -586,6 +588,7 @@ async fn consume(
     commit_interval: Duration,
     (stop, stopped): (Shutdown, Shutdown),
     tree: Shutdown,
+    stats: Arc<std::sync::Mutex<ActorStats>>,
 ) -> anyhow::Result<()> {
     let by_consumer = matches!(offsets, OffsetCommit::Consumer);
     let mut unacked: FuturesOrdered<LocalBoxFuture<'static, (Consumed, bool)>> =
@@ -622,7 +625,9 @@ async fn consume(
                 let Some(message) = message else { break };
                 match message {
                     Ok(m) => {
+                        let started = std::time::Instant::now();
                         let (acks, consumed) = handle_message(&handler, &m).await;
+                        stats.lock().unwrap_or_else(|e| e.into_inner()).record(started);
                         if let OffsetCommit::Transaction(egress) = &offsets {
                             // The group's metadata is asked of librdkafka's main thread (a
                             // round trip): only after an assignment, when the generation may
@@ -721,9 +726,13 @@ impl Actor for KafkaIngressActor {
 }
 
 impl KafkaIngressActor {
+    fn stats(&self) -> std::sync::MutexGuard<'_, ActorStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn report(&mut self) {
         let c = self.handler.counters();
-        self.stats.report(0);
+        self.stats().report(0);
         let rejected: BTreeMap<&str, u64> = [
             ("queue_full", c.rejected_queue_full),
             ("user_limit", c.rejected_user_limit),
@@ -752,11 +761,11 @@ impl KafkaIngressActor {
 
 impl Supervised for KafkaIngressActor {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
-        self.stats.restarted();
+        self.stats().restarted();
         self.consuming = None;
         warn!(
             actor = "kafka_ingress",
-            restarts = self.stats.restarts(),
+            restarts = self.stats().restarts(),
             "Actor restarted; consuming again from the committed offsets."
         );
     }
@@ -789,7 +798,7 @@ impl Handler<RestartCount> for KafkaIngressActor {
     type Result = u64;
 
     fn handle(&mut self, _msg: RestartCount, _ctx: &mut Self::Context) -> u64 {
-        self.stats.restarts()
+        self.stats().restarts()
     }
 }
 
@@ -797,7 +806,7 @@ impl Handler<InjectFault> for KafkaIngressActor {
     type Result = ();
 
     fn handle(&mut self, _msg: InjectFault, ctx: &mut Self::Context) {
-        self.stats.error();
+        self.stats().error();
         ctx.stop();
     }
 }

@@ -219,15 +219,16 @@ impl QueueActor {
             .map(|(u, n)| format!("{u}={n}"))
             .collect::<Vec<_>>()
             .join(",");
+        let depth = Priority::ALL
+            .iter()
+            .map(|p| format!("{}={}", p.name(), s.depth[p.index()]))
+            .collect::<Vec<_>>()
+            .join(",");
         info!(
             target: "actor_stats",
             actor = "queue",
             depth_total = s.total,
-            depth_critical = s.depth[0],
-            depth_high = s.depth[1],
-            depth_normal = s.depth[2],
-            depth_low = s.depth[3],
-            depth_background = s.depth[4],
+            depth = %depth,
             oldest_wait_ms = s.oldest_wait.map_or(0, |d| d.as_millis() as u64),
             expired = self.expired_total,
             top_users = %top_users,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use coordinator_core::queue::QueuedExecution;
-use coordinator_core::Priority;
+use coordinator_core::{Priority, LEVELS};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
@@ -18,6 +18,7 @@ use crate::clock::now_millis;
 use crate::state::outputs::Outputs;
 use crate::state::pending::Pending;
 use crate::telemetry;
+use crate::telemetry::sample::BoundedSample;
 use crate::telemetry::stats::ActorStats;
 
 /// Something changed (an arrival or a release): try to schedule now.
@@ -38,7 +39,7 @@ pub struct SchedulerStatsQuery;
 /// Queue wait of every execution commanded since start, per level (`Priority::ALL` order):
 /// (count, p50, p99), from a bounded sample.
 #[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "[WaitSummary; 5]")]
+#[rtype(result = "[WaitSummary; LEVELS]")]
 pub struct QueueWaits;
 
 /// Queue waits of one level.
@@ -151,9 +152,9 @@ pub struct SchedulerActor {
     failed: Vec<QueuedExecution<Pending>>,
     command_metrics: telemetry::CommandMetrics,
     /// Queue waits of executions commanded since the last stats line, per level (ms).
-    waits_ms: [Vec<u64>; 5],
-    /// Queue waits since start, per level: (count, bounded sample in ms).
-    all_waits_ms: [(u64, Vec<u64>); 5],
+    waits_ms: [BoundedSample; LEVELS],
+    /// Queue waits since start, per level (ms).
+    all_waits_ms: [BoundedSample; LEVELS],
     stats: ActorStats,
 }
 
@@ -164,13 +165,11 @@ const WAIT_SAMPLES: usize = 4096;
 const ALL_WAIT_SAMPLES: usize = 65_536;
 
 /// "p50/p99" of `samples` in ms, or "-" when empty.
-fn wait_summary(samples: &mut [u64]) -> String {
-    if samples.is_empty() {
-        return "-".to_owned();
+fn wait_summary(samples: &BoundedSample) -> String {
+    match samples.percentiles() {
+        Some(p) => format!("{}/{}", p.p50, p.p99),
+        None => "-".to_owned(),
     }
-    samples.sort_unstable();
-    let at = |p: usize| samples[((samples.len() - 1) * p) / 100];
-    format!("{}/{}", at(50), at(99))
 }
 
 impl SchedulerActor {
@@ -196,8 +195,8 @@ impl SchedulerActor {
             drain_waiters: Vec::new(),
             failed: Vec::new(),
             command_metrics: telemetry::CommandMetrics::new(),
-            waits_ms: Default::default(),
-            all_waits_ms: Default::default(),
+            waits_ms: std::array::from_fn(|_| BoundedSample::new(WAIT_SAMPLES)),
+            all_waits_ms: std::array::from_fn(|_| BoundedSample::new(ALL_WAIT_SAMPLES)),
             stats: ActorStats::new("scheduler"),
         }
     }
@@ -255,19 +254,8 @@ impl SchedulerActor {
 
     fn record_wait(&mut self, priority: Priority, waited: Duration) {
         let ms = waited.as_millis() as u64;
-        let samples = &mut self.waits_ms[priority.index()];
-        if samples.len() < WAIT_SAMPLES {
-            samples.push(ms);
-        }
-        let (count, sample) = &mut self.all_waits_ms[priority.index()];
-        *count += 1;
-        if sample.len() < ALL_WAIT_SAMPLES {
-            sample.push(ms);
-        } else {
-            // Keep a spread over the whole run: overwrite round-robin.
-            let slot = (*count as usize) % ALL_WAIT_SAMPLES;
-            sample[slot] = ms;
-        }
+        self.waits_ms[priority.index()].push(ms);
+        self.all_waits_ms[priority.index()].push(ms);
     }
 }
 
@@ -463,13 +451,7 @@ impl Actor for SchedulerActor {
                 .report(act.counters.in_flight + act.counters.awaiting_ack);
             let waits: Vec<String> = Priority::ALL
                 .iter()
-                .map(|p| {
-                    format!(
-                        "{}={}",
-                        p.name(),
-                        wait_summary(&mut act.waits_ms[p.index()])
-                    )
-                })
+                .map(|p| format!("{}={}", p.name(), wait_summary(&act.waits_ms[p.index()])))
                 .collect();
             for samples in &mut act.waits_ms {
                 samples.clear();
@@ -600,22 +582,14 @@ impl Handler<QueueWaits> for SchedulerActor {
     type Result = MessageResult<QueueWaits>;
 
     fn handle(&mut self, _msg: QueueWaits, _ctx: &mut Self::Context) -> Self::Result {
-        let mut out = [WaitSummary::default(); 5];
-        for (summary, (count, sample)) in out.iter_mut().zip(&self.all_waits_ms) {
-            let mut sorted = sample.clone();
-            sorted.sort_unstable();
-            let at = |p: usize| {
-                sorted
-                    .get(sorted.len().saturating_sub(1) * p / 100)
-                    .map_or(Duration::ZERO, |ms| Duration::from_millis(*ms))
-            };
-            *summary = WaitSummary {
-                count: *count,
-                p50: at(50),
-                p99: at(99),
-            };
-        }
-        MessageResult(out)
+        MessageResult(std::array::from_fn(|level| {
+            let p = self.all_waits_ms[level].percentiles().unwrap_or_default();
+            WaitSummary {
+                count: p.count,
+                p50: Duration::from_millis(p.p50),
+                p99: Duration::from_millis(p.p99),
+            }
+        }))
     }
 }
 

@@ -2,6 +2,7 @@
 //! (process alive) and `/readyz` (consumer assigned and producer connected).
 
 pub mod log_output;
+pub mod sample;
 pub mod stats;
 
 use std::net::SocketAddr;

@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 
+use crate::telemetry::sample::BoundedSample;
+
 /// Samples kept between two reports; older ones are overwritten round-robin.
 const MAX_SAMPLES: usize = 4096;
 
@@ -15,8 +17,8 @@ pub struct ActorStats {
     handled_at_last_report: u64,
     errors: u64,
     restarts: u64,
-    samples_us: Vec<u32>,
-    sample_cursor: usize,
+    /// Handling times since the last report, µs.
+    samples_us: BoundedSample,
 }
 
 /// A snapshot of an actor's figures.
@@ -45,8 +47,7 @@ impl ActorStats {
             handled_at_last_report: 0,
             errors: 0,
             restarts: 0,
-            samples_us: Vec::new(),
-            sample_cursor: 0,
+            samples_us: BoundedSample::new(MAX_SAMPLES),
         }
     }
 
@@ -58,13 +59,8 @@ impl ActorStats {
     /// Counts one handled message that started at `started`.
     pub fn record(&mut self, started: Instant) {
         self.handled += 1;
-        let us = u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX);
-        if self.samples_us.len() < MAX_SAMPLES {
-            self.samples_us.push(us);
-        } else {
-            self.samples_us[self.sample_cursor] = us;
-            self.sample_cursor = (self.sample_cursor + 1) % MAX_SAMPLES;
-        }
+        let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.samples_us.push(us);
     }
 
     /// Counts one error.
@@ -85,23 +81,14 @@ impl ActorStats {
 
     /// Current figures, without resetting the interval.
     pub fn snapshot(&self) -> StatsSnapshot {
-        let mut sorted = self.samples_us.clone();
-        sorted.sort_unstable();
-        let pct = |p: usize| -> Duration {
-            if sorted.is_empty() {
-                Duration::ZERO
-            } else {
-                let i = ((sorted.len() - 1) * p) / 100;
-                Duration::from_micros(u64::from(sorted[i]))
-            }
-        };
+        let p = self.samples_us.percentiles().unwrap_or_default();
         StatsSnapshot {
             handled: self.handled,
             handled_since_last: self.handled - self.handled_at_last_report,
             errors: self.errors,
             restarts: self.restarts,
-            p50: pct(50),
-            p99: pct(99),
+            p50: Duration::from_micros(p.p50),
+            p99: Duration::from_micros(p.p99),
         }
     }
 
@@ -123,7 +110,6 @@ impl ActorStats {
         );
         self.handled_at_last_report = self.handled;
         self.samples_us.clear();
-        self.sample_cursor = 0;
         s
     }
 }
@@ -158,7 +144,7 @@ mod tests {
         for _ in 0..(MAX_SAMPLES * 2 + 5) {
             s.record(t);
         }
-        assert_eq!(s.samples_us.len(), MAX_SAMPLES);
+        assert_eq!(s.samples_us.kept(), MAX_SAMPLES);
         assert_eq!(s.snapshot().handled as usize, MAX_SAMPLES * 2 + 5);
     }
 }
