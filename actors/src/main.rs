@@ -127,8 +127,8 @@ fn init_logging(config: &Config) {
 }
 
 /// Transparent huge pages off for this process. mimalloc asks for them on its arenas, and the
-/// first touch of each 2 MiB page then zeroes all of it: profiled, a third of the main thread's
-/// time under load, and 1.7× the throughput without (BENCHMARKS.md).
+/// first touch of each 2 MiB page then zeroes all of it, on the main thread under load
+/// (BENCHMARKS.md has the profile and the throughput with and without).
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     // SAFETY: prctl(PR_SET_THP_DISABLE) takes integer arguments only and changes a flag of

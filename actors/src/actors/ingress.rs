@@ -503,8 +503,8 @@ pub struct KafkaIngressActor {
 }
 
 /// Events consumed but not yet acknowledged, at most; beyond it the consumer waits. Each holds
-/// its outputs in the producer until acked: 2,000 keep a 100k burst's peak 50 MiB lower than
-/// 10,000 did, with the same throughput (BENCHMARKS.md).
+/// its outputs in the producer until acked, so the bound is the peak memory of a burst; more
+/// gains no throughput (BENCHMARKS.md has the measurement).
 const MAX_UNACKED: usize = 2_000;
 
 impl KafkaIngressActor {
