@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use coordinator_core::config::{Config, LogFormat};
+use coordinator_core::config::{Config, KafkaConfig, LogFormat};
 use coordinator_core::redact::Redactor;
 use execution_coordinator::daemon::{Daemon, Recoveries};
 use execution_coordinator::kafka::broker_check::check_brokers;
@@ -158,26 +158,20 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Loadgen { bootstrap, options } => {
-            let Some(bootstrap) = client_bootstrap(&config, bootstrap) else {
-                return ExitCode::from(EXIT_CONFIG);
-            };
-            init_logging(&config);
             let stop = options.stop.clone();
-            let redactor = Redactor::for_kafka(&config.kafka);
-            let result =
-                block_on_until_signal(stop, run_loadgen(options, &config.kafka, &bootstrap));
-            report(result, &redactor, |s| s.errors == 0)
+            run_client(&config, bootstrap, stop, |kafka, bootstrap| async move {
+                let summary = run_loadgen(options, &kafka, &bootstrap).await?;
+                let ok = summary.errors == 0;
+                Ok((summary, ok))
+            })
         }
         Command::WorkerSim { bootstrap, options } => {
-            let Some(bootstrap) = client_bootstrap(&config, bootstrap) else {
-                return ExitCode::from(EXIT_CONFIG);
-            };
-            init_logging(&config);
             let stop = options.stop.clone();
-            let redactor = Redactor::for_kafka(&config.kafka);
-            let result =
-                block_on_until_signal(stop, run_worker_sim(options, &config.kafka, &bootstrap));
-            report(result, &redactor, |s| s.errors == 0)
+            run_client(&config, bootstrap, stop, |kafka, bootstrap| async move {
+                let summary = run_worker_sim(options, &kafka, &bootstrap).await?;
+                let ok = summary.errors == 0;
+                Ok((summary, ok))
+            })
         }
         Command::Demo {
             rate,
@@ -406,16 +400,28 @@ fn failure_code(e: &anyhow::Error) -> ExitCode {
     }
 }
 
-/// Prints the summary on stdout (or the error, redacted); success when `ok` holds for it.
-fn report<T: std::fmt::Display>(
-    result: anyhow::Result<T>,
-    redactor: &Redactor,
-    ok: impl Fn(&T) -> bool,
-) -> ExitCode {
-    match result {
-        Ok(summary) => {
+/// Runs a client tool (`loadgen`, `worker-sim`) against `--bootstrap` or the config's brokers
+/// until it ends or a signal cancels `stop`; prints its summary (or the error, redacted) and
+/// succeeds when the tool says its run was clean.
+fn run_client<S, F>(
+    config: &Config,
+    bootstrap: Option<String>,
+    stop: CancellationToken,
+    run: impl FnOnce(KafkaConfig, String) -> F,
+) -> ExitCode
+where
+    S: std::fmt::Display,
+    F: std::future::Future<Output = anyhow::Result<(S, bool)>>,
+{
+    let Some(bootstrap) = client_bootstrap(config, bootstrap) else {
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    init_logging(config);
+    let redactor = Redactor::for_kafka(&config.kafka);
+    match block_on_until_signal(stop, run(config.kafka.clone(), bootstrap)) {
+        Ok((summary, ok)) => {
             println!("{summary}");
-            if ok(&summary) {
+            if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

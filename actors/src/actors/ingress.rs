@@ -243,13 +243,23 @@ impl EventHandler {
     }
 
     /// Refuses a request before queueing: remembered, so a redelivery is a duplicate.
+    /// Counts a refusal for `why`, in the ingress's counters and the rejection metric.
+    fn count_refusal(&self, why: Refusal) {
+        self.count(|c| *why.counter(c) += 1);
+        telemetry::rejected(why.label());
+    }
+
+    /// Refuses `request` for `why`: counted, remembered as finished, and answered with
+    /// `execution_failed` saying `message`.
     async fn refuse(
         &self,
         request: &ExecutionRequested,
-        error_type: ErrorType,
+        why: Refusal,
         message: String,
         trace: Option<&TraceContext>,
     ) -> Acks {
+        self.count_refusal(why);
+        let error_type = why.error_type();
         info!(execution_id = %request.execution_id, error_type = ?error_type, reason = %message, "Execution rejected.");
         self.remember(&request.execution_id).await;
         self.publish(vec![
@@ -285,15 +295,8 @@ impl EventHandler {
             Ok(p) => p,
             Err(_) if self.is_duplicate(&id).await => return self.ignore_duplicate(&id),
             Err(e) => {
-                self.count(|c| c.rejected_invalid += 1);
-                telemetry::rejected("invalid");
                 return self
-                    .refuse(
-                        &request,
-                        ErrorType::SystemError,
-                        e.to_string(),
-                        trace.as_deref(),
-                    )
+                    .refuse(&request, Refusal::Invalid, e.to_string(), trace.as_deref())
                     .await;
             }
         };
@@ -307,24 +310,15 @@ impl EventHandler {
             Ok(r) => r,
             Err(_) if self.is_duplicate(&id).await => return self.ignore_duplicate(&id),
             Err(e @ RequestError::InvalidQuantity(_)) => {
-                self.count(|c| c.rejected_invalid += 1);
-                telemetry::rejected("invalid");
                 return self
-                    .refuse(
-                        &request,
-                        ErrorType::SystemError,
-                        e.to_string(),
-                        trace.as_deref(),
-                    )
+                    .refuse(&request, Refusal::Invalid, e.to_string(), trace.as_deref())
                     .await;
             }
             Err(e @ RequestError::NeverFits { .. }) => {
-                self.count(|c| c.rejected_never_fits += 1);
-                telemetry::rejected("never_fits");
                 return self
                     .refuse(
                         &request,
-                        ErrorType::ResourceLimit,
+                        Refusal::NeverFits,
                         e.to_string(),
                         trace.as_deref(),
                     )
@@ -335,15 +329,8 @@ impl EventHandler {
             if self.is_duplicate(&id).await {
                 return self.ignore_duplicate(&id);
             }
-            self.count(|c| c.rejected_too_large += 1);
-            telemetry::rejected("too_large");
             return self
-                .refuse(
-                    &request,
-                    ErrorType::ResourceLimit,
-                    message,
-                    trace.as_deref(),
-                )
+                .refuse(&request, Refusal::TooLarge, message, trace.as_deref())
                 .await;
         }
         if resolved.clamped() {
@@ -378,16 +365,11 @@ impl EventHandler {
             }
             Ok(Err(Rejection::Duplicate { .. })) => self.ignore_duplicate(&id),
             Ok(Err(rejection)) => {
-                match rejection {
-                    Rejection::QueueFull { .. } => {
-                        telemetry::rejected("queue_full");
-                        self.count(|c| c.rejected_queue_full += 1)
-                    }
-                    _ => {
-                        telemetry::rejected("user_limit");
-                        self.count(|c| c.rejected_user_limit += 1)
-                    }
-                }
+                // Not remembered as finished: the same request may be sent again later.
+                self.count_refusal(match rejection {
+                    Rejection::QueueFull { .. } => Refusal::QueueFull,
+                    _ => Refusal::UserLimit,
+                });
                 info!(execution_id = %id, reason = %rejection, "Execution rejected.");
                 self.publish(vec![
                     self.outputs.failed(
@@ -471,6 +453,51 @@ struct Consumed {
     topic: String,
     partition: i32,
     offset: i64,
+}
+
+/// Why a request is refused: what it is counted as, and the error type it is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// A field the coordinator cannot read (priority, quantities).
+    Invalid,
+    /// Asks for more than the pool could ever give.
+    NeverFits,
+    /// Its outputs would exceed what the brokers take.
+    TooLarge,
+    /// The queue is at its maximum size.
+    QueueFull,
+    /// Its user is at the per-user limit.
+    UserLimit,
+}
+
+impl Refusal {
+    /// The `reason` label of the rejection metric.
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::Invalid => "invalid",
+            Refusal::NeverFits => "never_fits",
+            Refusal::TooLarge => "too_large",
+            Refusal::QueueFull => "queue_full",
+            Refusal::UserLimit => "user_limit",
+        }
+    }
+
+    fn error_type(self) -> ErrorType {
+        match self {
+            Refusal::Invalid => ErrorType::SystemError,
+            _ => ErrorType::ResourceLimit,
+        }
+    }
+
+    fn counter(self, c: &mut IngressCounters) -> &mut u64 {
+        match self {
+            Refusal::Invalid => &mut c.rejected_invalid,
+            Refusal::NeverFits => &mut c.rejected_never_fits,
+            Refusal::TooLarge => &mut c.rejected_too_large,
+            Refusal::QueueFull => &mut c.rejected_queue_full,
+            Refusal::UserLimit => &mut c.rejected_user_limit,
+        }
+    }
 }
 
 /// How consumed offsets are committed.
