@@ -12,7 +12,7 @@ use execution_coordinator::daemon::{Daemon, Recoveries};
 use execution_coordinator::kafka::broker_check::check_brokers;
 use execution_coordinator::kafka::ensure_topics;
 use execution_coordinator::kafka::librdkafka;
-use execution_coordinator::kafka::ownership::Ownership;
+use execution_coordinator::kafka::ownership::{Ownership, StandbyEnd};
 use execution_coordinator::kafka::EmbeddedBroker;
 use execution_coordinator::misconfigured::Misconfigured;
 use execution_coordinator::shutdown::{Failure, Shutdown};
@@ -278,8 +278,8 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
                 None
             } else {
                 match ownership.standby(&config, &bootstrap, &readiness, &signal).await? {
-                    Some(tail) => Some(tail),
-                    None => return anyhow::Ok(_embedded),
+                    StandbyEnd::Owner(tail) => tail,
+                    StandbyEnd::Stopped => return anyhow::Ok(_embedded),
                 }
             };
             // The first start fails loudly; later ones (after a recovery or a takeover) retry.

@@ -31,6 +31,14 @@ const SESSION_TIMEOUT_MS: &str = "6000";
 /// brokers' metadata before the daemon says it is missing.
 const TOPIC_VISIBLE_WITHIN: Duration = Duration::from_secs(20);
 
+/// How a standby ended.
+pub enum StandbyEnd {
+    /// This instance owns now; the state topic as read so far, if the reader could be opened.
+    Owner(Option<StateTail>),
+    /// Stopping was asked.
+    Stopped,
+}
+
 /// This instance's claim on the ownership topic's partition.
 pub struct Ownership {
     owned: watch::Receiver<bool>,
@@ -159,19 +167,41 @@ impl Ownership {
     }
 
     /// Waits as a hot standby until this instance owns the queue and pool, keeping the state topic
-    /// read; answers the state as read, or `None` when `stop` is cancelled first.
+    /// read; answers with the state as read, or [`StandbyEnd::Stopped`] when `stop` is
+    /// requested first. Brokers that cannot be reached are waited out, never an error.
     pub async fn standby(
         &mut self,
         config: &Config,
         bootstrap: &str,
         readiness: &Readiness,
         stop: &Shutdown,
-    ) -> anyhow::Result<Option<StateTail>> {
+    ) -> anyhow::Result<StandbyEnd> {
         readiness.standby.store(true, Ordering::Relaxed);
-        let (kafka, servers) = (config.kafka.clone(), bootstrap.to_owned());
-        let mut tail = actix_rt::task::spawn_blocking(move || StateTail::open(&kafka, &servers))
-            .await
-            .context("state reader task")??;
+        // The brokers may be away (this instance may have lost ownership because they were):
+        // opening the reader is tried again until it works, this instance owns, or it stops.
+        let mut backoff = Duration::from_millis(500);
+        let mut tail = loop {
+            let (kafka, servers) = (config.kafka.clone(), bootstrap.to_owned());
+            let opened = actix_rt::task::spawn_blocking(move || StateTail::open(&kafka, &servers))
+                .await
+                .context("state reader task")?;
+            match opened {
+                Ok(tail) => break tail,
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), retry_in = %humantime::format_duration(backoff), "Standby could not open the state topic; trying again.");
+                }
+            }
+            if self.is_owner() {
+                readiness.standby.store(false, Ordering::Relaxed);
+                return Ok(StandbyEnd::Owner(None));
+            }
+            tokio::select! {
+                _ = self.owned() => {}
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.requested() => return Ok(StandbyEnd::Stopped),
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        };
         let (mut announced, mut caught_up) = (false, false);
         loop {
             // A slice of reading, off the actors' thread; the owner may be mid-transaction, so the
@@ -204,7 +234,7 @@ impl Ownership {
                     records = tail.records(),
                     "Owner now: taking the queue and pool."
                 );
-                return Ok(Some(tail));
+                return Ok(StandbyEnd::Owner(Some(tail)));
             }
             if !announced {
                 announced = true;
@@ -214,10 +244,10 @@ impl Ownership {
                 tokio::select! {
                     _ = self.owned() => {}
                     _ = tokio::time::sleep(Duration::from_millis(300)) => {}
-                    _ = stop.requested() => return Ok(None),
+                    _ = stop.requested() => return Ok(StandbyEnd::Stopped),
                 }
             } else if stop.is_requested() {
-                return Ok(None);
+                return Ok(StandbyEnd::Stopped);
             }
         }
     }
