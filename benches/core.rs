@@ -12,6 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use coordinator_core::config::ResourcesConfig;
+use coordinator_core::planner::{plan, Candidate, Policy, PoolView, Running};
 use coordinator_core::pool::{PoolSpec, ResourcePool, Resources};
 use coordinator_core::queue::{ExecutionQueue, QueueLimits};
 use coordinator_core::Priority;
@@ -332,10 +333,53 @@ fn pool_benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// One pass of the planner over `n` candidates (every one looked at), on a pool with 64
+/// executions running and room for about half the candidates: both policies reach the
+/// candidate that does not fit, and `strict` then works out when it will.
+fn planner_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("planner");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for n in [10usize, 100, 10_000] {
+        let mut rng = Lcg(n as u64);
+        let candidates: Vec<Candidate> = (0..n)
+            .map(|_| Candidate {
+                priority: Priority::ALL[rng.below(5)],
+                resources: Resources::new(100 + rng.below(900) as u64, 128, 0),
+                timeout: Duration::from_secs(30 + rng.below(300) as u64),
+            })
+            .collect();
+        let half: u64 = candidates[..n / 2]
+            .iter()
+            .map(|c| c.resources.cpu_millis)
+            .sum();
+        let running: Vec<Running> = (0..64)
+            .map(|i| Running {
+                resources: Resources::new(500, 512, 0),
+                ends_by: 1_000 + i * 997 % 60_000,
+            })
+            .collect();
+        let view = PoolView {
+            available: Resources::new(half.max(1), 1 << 30, 0),
+            running,
+        };
+        group.throughput(Throughput::Elements(n as u64));
+        for (name, policy) in [("demote", Policy::Demote), ("strict", Policy::Strict)] {
+            group.bench_function(format!("{name}/{n}"), |b| {
+                b.iter(|| plan(black_box(&candidates), black_box(&view), policy, 0))
+            });
+        }
+    }
+    group.finish();
+}
+
 fn main() {
     let quick = std::env::var_os("CORE_BENCH_QUICK").is_some_and(|v| v != "0");
     let mut c = Criterion::default().configure_from_args();
     queue_benches(&mut c, quick);
     pool_benches(&mut c);
+    planner_benches(&mut c);
     c.final_summary();
 }

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod events;
+pub mod planner;
 pub mod pool;
 pub mod priority;
 pub mod quantity;
