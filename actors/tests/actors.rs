@@ -31,7 +31,7 @@ use execution_coordinator::actors::{InjectFault, RestartCount};
 use execution_coordinator::state::outputs::Outputs;
 use execution_coordinator::state::pending::Pending;
 use serde_json::Value;
-use support::{
+use support::actors::{
     admitted, eventually, pool, request, AllocateGate, Collector, DequeueCounter, Sink, Topics,
 };
 use tokio::sync::Semaphore;

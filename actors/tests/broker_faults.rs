@@ -15,14 +15,15 @@
 
 mod broker;
 mod drill;
-mod process;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use broker::BrokerSettings;
+use coordinator_core::events::EventType;
 use drill::{read_all, Copy, Drill, Sent};
-use process::request;
 use serde_json::Value;
+use support::golden::request;
 
 /// The daemon's consumer `session.timeout.ms` (actors/src/kafka.rs).
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,7 +89,7 @@ async fn oversized_inputs_of_each_kind_are_answered_and_later_requests_flow() {
         message_max_bytes: Some(10 << 20),
     };
     let mut drill = Drill::start("oversized", settings).await;
-    let requests = drill.config.topic("execution_requested");
+    let requests = drill.config.topic(EventType::ExecutionRequested);
     let answered = drill.rng.between(100, 300) as usize;
     drill.until_answered(answered).await;
 

@@ -2,22 +2,23 @@
 //! the Apache Kafka that `make test` starts as the daemon's at-least-once and exactly-once work
 //! will rely on.
 
-mod common;
+mod support;
 
-use common::{
-    collect_until, commit_after, deadline, describe, execution_requested, fresh_group, fresh_topic,
-    golden_execution_requested, poll_until, produce_event, producer, subscribed_consumer,
-    transactional_producer, Isolation, Received, WAIT,
-};
 use rdkafka::producer::Producer;
+use support::golden::{golden, golden_file};
+use support::kafka::{
+    collect_until, commit_after, describe, fresh_group, fresh_topic, poll_until, produce_event,
+    producer, subscribed_consumer, transactional_producer, Isolation, Received,
+};
+use support::{deadline, WAIT};
 
 #[tokio::test]
 async fn a_new_consumer_in_the_group_resumes_after_the_committed_offset() {
     let topic = fresh_topic("harness-commit").await;
     let group = fresh_group();
     let producer = producer();
-    let first = golden_execution_requested();
-    let second = execution_requested(&uuid::Uuid::new_v4().to_string());
+    let first = golden_file("execution_requested");
+    let second = golden("execution_requested", &uuid::Uuid::new_v4().to_string());
     let first_id = first["execution_id"].as_str().unwrap().to_owned();
     let second_id = second["execution_id"].as_str().unwrap().to_owned();
 
@@ -53,8 +54,8 @@ async fn a_new_consumer_in_the_group_resumes_after_the_committed_offset() {
 async fn read_committed_hides_an_aborted_transaction_and_shows_a_committed_one() {
     let topic = fresh_topic("harness-txn").await;
     let producer = transactional_producer();
-    let aborted = execution_requested(&uuid::Uuid::new_v4().to_string());
-    let committed = execution_requested(&uuid::Uuid::new_v4().to_string());
+    let aborted = golden("execution_requested", &uuid::Uuid::new_v4().to_string());
+    let committed = golden("execution_requested", &uuid::Uuid::new_v4().to_string());
     let aborted_id = aborted["execution_id"].as_str().unwrap().to_owned();
     let committed_id = committed["execution_id"].as_str().unwrap().to_owned();
 

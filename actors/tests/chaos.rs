@@ -5,18 +5,19 @@
 //! or duplicated, and the final pool holds exactly the allocations still active: none. Run in
 //! both topic layouts: `shared` with numeric priorities, `per_event_type` with named ones.
 
-mod common;
-mod process;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{bootstrap_servers, produce_event, producer, subscribed_consumer, Isolation};
-use process::{golden, request, DaemonProcess, TestConfig};
+use coordinator_core::events::EventType;
 use rdkafka::Message;
 use serde_json::Value;
+use support::daemon::{DaemonProcess, TestConfig};
+use support::golden::{golden, request};
+use support::kafka::{bootstrap_servers, produce_event, producer, subscribed_consumer, Isolation};
 
 /// A small seeded generator (xorshift64*), so a failing run can be replayed with its seed.
 struct Rng(u64);
@@ -81,10 +82,10 @@ async fn chaos(config: TestConfig, levels: [Value; 5], invalid: Value) {
         .set("resources", "min_available_cpu_cores = 0.2")
         .set("queue", "stale_timeout = \"30s\"")
         .set("scheduler", "scheduling_interval = \"100ms\"");
-    let requests = config.topic("execution_requested");
-    let cancels = config.topic("execution_cancelled");
-    let completions = config.topic("execution_completed");
-    let failures_topic = config.topic("execution_failed");
+    let requests = config.topic(EventType::ExecutionRequested);
+    let cancels = config.topic(EventType::ExecutionCancelled);
+    let completions = config.topic(EventType::ExecutionCompleted);
+    let failures_topic = config.topic(EventType::ExecutionFailed);
 
     // The worker: completes every command it reads (read_committed).
     let stop_worker = Arc::new(AtomicBool::new(false));
@@ -92,7 +93,7 @@ async fn chaos(config: TestConfig, levels: [Value; 5], invalid: Value) {
     let commands: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
     let worker = {
         let consumer = subscribed_consumer(
-            &common::fresh_group(),
+            &support::kafka::fresh_group(),
             Isolation::ReadCommitted,
             &[&config.commands_topic()],
         );
@@ -181,7 +182,7 @@ async fn chaos(config: TestConfig, levels: [Value; 5], invalid: Value) {
 
     // Every request settles: read the outcomes (read_committed) until each has one.
     let reader = subscribed_consumer(
-        &common::fresh_group(),
+        &support::kafka::fresh_group(),
         Isolation::ReadCommitted,
         &[&failures_topic],
     );

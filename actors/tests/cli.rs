@@ -1,10 +1,14 @@
 //! The binary's front door: `check-config`, exit 64 on bad config, and `run` on the embedded
 //! broker printing its address and actor-stats lines, stopping cleanly on SIGTERM.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use support::{deadline, STOP_WITHIN, WAIT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_execution-coordinator");
 
@@ -43,21 +47,21 @@ fn spawn_with_lines(
     (child, rx)
 }
 
-/// Sends `signal` (e.g. "-TERM") and waits, at most 30 s, for the exit status.
+/// Sends `signal` (e.g. "-TERM") and waits, at most [`STOP_WITHIN`], for the exit status.
 fn signal_and_wait(child: &mut std::process::Child, signal: &str) -> std::process::ExitStatus {
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + STOP_WITHIN;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
             return status;
         }
         assert!(
             Instant::now() < deadline,
-            "process did not stop within 30 s"
+            "process did not stop within {STOP_WITHIN:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -160,7 +164,7 @@ fn run_on_the_embedded_broker_prints_its_address_and_stats_and_stops_on_sigterm(
         "[daemon]\nstats_interval = \"200ms\"\nlog_format = \"json\"\nmetrics_addr = \"127.0.0.1:0\"\n",
     );
     let (mut child, rx) = spawn_with_lines(&["run"], &file);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = deadline();
     let (mut address, mut stats_actors) = (false, std::collections::BTreeSet::new());
     while !(address && stats_actors.len() >= 5) {
         let line = rx
@@ -168,7 +172,7 @@ fn run_on_the_embedded_broker_prints_its_address_and_stats_and_stops_on_sigterm(
             .unwrap_or_else(|_| {
                 let _ = child.kill();
                 panic!(
-                    "no address or stats lines from every actor within 30 s; saw {stats_actors:?}"
+                    "no address or stats lines from every actor within {WAIT:?}; saw {stats_actors:?}"
                 )
             });
         if line.contains("Embedded Kafka broker") && line.contains("127.0.0.1:") {
@@ -203,13 +207,13 @@ fn demo_on_the_embedded_broker_closes_the_loop_and_prints_a_summary() {
         &file,
     );
     // Wait until the ingress has seen all 100 executions finish (completed or failed).
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = deadline();
     loop {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .unwrap_or_else(|_| {
                 let _ = child.kill();
-                panic!("the demo did not complete 100 executions within 60 s")
+                panic!("the demo did not complete 100 executions within {WAIT:?}")
             });
         let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;

@@ -1,23 +1,18 @@
 //! End to end through a real Apache Kafka broker (`make test` starts one): the daemon binary
 //! consumes Integr8sCode events and publishes accepted/failed events and pod commands.
 
-mod common;
-mod process;
+mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use common::{
+use coordinator_core::events::EventType;
+use serde_json::Value;
+use support::daemon::{DaemonProcess, TestConfig};
+use support::golden::{golden, request};
+use support::kafka::{
     bootstrap_servers, collect_until, produce, produce_event, producer, Isolation, Received,
 };
-use process::{golden, request, DaemonProcess, TestConfig};
-use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn deadline() -> Instant {
-    Instant::now() + WAIT
-}
+use support::{deadline, WAIT};
 
 /// A pool that holds exactly one 500m request at a time: 1 core, no overcommit, reserve 100m.
 fn one_slot_pool(config: TestConfig) -> TestConfig {
@@ -448,7 +443,7 @@ async fn oversized_inputs_of_each_kind_are_answered_and_never_stall_the_consumer
         .set("kafka", "max_message_bytes = 65536")
         .set("kafka.properties", "\"message.max.bytes\" = \"20000\"");
     let daemon = DaemonProcess::start(&config, &bootstrap);
-    let requests = config.topic("execution_requested");
+    let requests = config.topic(EventType::ExecutionRequested);
     let p = producer();
 
     let with_script = |id: &str, bytes: usize| {
@@ -474,7 +469,7 @@ async fn oversized_inputs_of_each_kind_are_answered_and_never_stall_the_consumer
     assert_eq!(ids, ["after", "fits"], "both commanded, nothing else");
 
     let failed = collect_until(
-        &config.topic("execution_failed"),
+        &config.topic(EventType::ExecutionFailed),
         Isolation::ReadCommitted,
         deadline(),
         |m| {
@@ -532,7 +527,7 @@ async fn without_its_ownership_topic_a_daemon_that_creates_no_topics_stops_as_mi
         "not a configuration error:\n{}",
         log.join("\n")
     );
-    let owner_topic = format!("{}execution_coordinator_owner", config.prefix);
+    let owner_topic = config.ownership_topic();
     assert!(
         log.iter().any(|l| l.contains(&owner_topic)
             && l.contains("does not exist")

@@ -2,6 +2,8 @@
 //! exactly-once): the broker goes down mid-stream and produce requests fail; once it recovers,
 //! every request has exactly one command and nothing is lost.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -16,13 +18,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::Message;
 use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(60);
+use support::golden::golden_file;
+use support::WAIT;
 
 fn request(execution_id: &str) -> Vec<u8> {
-    let mut event: Value =
-        serde_json::from_str(include_str!("../../tests/golden/execution_requested.json"))
-            .expect("golden JSON");
+    let mut event = golden_file("execution_requested");
     event["execution_id"] = Value::from(execution_id);
     event["aggregate_id"] = Value::from(execution_id);
     serde_json::to_vec(&event).expect("JSON")

@@ -6,41 +6,27 @@
 //! (`tests/golden/2026-02/`), on the topic of its own type, with `content-type` and the
 //! request's `traceparent`; and the pool is empty once everything has ended.
 
-mod common;
-mod process;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use common::{bootstrap_servers, poll_until, producer, subscribed_consumer, Isolation, Received};
-use process::{golden, DaemonProcess, TestConfig};
+use coordinator_core::events::EventType;
 use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(60);
+use support::daemon::{DaemonProcess, TestConfig};
+use support::golden::{golden, golden_file};
+use support::kafka::{
+    bootstrap_servers, poll_until, producer, subscribed_consumer, Isolation, Received,
+};
+use support::{deadline, read_json, root, WAIT};
 
 const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn read_json(path: PathBuf) -> Value {
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
-}
-
 /// A golden event of `shape` (`2026-02`, `2026-03`) for `execution_id`.
 fn shaped(shape: &str, event_type: &str, execution_id: &str) -> Value {
-    let mut event = read_json(root().join(format!("tests/golden/{shape}/{event_type}.json")));
-    event["execution_id"] = Value::from(execution_id);
-    event["aggregate_id"] = Value::from(execution_id);
-    event["event_id"] = Value::from(uuid::Uuid::new_v4().to_string());
-    event
+    golden(&format!("{shape}/{event_type}"), execution_id)
 }
 
 /// A 2026 request for `execution_id` at the named `priority`.
@@ -85,7 +71,7 @@ struct Outputs {
 impl Outputs {
     /// Reads until `done` holds over everything seen, failing with what was seen at the deadline.
     async fn until(&mut self, what: &str, mut done: impl FnMut(&[Received]) -> bool) {
-        let deadline = Instant::now() + WAIT;
+        let deadline = deadline();
         while !done(&self.seen) {
             match poll_until(&self.consumer, deadline, |r| !r.is_empty()).await {
                 Ok(mut more) => self.seen.append(&mut more),
@@ -134,15 +120,15 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
         .set("resources", "min_available_cpu_cores = 0.05")
         .set("queue", "requeue_demotes = false");
     let daemon = DaemonProcess::start(&config, &bootstrap);
-    let topic = |t: &str| config.topic(t);
+    let topic = |t: EventType| config.topic(t);
     let outputs_topics = [
-        "execution_accepted",
-        "execution_failed",
-        "create_pod_command",
+        EventType::ExecutionAccepted,
+        EventType::ExecutionFailed,
+        EventType::CreatePodCommand,
     ];
     let mut out = Outputs {
         consumer: subscribed_consumer(
-            &common::fresh_group(),
+            &support::kafka::fresh_group(),
             Isolation::ReadCommitted,
             &outputs_topics
                 .map(|t| config.topic(t))
@@ -156,7 +142,7 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
     // r1: Integr8sCode 2026, "high", traced. r2: the older shape, numeric 5, user null.
     send(
         &p,
-        &topic("execution_requested"),
+        &topic(EventType::ExecutionRequested),
         &request_2026("r1", "high"),
         &[("traceparent", TRACEPARENT)],
     )
@@ -165,7 +151,7 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
     old["metadata"]["user_id"] = Value::Null;
     old["priority"] = Value::from(5);
     old["cpu_request"] = Value::from("200m");
-    send(&p, &topic("execution_requested"), &old, &[]).await;
+    send(&p, &topic(EventType::ExecutionRequested), &old, &[]).await;
     out.until("both commanded", |s| {
         has("create_pod_command", "r1")(s) && has("create_pod_command", "r2")(s)
     })
@@ -174,14 +160,14 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
     // r3 waits (the pool is full); "urgent" is no level.
     send(
         &p,
-        &topic("execution_requested"),
+        &topic(EventType::ExecutionRequested),
         &request_2026("r3", "low"),
         &[],
     )
     .await;
     send(
         &p,
-        &topic("execution_requested"),
+        &topic(EventType::ExecutionRequested),
         &request_2026("r4", "urgent"),
         &[],
     )
@@ -195,7 +181,7 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
     // The pod monitor's timeout frees r1's resources: r3 starts.
     send(
         &p,
-        &topic("execution_timeout"),
+        &topic(EventType::ExecutionTimeout),
         &shaped("2026-02", "execution_timeout", "r1"),
         &[],
     )
@@ -209,7 +195,7 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
     // r5 "critical" waits; a cancellation without `reason` (after 2026-02) frees r3: r5 starts.
     send(
         &p,
-        &topic("execution_requested"),
+        &topic(EventType::ExecutionRequested),
         &request_2026("r5", "critical"),
         &[],
     )
@@ -218,7 +204,7 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
         .await;
     send(
         &p,
-        &topic("execution_cancelled"),
+        &topic(EventType::ExecutionCancelled),
         &shaped("2026-03", "execution_cancelled", "r3"),
         &[],
     )
@@ -232,7 +218,7 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
     // r6 waits; a failure without `error_message` (after 2026-02) frees r2: r6 starts.
     send(
         &p,
-        &topic("execution_requested"),
+        &topic(EventType::ExecutionRequested),
         &request_2026("r6", "normal"),
         &[],
     )
@@ -241,7 +227,7 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
         .await;
     send(
         &p,
-        &topic("execution_failed"),
+        &topic(EventType::ExecutionFailed),
         &shaped("2026-03", "execution_failed", "r2"),
         &[],
     )
@@ -255,14 +241,14 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
     // The rest ends: a 2026 completion for r5, an older cancellation (with reason) for r6.
     send(
         &p,
-        &topic("execution_completed"),
+        &topic(EventType::ExecutionCompleted),
         &shaped("2026-02", "execution_completed", "r5"),
         &[],
     )
     .await;
     send(
         &p,
-        &topic("execution_cancelled"),
+        &topic(EventType::ExecutionCancelled),
         &golden("execution_cancelled", "r6"),
         &[],
     )
@@ -276,7 +262,7 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
             let schema = read_json(root().join(format!("schemas/{t}.schema.json")));
             let validator = jsonschema::validator_for(&schema)
                 .unwrap_or_else(|e| panic!("schemas/{t}.schema.json: {e}"));
-            (t, validator)
+            (t.as_str(), validator)
         })
         .collect();
     let mut checked = 0;
@@ -285,7 +271,7 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
         let event_type = event["event_type"].as_str().unwrap_or_default();
         assert_eq!(
             m.topic,
-            topic(event_type),
+            topic(of_name(event_type)),
             "{} on its type's topic",
             summary(m)
         );
@@ -308,7 +294,7 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
         );
         assert!(event["metadata"]["user_id"].is_string(), "{event:#}");
         if event_type != "execution_failed" {
-            let golden = read_json(root().join(format!("tests/golden/2026-02/{event_type}.json")));
+            let golden = golden_file(&format!("2026-02/{event_type}"));
             let keys = |v: &Value| -> BTreeSet<String> {
                 v.as_object()
                     .map(|o| o.keys().cloned().collect())
@@ -358,10 +344,10 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
     }
     assert!(out.of("create_pod_command", "r4").is_empty());
     for (input, sent) in [
-        ("execution_requested", 6),
-        ("execution_cancelled", 2),
-        ("execution_completed", 1),
-        ("execution_timeout", 1),
+        (EventType::ExecutionRequested, 6),
+        (EventType::ExecutionCancelled, 2),
+        (EventType::ExecutionCompleted, 1),
+        (EventType::ExecutionTimeout, 1),
     ] {
         assert_eq!(
             high_watermark(&topic(input)),
@@ -371,13 +357,22 @@ async fn integr8scode_events_of_both_eras_on_per_event_type_topics() {
     }
 }
 
+/// The event type whose `event_type` is `name`.
+fn of_name(name: &str) -> EventType {
+    EventType::ALL
+        .into_iter()
+        .find(|t| t.as_str() == name)
+        .unwrap_or_else(|| panic!("no event type {name:?}"))
+}
+
 /// The end offset of partition 0 of `topic`: the messages written to it, with any
 /// transaction markers.
 fn high_watermark(topic: &str) -> i64 {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = common::client_config(&[("group.id", &common::fresh_group())])
-        .create()
-        .expect("cannot create the Kafka consumer");
+    let consumer: BaseConsumer =
+        support::kafka::client_config(&[("group.id", &support::kafka::fresh_group())])
+            .create()
+            .expect("cannot create the Kafka consumer");
     consumer
         .fetch_watermarks(topic, 0, WAIT)
         .unwrap_or_else(|e| panic!("watermarks of {topic}: {e}"))

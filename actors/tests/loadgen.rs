@@ -3,35 +3,21 @@
 //! worker simulator it closes the loop: every request is commanded and completed, through a
 //! pool that holds only a few at a time.
 
-mod common;
-mod process;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bootstrap_servers, collect_until, create_topic, Isolation, Received};
-use coordinator_core::config::{Config, KafkaConfig};
 use coordinator_core::events::{decode_input, ExecutionRequested, InputEvent};
 use coordinator_core::Priority;
 use execution_coordinator::tools::loadgen::{execution_id, run_loadgen, LoadgenOptions};
-use process::{DaemonProcess, TestConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(90);
-
-fn deadline() -> Instant {
-    Instant::now() + WAIT
-}
-
-/// The `[kafka]` section of `config`, as the daemon and the CLI read it.
-fn kafka_config(config: &TestConfig, bootstrap: &str) -> KafkaConfig {
-    Config::from_toml_str(&config.toml(bootstrap), std::iter::empty())
-        .expect("the test config is valid")
-        .kafka
-}
+use support::daemon::{DaemonProcess, TestConfig};
+use support::kafka::{bootstrap_servers, collect_until, create_topic, Isolation, Received};
+use support::{deadline, WAIT};
 
 /// Runs the binary with `args` and `config` as its config file; waits (bounded) for its exit.
 fn run_cli(config: &TestConfig, bootstrap: &str, args: &[&str]) -> Output {
@@ -79,8 +65,8 @@ fn text(output: &Output) -> String {
 /// start until the reader's position reaches the high watermark (transaction markers take
 /// offsets too, so the watermark alone over-counts under exactly-once).
 fn message_count(topic: &str) -> i64 {
-    let consumer: BaseConsumer = common::client_config(&[
-        ("group.id", &common::fresh_group()),
+    let consumer: BaseConsumer = support::kafka::client_config(&[
+        ("group.id", &support::kafka::fresh_group()),
         ("isolation.level", "read_committed"),
         ("enable.auto.commit", "false"),
     ])
@@ -95,7 +81,7 @@ fn message_count(topic: &str) -> i64 {
         .add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
         .expect("partition");
     consumer.assign(&assignment).expect("assign");
-    let deadline = common::deadline();
+    let deadline = deadline();
     let mut count = 0;
     loop {
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
@@ -231,7 +217,7 @@ async fn loadgen_publishes_exactly_count_requests_reproducibly() {
         quiet: true,
         ..LoadgenOptions::default()
     };
-    let summary = run_loadgen(options, &kafka_config(&again, &bootstrap), &bootstrap)
+    let summary = run_loadgen(options, &again.config(&bootstrap).kafka, &bootstrap)
         .await
         .expect("loadgen runs");
     assert_eq!((summary.sent, summary.acked, summary.errors), (400, 400, 0));
@@ -310,7 +296,7 @@ async fn daemon_loadgen_and_worker_sim_close_the_loop() {
         quiet: true,
         ..LoadgenOptions::default()
     };
-    let summary = run_loadgen(options, &kafka_config(&config, &bootstrap), &bootstrap)
+    let summary = run_loadgen(options, &config.config(&bootstrap).kafka, &bootstrap)
         .await
         .expect("loadgen runs");
     assert_eq!((summary.sent, summary.acked, summary.errors), (60, 60, 0));

@@ -3,18 +3,18 @@
 //! standby instance with no partition is not ready, and the shipped Grafana dashboard names
 //! only series the daemon exports.
 
-mod common;
-mod process;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{bootstrap_servers, produce_event, producer};
-use process::{golden, request, DaemonProcess, TestConfig};
-
-const WAIT: Duration = Duration::from_secs(60);
+use coordinator_core::events::EventType;
+use support::daemon::{DaemonProcess, TestConfig};
+use support::deadline;
+use support::golden::{golden, request};
+use support::kafka::{bootstrap_servers, produce_event, producer};
 
 /// GET `path` from `addr`: (status, body).
 fn get(addr: &str, path: &str) -> (u16, String) {
@@ -43,7 +43,7 @@ fn sample(body: &str, series: &str) -> Option<f64> {
 
 /// Polls `/metrics` until `series` has `want`; panics with the scrape after the deadline.
 fn wait_for_sample(addr: &str, series: &str, want: f64) {
-    let deadline = Instant::now() + WAIT;
+    let deadline = deadline();
     loop {
         let (_, body) = get(addr, "/metrics");
         if sample(&body, series) == Some(want) {
@@ -58,7 +58,7 @@ fn wait_for_sample(addr: &str, series: &str, want: f64) {
 }
 
 fn wait_for_status(addr: &str, path: &str, want: u16) {
-    let deadline = Instant::now() + WAIT;
+    let deadline = deadline();
     loop {
         let (status, body) = get(addr, path);
         if status == want {
@@ -90,7 +90,7 @@ async fn metrics_follow_the_events_and_readiness_follows_the_assignment() {
     let second = DaemonProcess::start_standby(&config, &bootstrap);
     let second_addr = second.metrics_addr();
     assert_eq!(get(&second_addr, "/healthz").0, 200);
-    let deadline = Instant::now() + WAIT;
+    let deadline = deadline();
     let first_is_active = loop {
         let (one, two) = (get(&first_addr, "/readyz"), get(&second_addr, "/readyz"));
         match (one.0, two.0) {
@@ -288,19 +288,19 @@ async fn the_grafana_dashboard_names_only_exported_metrics() {
     let p = producer();
     produce_event(
         &p,
-        &config.topic("execution_requested"),
+        &config.topic(EventType::ExecutionRequested),
         &request("g0", "u0", "normal"),
     )
     .await;
     wait_for_sample(&addr, "execution_coordinator_commanded_total", 1.0);
     produce_event(
         &p,
-        &config.topic("execution_completed"),
+        &config.topic(EventType::ExecutionCompleted),
         &golden("execution_completed", "g0"),
     )
     .await;
     wait_for_sample(&addr, "execution_coordinator_active_allocations", 0.0);
-    let deadline = Instant::now() + WAIT;
+    let deadline = deadline();
     loop {
         let (_, body) = get(&addr, "/metrics");
         let exported: BTreeSet<String> = body

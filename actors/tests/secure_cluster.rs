@@ -8,16 +8,13 @@
 //! The broker comes from `KAFKA_SECURE_*` (set by scripts/with-kafka.sh); without it these
 //! tests fail, they never skip.
 
-mod common;
-mod process;
+mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use common::{poll_until, CollectError, Received};
 use coordinator_core::config::{Config, KafkaConfig};
 use coordinator_core::events::EventType;
-use process::{request, DaemonProcess};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -25,8 +22,10 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
 use serde_json::Value;
-
-const WAIT: Duration = Duration::from_secs(60);
+use support::daemon::DaemonProcess;
+use support::golden::request;
+use support::kafka::{poll_until, CollectError, Received};
+use support::{deadline, WAIT};
 
 const README: &str = include_str!("../../README.md");
 
@@ -176,7 +175,7 @@ async fn provision_topics(broker: &SecureBroker, kafka: &KafkaConfig) {
             Err((topic, code)) => panic!("CreateTopics {topic} failed: {code}"),
         }
     }
-    let deadline = Instant::now() + WAIT;
+    let deadline = deadline();
     for name in names.iter().chain([&state]) {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -262,7 +261,7 @@ async fn the_readmes_example_runs_over_sasl_ssl_and_never_logs_the_password() {
 
     let commands: StreamConsumer = broker
         .client_config(&[
-            ("group.id", &common::fresh_group()),
+            ("group.id", &support::kafka::fresh_group()),
             ("auto.offset.reset", "earliest"),
             ("enable.auto.commit", "false"),
             ("isolation.level", "read_committed"),
@@ -294,15 +293,11 @@ async fn the_readmes_example_runs_over_sasl_ssl_and_never_logs_the_password() {
             serde_json::from_slice(m.payload.as_deref().unwrap_or_default()).unwrap_or(Value::Null);
         json["event_type"] == "create_pod_command" && json["execution_id"] == *execution_id
     };
-    match poll_until(&commands, Instant::now() + WAIT, |r| {
-        r.iter().any(&is_our_command)
-    })
-    .await
-    {
+    match poll_until(&commands, deadline(), |r| r.iter().any(&is_our_command)).await {
         Ok(_) => {}
         Err(CollectError::Deadline(received)) => panic!(
             "no create_pod_command for {execution_id} within {WAIT:?}; got: {}\ndaemon log:\n{}",
-            common::describe(&received),
+            support::kafka::describe(&received),
             daemon.log().join("\n")
         ),
         Err(CollectError::Kafka(e, _)) => panic!("consuming commands over SASL_SSL failed: {e}"),

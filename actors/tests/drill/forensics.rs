@@ -13,31 +13,13 @@ use serde_json::Value;
 
 use super::{read_to_end, reader_with};
 use crate::broker::PrivateBroker;
-use crate::process::TestConfig;
-
-/// The event types the daemon consumes, by topic in the `per_event_type` layout.
-const INPUTS: [&str; 5] = [
-    "execution_requested",
-    "execution_cancelled",
-    "execution_completed",
-    "execution_failed",
-    "execution_timeout",
-];
+use crate::support::daemon::TestConfig;
 
 /// Every topic of the test: inputs, outputs, the DLQ and the state topic.
 fn topics(config: &TestConfig) -> Vec<String> {
-    let mut topics: Vec<String> = INPUTS
-        .iter()
-        .chain(&["execution_accepted", "create_pod_command"])
-        .map(|t| config.topic(t))
-        .collect();
-    topics.push(config.dlq_topic());
-    topics.push(state_topic(config));
+    let mut topics = config.kafka().all_topics_full();
+    topics.push(config.state_topic());
     topics
-}
-
-fn state_topic(config: &TestConfig) -> String {
-    format!("{}execution_coordinator_state", config.prefix)
 }
 
 /// Offset, key and what a message says (event type, error type, state) of every message in
@@ -125,8 +107,8 @@ fn committed_offsets(broker: &PrivateBroker, config: &TestConfig) -> String {
         Err(e) => return format!("committed offsets: no client ({e})"),
     };
     let mut partitions = TopicPartitionList::new();
-    for t in INPUTS {
-        let _ = partitions.add_partition_offset(&config.topic(t), 0, Offset::Invalid);
+    for topic in config.kafka().input_topics_full() {
+        let _ = partitions.add_partition_offset(&topic, 0, Offset::Invalid);
     }
     match consumer.committed_offsets(partitions, Duration::from_secs(10)) {
         Ok(offsets) => {
@@ -144,7 +126,7 @@ fn committed_offsets(broker: &PrivateBroker, config: &TestConfig) -> String {
 /// Executions whose last committed state record says `allocated`: what the pool holds once the
 /// daemon has restored it.
 pub async fn still_allocated(broker: &PrivateBroker, config: &TestConfig) -> BTreeSet<String> {
-    let topic = state_topic(config);
+    let topic = config.state_topic();
     let Ok(records) = read(broker, &topic, "read_committed", |_| true).await else {
         return BTreeSet::new();
     };

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use coordinator_core::events::EventType;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -25,7 +26,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{BrokerSettings, PrivateBroker};
-use crate::process::{golden, request, DaemonProcess, TestConfig};
+use crate::support::daemon::{DaemonProcess, TestConfig};
+use crate::support::golden::{golden, request};
 
 /// Priorities of the valid requests, in turn.
 const LEVELS: [&str; 5] = ["critical", "high", "normal", "low", "background"];
@@ -332,7 +334,7 @@ fn worker(
     outcomes: Arc<Outcomes>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
-    let completions = config.topic("execution_completed");
+    let completions = config.topic(EventType::ExecutionCompleted);
     let recorder = outcomes.clone();
     background
         .handle
@@ -385,8 +387,8 @@ impl Load {
     ) -> Self {
         let stop = CancellationToken::new();
         let (count, sent) = watch::channel(0);
-        let requests = config.topic("execution_requested");
-        let cancels = config.topic("execution_cancelled");
+        let requests = config.topic(EventType::ExecutionRequested);
+        let cancels = config.topic(EventType::ExecutionCancelled);
         let task = {
             let stop = stop.clone();
             background.handle.spawn(async move {
@@ -481,14 +483,16 @@ impl Drill {
         let sender = Sender::new(&broker, &background);
         let outcomes = Arc::new(Outcomes::default());
         let stop_readers = CancellationToken::new();
-        let positions: Vec<(String, Arc<StreamConsumer>)> =
-            [config.commands_topic(), config.topic("execution_failed")]
-                .into_iter()
-                .map(|topic| {
-                    let consumer = Arc::new(reader(&broker, &topic));
-                    (topic, consumer)
-                })
-                .collect();
+        let positions: Vec<(String, Arc<StreamConsumer>)> = [
+            config.commands_topic(),
+            config.topic(EventType::ExecutionFailed),
+        ]
+        .into_iter()
+        .map(|topic| {
+            let consumer = Arc::new(reader(&broker, &topic));
+            (topic, consumer)
+        })
+        .collect();
         let readers = vec![
             worker(
                 &background,

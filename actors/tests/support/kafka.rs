@@ -1,12 +1,12 @@
-//! Helpers for tests against a real Kafka broker, after rust-rdkafka's `tests/utils.rs`.
+//! Helpers for tests against a real Kafka broker, after rust-rdkafka's `tests/utils.rs`:
+//! topics, producing, consuming and collecting until a condition holds.
 //!
 //! The broker comes from `KAFKA_BOOTSTRAP_SERVERS`, which `make test` sets after starting Apache
 //! Kafka with `scripts/kafka.sh up`. Every test takes its own topics and consumer groups, and waits
 //! by polling with a deadline, never by sleeping.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -20,8 +20,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 
-/// How long a test waits for the broker before it fails: generous, since CI machines are shared.
-pub const WAIT: Duration = Duration::from_secs(30);
+use super::{deadline, WAIT};
 
 /// The variable that names the broker for the Kafka tests.
 pub const BOOTSTRAP_ENV: &str = "KAFKA_BOOTSTRAP_SERVERS";
@@ -37,11 +36,6 @@ pub fn bootstrap_servers() -> String {
              `make kafka-up` and export {BOOTSTRAP_ENV}=$(scripts/kafka.sh bootstrap)."
         ),
     }
-}
-
-/// The instant `WAIT` from now.
-pub fn deadline() -> Instant {
-    Instant::now() + WAIT
 }
 
 /// A name no other test or run uses: `{prefix}-{uuid}`.
@@ -357,24 +351,4 @@ pub fn describe(messages: &[Received]) -> String {
             )
         })
         .collect()
-}
-
-/// The golden Integr8sCode `execution_requested` event, as the platform sends it.
-pub const GOLDEN_EXECUTION_REQUESTED: &str =
-    include_str!("../../../tests/golden/execution_requested.json");
-
-/// The golden `execution_requested` event, unchanged.
-pub fn golden_execution_requested() -> Value {
-    serde_json::from_str(GOLDEN_EXECUTION_REQUESTED)
-        .expect("tests/golden/execution_requested.json is not JSON")
-}
-
-/// The golden `execution_requested` event for another execution: `execution_id`, `aggregate_id`
-/// and `event_id` replaced, everything else as the platform sends it.
-pub fn execution_requested(execution_id: &str) -> Value {
-    let mut event = golden_execution_requested();
-    event["execution_id"] = Value::from(execution_id);
-    event["aggregate_id"] = Value::from(execution_id);
-    event["event_id"] = Value::from(uuid::Uuid::new_v4().to_string());
-    event
 }

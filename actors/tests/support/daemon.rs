@@ -1,13 +1,18 @@
 //! The daemon binary as a child process for end-to-end tests: a config of the test's own
 //! (fresh topic prefix and group), its log collected, signals sent, exit awaited with a deadline.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use coordinator_core::config::{Config, KafkaConfig, TopicLayout};
+use coordinator_core::events::EventType;
+
+use super::{deadline, STOP_WITHIN, WAIT};
+
+/// The daemon's log filter in the tests: its own lines, librdkafka's warnings.
+pub const LOG_LEVEL: &str = "info,librdkafka=warn,rdkafka=warn";
 
 /// Knobs a test sets; everything else is the shipped default.
 #[derive(Debug, Clone)]
@@ -16,8 +21,8 @@ pub struct TestConfig {
     pub prefix: String,
     /// `[kafka] group_id`.
     pub group: String,
-    /// `[kafka] topic_layout`: "shared" unless [`TestConfig::per_event_type`] is asked.
-    pub layout: &'static str,
+    /// `[kafka] topic_layout`: shared unless [`TestConfig::per_event_type`] is asked.
+    pub layout: TopicLayout,
     /// Extra TOML lines per section, e.g. `("queue", "max_queue_size = 6")`.
     pub extra: Vec<(&'static str, String)>,
 }
@@ -29,12 +34,13 @@ impl TestConfig {
         Self {
             prefix: format!("t{}.", &id[..12]),
             group: format!("coordinator-{}", &id[..12]),
-            layout: "shared",
+            layout: TopicLayout::Shared,
             extra: Vec::new(),
         }
     }
 
-    /// Adds `line` to `[section]`.
+    /// Sets `line` (`key = value`, TOML) in `[section]` (`kafka`, or a sub-table such as
+    /// `kafka.properties`), over the default and any earlier line for the same key.
     pub fn set(mut self, section: &'static str, line: &str) -> Self {
         self.extra.push((section, line.to_owned()));
         self
@@ -42,72 +48,102 @@ impl TestConfig {
 
     /// The same config in the `per_event_type` topic layout (Integr8sCode's since 2026-02-20).
     pub fn per_event_type(mut self) -> Self {
-        self.layout = "per_event_type";
+        self.layout = TopicLayout::PerEventType;
         self
     }
 
-    /// The topic `event_type` travels on in this config's layout.
-    pub fn topic(&self, event_type: &str) -> String {
-        match (self.layout, event_type) {
-            ("shared", "create_pod_command") => format!("{}saga_commands", self.prefix),
-            ("shared", _) => format!("{}execution_events", self.prefix),
-            (_, t) => format!("{}{t}", self.prefix),
+    /// What every test daemon runs with before the test's own lines: the shipped defaults, the
+    /// test's prefix, group and layout, one partition per topic, offsets committed every
+    /// 200 ms, stats every second, and metrics on a free port.
+    fn base(&self, bootstrap: Option<&str>) -> Config {
+        let mut config = Config::default();
+        let kafka = &mut config.kafka;
+        kafka.bootstrap_servers = bootstrap.map(str::to_owned);
+        kafka.topic_prefix = self.prefix.clone();
+        kafka.group_id = self.group.clone();
+        kafka.topic_layout = self.layout;
+        kafka.topic_partitions = 1;
+        kafka.commit_interval = Duration::from_millis(200);
+        let daemon = &mut config.daemon;
+        daemon.metrics_addr = "127.0.0.1:0".to_owned();
+        daemon.stats_interval = Duration::from_secs(1);
+        daemon.shutdown_grace = Duration::from_secs(20);
+        daemon.log_level = LOG_LEVEL.to_owned();
+        config
+    }
+
+    /// The config file's text, checked: [`TestConfig::base`] with every [`TestConfig::set`]
+    /// line applied. Panics when a line is not TOML or the result is not a valid config (an
+    /// unknown key, a value of the wrong type), so a typo fails the test that made it.
+    fn text(&self, bootstrap: Option<&str>) -> String {
+        let mut table: toml::Table = toml::from_str(&self.base(bootstrap).to_toml_string())
+            .expect("Config::to_toml_string renders TOML");
+        for (section, line) in &self.extra {
+            let entries: toml::Table = toml::from_str(line)
+                .unwrap_or_else(|e| panic!("[{section}] {line:?} is not a TOML key = value: {e}"));
+            let mut at = &mut table;
+            for key in section.split('.') {
+                at = at
+                    .entry(key)
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .unwrap_or_else(|| panic!("[{section}]: {key} is not a table"));
+            }
+            at.extend(entries);
         }
+        let text = toml::to_string(&table).expect("a TOML table renders");
+        if let Err(errors) = Config::from_toml_str(&text, std::iter::empty()) {
+            panic!("the test's config is invalid: {errors}\n{text}");
+        }
+        text
+    }
+
+    /// The config file's text for a daemon on the broker at `bootstrap`.
+    pub fn toml(&self, bootstrap: &str) -> String {
+        self.text(Some(bootstrap))
+    }
+
+    /// The config the daemon on the broker at `bootstrap` runs with.
+    pub fn config(&self, bootstrap: &str) -> Config {
+        Config::from_toml_str(&self.toml(bootstrap), std::iter::empty())
+            .expect("TestConfig::toml checked it")
+    }
+
+    /// The `[kafka]` section, which names every topic (whatever the broker).
+    pub fn kafka(&self) -> KafkaConfig {
+        Config::from_toml_str(&self.text(None), std::iter::empty())
+            .expect("TestConfig::text checked it")
+            .kafka
+    }
+
+    /// The topic `event_type` travels on in this config's layout.
+    pub fn topic(&self, event_type: EventType) -> String {
+        self.kafka().topic_of(event_type)
     }
 
     /// The topic requests are sent to: in the shared layout, the one topic of every event.
     pub fn events_topic(&self) -> String {
-        self.topic("execution_requested")
+        self.topic(EventType::ExecutionRequested)
     }
 
     /// The commands topic.
     pub fn commands_topic(&self) -> String {
-        self.topic("create_pod_command")
+        self.topic(EventType::CreatePodCommand)
     }
 
     /// The dead-letter topic.
     pub fn dlq_topic(&self) -> String {
-        format!("{}dead_letter_queue", self.prefix)
+        self.kafka().dlq_topic_full()
     }
 
-    /// The config file's text.
-    pub fn toml(&self, bootstrap: &str) -> String {
-        let mut text = String::new();
-        for section in ["queue", "scheduler", "resources", "kafka", "daemon"] {
-            text.push_str(&format!("[{section}]\n"));
-            if section == "kafka" {
-                text.push_str(&format!(
-                    "bootstrap_servers = \"{bootstrap}\"\ntopic_prefix = \"{}\"\ngroup_id = \"{}\"\ntopic_layout = \"{}\"\ntopic_partitions = 1\ncommit_interval = \"200ms\"\n",
-                    self.prefix, self.group, self.layout
-                ));
-            }
-            if section == "daemon" {
-                text.push_str("metrics_addr = \"127.0.0.1:0\"\nstats_interval = \"1s\"\nshutdown_grace = \"20s\"\nlog_level = \"info,librdkafka=warn,rdkafka=warn\"\n");
-            }
-            for (s, line) in &self.extra {
-                if *s == section {
-                    text.push_str(line);
-                    text.push('\n');
-                }
-            }
-        }
-        // Sub-tables and other sections, e.g. `kafka.properties`, after the main ones.
-        let mut others: Vec<&str> = self
-            .extra
-            .iter()
-            .map(|(s, _)| *s)
-            .filter(|s| !["queue", "scheduler", "resources", "kafka", "daemon"].contains(s))
-            .collect();
-        others.sort_unstable();
-        others.dedup();
-        for section in others {
-            text.push_str(&format!("[{section}]\n"));
-            for (_, line) in self.extra.iter().filter(|(s, _)| *s == section) {
-                text.push_str(line);
-                text.push('\n');
-            }
-        }
-        text
+    /// The state topic (queued and allocated executions, compacted).
+    pub fn state_topic(&self) -> String {
+        self.kafka().state_topic_full()
+    }
+
+    /// The ownership topic (which instance owns the queue and the pool).
+    pub fn ownership_topic(&self) -> String {
+        self.kafka().ownership_topic_full()
     }
 }
 
@@ -123,7 +159,7 @@ impl DaemonProcess {
     /// it consumes (its topics exist and its consumer is subscribed).
     pub fn start(config: &TestConfig, bootstrap: &str) -> Self {
         let daemon = Self::spawn(&config.toml(bootstrap), &[]);
-        daemon.wait_for_log("Partitions assigned", Duration::from_secs(60));
+        daemon.wait_for_log("Partitions assigned", WAIT);
         daemon
     }
 
@@ -131,10 +167,7 @@ impl DaemonProcess {
     /// until it is a standby.
     pub fn start_standby(config: &TestConfig, bootstrap: &str) -> Self {
         let daemon = Self::spawn(&config.toml(bootstrap), &[]);
-        daemon.wait_for_log(
-            "Standby: keeping the state current",
-            Duration::from_secs(60),
-        );
+        daemon.wait_for_log("Standby: keeping the state current", WAIT);
         daemon
     }
 
@@ -148,7 +181,7 @@ impl DaemonProcess {
             .arg("run")
             .arg("--config")
             .arg(file.path())
-            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .env("RUST_LOG", LOG_LEVEL)
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -206,11 +239,11 @@ impl DaemonProcess {
     }
 
     /// Polls `/metrics` until no execution holds resources (no active allocation, no CPU in
-    /// use); panics with the last figures after a minute.
+    /// use); panics with the last figures after [`WAIT`].
     pub fn wait_for_empty_pool(&self) {
         use std::io::Read;
         let addr = self.metrics_addr();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = deadline();
         loop {
             let mut stream = std::net::TcpStream::connect(&addr).expect("connect to /metrics");
             write!(stream, "GET /metrics HTTP/1.0\r\n\r\n").expect("request");
@@ -235,10 +268,7 @@ impl DaemonProcess {
 
     /// Where the daemon serves `/metrics`, `/healthz` and `/readyz` (from its log).
     pub fn metrics_addr(&self) -> String {
-        let line = self.wait_for_log(
-            "Metrics and health endpoints listening",
-            Duration::from_secs(30),
-        );
+        let line = self.wait_for_log("Metrics and health endpoints listening", WAIT);
         line.split_whitespace()
             .find_map(|w| w.strip_prefix("addr="))
             .unwrap_or_else(|| panic!("no addr= in {line:?}"))
@@ -259,7 +289,7 @@ impl DaemonProcess {
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -TERM {pid} failed");
-        self.wait(Duration::from_secs(30))
+        self.wait(STOP_WITHIN)
     }
 
     /// Waits for the process to exit; panics (and kills it) after `timeout`.
@@ -288,31 +318,4 @@ impl Drop for DaemonProcess {
             let _ = self.child.wait();
         }
     }
-}
-
-/// A golden event of `kind` for `execution_id` (event_id fresh).
-pub fn golden(kind: &str, execution_id: &str) -> Value {
-    let text = match kind {
-        "execution_requested" => include_str!("../../../tests/golden/execution_requested.json"),
-        "execution_completed" => include_str!("../../../tests/golden/execution_completed.json"),
-        "execution_cancelled" => include_str!("../../../tests/golden/execution_cancelled.json"),
-        "execution_failed" => include_str!("../../../tests/golden/execution_failed.json"),
-        other => panic!("no golden event {other}"),
-    };
-    let mut event: Value = serde_json::from_str(text).expect("golden file is JSON");
-    event["execution_id"] = Value::from(execution_id);
-    event["aggregate_id"] = Value::from(execution_id);
-    event["event_id"] = Value::from(uuid::Uuid::new_v4().to_string());
-    event
-}
-
-/// An `execution_requested` for `execution_id` by `user` at `priority` (a number or a name),
-/// asking 500m / 256Mi.
-pub fn request(execution_id: &str, user: &str, priority: impl Into<Value>) -> Value {
-    let mut event = golden("execution_requested", execution_id);
-    event["metadata"]["user_id"] = Value::from(user);
-    event["priority"] = priority.into();
-    event["cpu_request"] = Value::from("500m");
-    event["memory_request"] = Value::from("256Mi");
-    event
 }
