@@ -64,6 +64,15 @@ pub struct LoadgenOptions {
     /// normal, low, background) or by value (0, 1, 5, 8, 10).
     #[arg(long, default_value = "critical=1,high=2,normal=5,low=1,background=1")]
     pub priority_mix: Mix<Priority>,
+    /// How `priority` is written: `name` (`"normal"`, Integr8sCode since 2026-01-29) or
+    /// `number` (`5`, its older releases).
+    #[arg(long, default_value = "name", value_parser = parse_priority_format)]
+    pub priority_format: PriorityFormat,
+    /// Every Nth request (the Nth, 2Nth, …) carries a priority that is no level (`"urgent"`,
+    /// or `3` by number), which the coordinator rejects; 0 sends none. The rest of the
+    /// sequence is the same as without it.
+    #[arg(long, default_value_t = 0)]
+    pub invalid_every: u64,
     /// Weights of the languages, `LANGUAGE=WEIGHT,…`; python, javascript, go, java, rust, cpp,
     /// r, ruby and bash get their Integr8sCode image, any other name a `NAME:latest` image.
     #[arg(long, default_value = "python=5,javascript=2,go=2,java=1")]
@@ -202,6 +211,14 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate >= 0.0 => Ok(rate),
         _ => Err(format!("{text:?}: expected requests per second, 0 or more")),
+    }
+}
+
+fn parse_priority_format(text: &str) -> Result<PriorityFormat, String> {
+    match text {
+        "name" => Ok(PriorityFormat::Name),
+        "number" => Ok(PriorityFormat::Number),
+        _ => Err(format!("{text:?}: expected name or number")),
     }
 }
 
@@ -353,6 +370,8 @@ pub struct RequestGenerator {
     users: u32,
     priorities: Vec<Priority>,
     priority_index: WeightedIndex<u32>,
+    priority_format: PriorityFormat,
+    invalid_every: u64,
     languages: Vec<String>,
     language_index: WeightedIndex<u32>,
     script_bytes: usize,
@@ -378,6 +397,8 @@ impl RequestGenerator {
             users: options.users,
             priorities,
             priority_index,
+            priority_format: options.priority_format,
+            invalid_every: options.invalid_every,
             languages,
             language_index,
             script_bytes: options.script_bytes,
@@ -408,6 +429,12 @@ impl RequestGenerator {
             .to_string()
         };
         let runtime = runtime(&language);
+        let invalid = self.invalid_every != 0 && (index + 1) % self.invalid_every == 0;
+        let priority = match (invalid, self.priority_format) {
+            (false, format) => WirePriority::of(priority, format),
+            (true, PriorityFormat::Name) => WirePriority::Name("urgent".to_owned()),
+            (true, PriorityFormat::Number) => WirePriority::Number(3),
+        };
         ExecutionRequested {
             event_id: derived("event"),
             event_type: EventType::ExecutionRequested,
@@ -437,7 +464,7 @@ impl RequestGenerator {
             memory_limit: self.memory.clone(),
             cpu_request: self.cpu.clone(),
             memory_request: self.memory.clone(),
-            priority: WirePriority::of(priority, PriorityFormat::Name),
+            priority,
             gpu_request: None,
         }
     }
@@ -710,6 +737,8 @@ mod tests {
         assert_eq!(o.count, 0);
         assert_eq!(o.users, 10);
         assert_eq!(o.priority_mix.entries().len(), 5);
+        assert_eq!(o.priority_format, PriorityFormat::Name);
+        assert_eq!(o.invalid_every, 0);
         assert_eq!(o.script_bytes, 256);
         assert_eq!(o.cpu, None);
         assert_eq!(o.seed, None);
@@ -755,6 +784,35 @@ mod tests {
             generator(7).next_request("t".into()).execution_id,
             execution_id(7, 0).to_string()
         );
+    }
+
+    #[test]
+    fn invalid_every_and_the_number_format_change_only_the_priority() {
+        for (format, invalid) in [
+            (PriorityFormat::Name, WirePriority::Name("urgent".into())),
+            (PriorityFormat::Number, WirePriority::Number(3)),
+        ] {
+            let options = LoadgenOptions {
+                priority_format: format,
+                invalid_every: 3,
+                ..LoadgenOptions::default()
+            };
+            let (mut plain, mut varied) =
+                (generator(5), RequestGenerator::new(&options, 5).unwrap());
+            for index in 0..30 {
+                let (mut expected, got) = (
+                    plain.next_request("t".into()),
+                    varied.next_request("t".into()),
+                );
+                expected.priority = if index % 3 == 2 {
+                    invalid.clone()
+                } else {
+                    WirePriority::of(expected.priority_level().unwrap(), format)
+                };
+                assert_eq!(got, expected, "request {index}");
+                assert_eq!(got.priority_level().is_err(), index % 3 == 2);
+            }
+        }
     }
 
     #[test]
