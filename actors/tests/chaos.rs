@@ -1,67 +1,51 @@
-//! Chaos on real Apache Kafka with exactly-once on: a steady stream of requests (some invalid,
-//! some cancelled), a worker completing every command, and the daemon killed with SIGKILL at
-//! seeded random moments and restarted. In the `read_committed` view every request ends in
-//! exactly one command, rejection or expiry (cancelled ones in at most one), nothing is lost
-//! or duplicated, and the final pool holds exactly the allocations still active: none. Run in
-//! both topic layouts: `shared` with numeric priorities, `per_event_type` with named ones.
+//! Chaos on real Apache Kafka with exactly-once on: a steady stream of requests from the
+//! crate's `loadgen` (some invalid, some cancelled), its `worker-sim` completing every command,
+//! and the daemon killed with SIGKILL at seeded random moments and restarted. In the
+//! `read_committed` view every request ends in exactly one command, rejection or expiry
+//! (cancelled ones in at most one), nothing is lost or duplicated, and the final pool holds
+//! exactly the allocations still active: none. Run in both topic layouts: `shared` with numeric
+//! priorities, `per_event_type` with named ones.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use coordinator_core::events::EventType;
-use rdkafka::Message;
-use serde_json::Value;
+use coordinator_core::priority::PriorityFormat;
+use execution_coordinator::tools::loadgen::{self, execution_id, run_loadgen, LoadgenOptions};
+use execution_coordinator::tools::worker_sim::{run_worker_sim, WorkerSimOptions};
+use rdkafka::consumer::StreamConsumer;
 use support::daemon::{DaemonProcess, TestConfig};
-use support::golden::{golden, request};
-use support::kafka::{bootstrap_servers, produce_event, producer, subscribed_consumer, Isolation};
-
-/// A small seeded generator (xorshift64*), so a failing run can be replayed with its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-}
-
-fn json(m: &rdkafka::message::BorrowedMessage<'_>) -> Value {
-    serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null)
-}
+use support::golden::golden;
+use support::kafka::payload_json as json;
+use support::kafka::{
+    bootstrap_servers, fresh_group, produce_event, producer, subscribed_consumer, Isolation,
+};
+use support::{deadline, Rng, WAIT};
+use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "current_thread")]
 async fn kill_9_at_random_moments_loses_and_duplicates_nothing_in_the_shared_layout() {
-    chaos(
-        TestConfig::fresh(),
-        [0, 1, 5, 8, 10].map(Value::from),
-        Value::from(3),
-    )
-    .await;
+    chaos(TestConfig::fresh(), PriorityFormat::Number).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn kill_9_at_random_moments_loses_and_duplicates_nothing_per_event_type() {
-    let names = ["critical", "high", "normal", "low", "background"].map(Value::from);
-    chaos(
-        TestConfig::fresh().per_event_type(),
-        names,
-        Value::from("urgent"),
-    )
-    .await;
+    chaos(TestConfig::fresh().per_event_type(), PriorityFormat::Name).await;
 }
 
-/// The chaos run on `config`'s layout: requests at `levels` in turn, every 7th at `invalid`.
-async fn chaos(config: TestConfig, levels: [Value; 5], invalid: Value) {
+/// Every 7th request carries a priority that is no level (`"urgent"`, or `3` by number).
+const INVALID_EVERY: u64 = 7;
+
+/// Every 11th request (the 6th, 17th, …) is cancelled once it is on the broker.
+const CANCEL_EVERY: u64 = 11;
+
+/// The chaos run on `config`'s layout: `loadgen` sends requests at every level in turn, with
+/// priorities in `format`, a few invalid; `worker-sim` completes every command at once.
+async fn chaos(config: TestConfig, format: PriorityFormat) {
     let seed: u64 = std::env::var("CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -82,26 +66,24 @@ async fn chaos(config: TestConfig, levels: [Value; 5], invalid: Value) {
         .set("resources", "min_available_cpu_cores = 0.2")
         .set("queue", "stale_timeout = \"30s\"")
         .set("scheduler", "scheduling_interval = \"100ms\"");
-    let requests = config.topic(EventType::ExecutionRequested);
-    let cancels = config.topic(EventType::ExecutionCancelled);
-    let completions = config.topic(EventType::ExecutionCompleted);
+    let kafka = config.config(&bootstrap).kafka;
     let failures_topic = config.topic(EventType::ExecutionFailed);
 
-    // The worker: completes every command it reads (read_committed).
-    let stop_worker = Arc::new(AtomicBool::new(false));
-    let stop_load = Arc::new(AtomicBool::new(false));
+    // The daemon first: it creates the topics the load generator checks for.
+    let mut daemon = DaemonProcess::start(&config, &bootstrap);
+
+    // Every command in the read_committed view, counted per execution.
+    let stop_worker = CancellationToken::new();
     let commands: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
-    let worker = {
+    let observer = {
         let consumer = subscribed_consumer(
-            &support::kafka::fresh_group(),
+            &fresh_group(),
             Isolation::ReadCommitted,
             &[&config.commands_topic()],
         );
-        let (stop, commands, completions) =
-            (stop_worker.clone(), commands.clone(), completions.clone());
+        let (stop, commands) = (stop_worker.clone(), commands.clone());
         tokio::spawn(async move {
-            let p = producer();
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.is_cancelled() {
                 let Ok(Ok(m)) =
                     tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await
                 else {
@@ -111,59 +93,74 @@ async fn chaos(config: TestConfig, levels: [Value; 5], invalid: Value) {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
-                *commands.lock().unwrap().entry(id.clone()).or_default() += 1;
-                produce_event(&p, &completions, &golden("execution_completed", &id)).await;
+                *commands.lock().unwrap().entry(id).or_default() += 1;
             }
         })
     };
+    // The worker: completes every command it reads (read_committed), at once.
+    let worker = {
+        let options = WorkerSimOptions {
+            runtime: "const:0".parse().expect("a runtime distribution"),
+            fail_rate: 0.0,
+            seed: Some(seed),
+            quiet: true,
+            stop: stop_worker.clone(),
+            ..WorkerSimOptions::default()
+        };
+        let (kafka, bootstrap) = (kafka.clone(), bootstrap.clone());
+        tokio::spawn(async move { run_worker_sim(options, &kafka, &bootstrap).await })
+    };
 
-    // The load: a request every 25 ms; every 7th is invalid, every 11th is cancelled.
-    let sent: Arc<Mutex<Vec<String>>> = Arc::default();
-    let cancelled: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    // The load: a request every 25 ms at each level in turn; every 7th is invalid.
+    let stop_load = CancellationToken::new();
     let load = {
-        let (stop, sent, cancelled, requests, cancels) = (
-            stop_load.clone(),
-            sent.clone(),
-            cancelled.clone(),
-            requests.clone(),
-            cancels.clone(),
-        );
-        tokio::spawn(async move {
-            let p = producer();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let id = format!("chaos-{i}");
-                let priority = if i % 7 == 3 {
-                    invalid.clone()
-                } else {
-                    levels[(i % 5) as usize].clone()
-                };
-                produce_event(
-                    &p,
-                    &requests,
-                    &request(&id, &format!("u{}", i % 13), priority),
-                )
-                .await;
-                sent.lock().unwrap().push(id.clone());
-                if i % 11 == 5 {
-                    produce_event(&p, &cancels, &golden("execution_cancelled", &id)).await;
-                    cancelled.lock().unwrap().insert(id);
-                }
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        })
+        let options = LoadgenOptions {
+            rate: 40.0,
+            count: 0,
+            users: 13,
+            priority_mix: "critical=1,high=1,normal=1,low=1,background=1"
+                .parse()
+                .expect("a priority mix"),
+            priority_format: format,
+            invalid_every: INVALID_EVERY,
+            language_mix: "python=1".parse().expect("a language mix"),
+            cpu: Some("500m".to_owned()),
+            memory: Some("256Mi".to_owned()),
+            seed: Some(seed),
+            quiet: true,
+            stop: stop_load.clone(),
+            ..LoadgenOptions::default()
+        };
+        let (kafka, bootstrap) = (kafka.clone(), bootstrap.clone());
+        tokio::spawn(async move { run_loadgen(options, &kafka, &bootstrap).await })
     };
+    // Every 11th is cancelled once it is on the broker.
+    let published = Arc::new(AtomicU64::new(u64::MAX));
+    let canceller = tokio::spawn(cancel_every(
+        CANCEL_EVERY,
+        config.topic(EventType::ExecutionRequested),
+        config.topic(EventType::ExecutionCancelled),
+        published.clone(),
+    ));
 
-    let mut daemon = DaemonProcess::start(&config, &bootstrap);
     let mut restore_ms = Vec::new();
     for kill in 0..kills {
         // Let it work for a seeded while, then kill it without warning.
         let alive = Duration::from_millis(rng.between(200, 1500));
         tokio::time::sleep(alive).await;
         daemon.kill();
-        daemon = DaemonProcess::start(&config, &bootstrap);
-        let line = daemon.wait_for_log("State restored.", Duration::from_secs(60));
+        // Started off the runtime's thread, so the load and the worker go on meanwhile.
+        let (next, line) = {
+            let (config, bootstrap) = (config.clone(), bootstrap.clone());
+            tokio::task::spawn_blocking(move || {
+                let daemon = DaemonProcess::start(&config, &bootstrap);
+                let line = daemon.wait_for_log("State restored.", WAIT);
+                (daemon, line)
+            })
+            .await
+            .expect("restarting the daemon")
+        };
+        daemon = next;
         if let Some(ms) = line
             .split_whitespace()
             .find_map(|w| w.strip_prefix("elapsed_ms="))
@@ -175,19 +172,22 @@ async fn chaos(config: TestConfig, levels: [Value; 5], invalid: Value) {
     }
     // Some load after the last restart too.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop_load.store(true, Ordering::Relaxed);
-    load.await.expect("load task");
-    let sent: Vec<String> = sent.lock().unwrap().clone();
-    let cancelled = cancelled.lock().unwrap().clone();
+    stop_load.cancel();
+    let summary = load
+        .await
+        .expect("load task")
+        .unwrap_or_else(|e| panic!("loadgen failed: {e:#}"));
+    assert_eq!(summary.errors, 0, "every request was delivered: {summary}");
+    let sent: Vec<String> = (0..summary.sent)
+        .map(|i| execution_id(seed, i).to_string())
+        .collect();
+    published.store(summary.sent, Ordering::Relaxed);
+    let cancelled = canceller.await.expect("canceller task");
 
     // Every request settles: read the outcomes (read_committed) until each has one.
-    let reader = subscribed_consumer(
-        &support::kafka::fresh_group(),
-        Isolation::ReadCommitted,
-        &[&failures_topic],
-    );
+    let reader = subscribed_consumer(&fresh_group(), Isolation::ReadCommitted, &[&failures_topic]);
     let mut failures: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + 2 * WAIT;
     loop {
         let settled = |failures: &BTreeMap<String, Vec<String>>| {
             let commands = commands.lock().unwrap();
@@ -227,8 +227,13 @@ async fn chaos(config: TestConfig, levels: [Value; 5], invalid: Value) {
             failures.entry(id).or_default().push(kind);
         }
     }
-    stop_worker.store(true, Ordering::Relaxed);
-    worker.await.expect("worker task");
+    stop_worker.cancel();
+    observer.await.expect("command observer task");
+    let worked = worker
+        .await
+        .expect("worker task")
+        .unwrap_or_else(|e| panic!("worker-sim failed: {e:#}"));
+    eprintln!("chaos: {worked}");
 
     let commands = commands.lock().unwrap().clone();
     let (mut lost, mut duplicated) = (Vec::new(), Vec::new());
@@ -266,7 +271,7 @@ async fn chaos(config: TestConfig, levels: [Value; 5], invalid: Value) {
 
 /// The next `execution_failed` the coordinator published, as (execution id, error type), if one
 /// arrives within 200 ms.
-async fn next_failure(reader: &rdkafka::consumer::StreamConsumer) -> Option<(String, String)> {
+async fn next_failure(reader: &StreamConsumer) -> Option<(String, String)> {
     let m = tokio::time::timeout(Duration::from_millis(200), reader.recv())
         .await
         .ok()?
@@ -278,4 +283,51 @@ async fn next_failure(reader: &rdkafka::consumer::StreamConsumer) -> Option<(Str
         let field = |name: &str| event[name].as_str().unwrap_or_default().to_owned();
         (field("execution_id"), field("error_type"))
     })
+}
+
+/// Reads the requests the load generator publishes to `requests`, in order, and cancels every
+/// `every`th of them (the `every / 2`th, then each `every` later) on `cancels`, until it has
+/// seen `published` of them (unknown, `u64::MAX`, while the load runs). Answers the cancelled.
+async fn cancel_every(
+    every: u64,
+    requests: String,
+    cancels: String,
+    published: Arc<AtomicU64>,
+) -> BTreeSet<String> {
+    let reader = subscribed_consumer(&fresh_group(), Isolation::ReadCommitted, &[&requests]);
+    let p = producer();
+    let (mut seen, mut cancelled) = (0u64, BTreeSet::new());
+    let mut until = None;
+    loop {
+        let total = published.load(Ordering::Relaxed);
+        if seen >= total {
+            return cancelled;
+        }
+        if total != u64::MAX {
+            let until = *until.get_or_insert_with(deadline);
+            assert!(
+                Instant::now() < until,
+                "the canceller saw {seen} of the {total} requests within {WAIT:?}"
+            );
+        }
+        let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), reader.recv()).await
+        else {
+            continue;
+        };
+        let event = json(&m);
+        if event["event_type"] != "execution_requested"
+            || event["metadata"]["service_name"] != loadgen::SERVICE_NAME
+        {
+            continue; // in the shared layout, every other event travels here too
+        }
+        if seen % every == every / 2 {
+            let id = event["execution_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            produce_event(&p, &cancels, &golden("execution_cancelled", &id)).await;
+            cancelled.insert(id);
+        }
+        seen += 1;
+    }
 }

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
+use crate::support::root;
+
 /// How long a start or restart may take before the test fails: the JVM starts slowly on a
 /// shared machine, and a restart after SIGKILL recovers its logs first.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -343,14 +345,6 @@ fn remove_abandoned_data() {
             let _ = fs::remove_dir_all(&path);
         }
     }
-}
-
-/// The repository's root (the workspace above `actors/`).
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("actors/ has a parent")
-        .to_owned()
 }
 
 /// `.cache/kafka-libs`, checked to hold the broker's jars; panics, saying how to get them,

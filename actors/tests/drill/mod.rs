@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{BrokerSettings, PrivateBroker};
 use crate::support::daemon::{DaemonProcess, TestConfig};
 use crate::support::golden::{golden, request};
+use crate::support::kafka::payload_json as json;
+use crate::support::Rng;
 
 /// Priorities of the valid requests, in turn.
 const LEVELS: [&str; 5] = ["critical", "high", "normal", "low", "background"];
@@ -59,28 +61,6 @@ pub fn seed() -> u64 {
         None => text.parse(),
     };
     parsed.unwrap_or_else(|e| panic!("FAULT_SEED={text:?} is not a number: {e}"))
-}
-
-/// A small seeded generator (xorshift64*), so a run can be repeated with its seed.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        // Never zero, and seeds 1, 2, 3 … far apart.
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number in `low..=high`.
-    pub fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
 }
 
 /// A request the test sent, and what may answer it.
@@ -296,10 +276,6 @@ fn reader_with(broker: &PrivateBroker, topic: &str, isolation: &str) -> StreamCo
         .assign(&partitions)
         .unwrap_or_else(|e| panic!("assigning {topic}: {e}"));
     consumer
-}
-
-fn json(m: &BorrowedMessage<'_>) -> Value {
-    serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null)
 }
 
 /// Reads `consumer` until `stop`, calling `each` once per offset.

@@ -262,6 +262,11 @@ fn to_received<M: Message>(message: &M) -> Received {
     }
 }
 
+/// The payload of `message` as JSON, or `Null` when it is not JSON (or has none).
+pub fn payload_json<M: Message>(message: &M) -> Value {
+    serde_json::from_slice(message.payload().unwrap_or_default()).unwrap_or(Value::Null)
+}
+
 /// Why a collection ended without its predicate holding.
 #[derive(Debug)]
 pub enum CollectError {

@@ -37,6 +37,30 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A small seeded generator (xorshift64*), so a failing run can be replayed with its seed.
+/// `Rng(state)` starts from `state` as it is (never zero); [`Rng::new`] spreads seeds apart.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The generator of `seed`: never zero, and seeds 1, 2, 3 … far apart.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `low..=high`.
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next() % (high - low + 1)
+    }
+}
+
 /// The JSON file at `path`; panics naming the file when it cannot be read or is not JSON.
 pub fn read_json(path: impl AsRef<Path>) -> Value {
     let path = path.as_ref();
