@@ -3,8 +3,10 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use coordinator_core::planner::{self, Candidate, Fate, Policy, PoolView};
 use coordinator_core::pool::{Allocation, Insufficient, PoolStats, ResourcePool, Resources};
-use tracing::{info, warn};
+use coordinator_core::Priority;
+use tracing::{error, info, warn};
 
 use crate::actors::{InjectFault, RestartCount};
 use crate::telemetry;
@@ -119,12 +121,42 @@ impl Handler<AllocateInOrder> for ResourceActor {
 
     fn handle(&mut self, msg: AllocateInOrder, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
+        // The decision is the core planner's (the one the simulator replays); an execution
+        // that holds an allocation already gets it back, so it asks for nothing.
+        let candidates: Vec<Candidate> = msg
+            .0
+            .iter()
+            .map(|(execution_id, resources)| Candidate {
+                priority: Priority::Normal,
+                resources: if self.pool.contains(execution_id) {
+                    Resources::default()
+                } else {
+                    *resources
+                },
+                timeout: Duration::ZERO,
+            })
+            .collect();
+        let view = PoolView {
+            available: self.pool.available(),
+            running: Vec::new(),
+        };
+        let plan = planner::plan(&candidates, &view, Policy::Demote, 0);
         let mut granted = Vec::with_capacity(msg.0.len());
         let mut refused = None;
-        for (execution_id, resources) in msg.0 {
+        for ((execution_id, resources), fate) in msg.0.into_iter().zip(plan.fates) {
+            if fate != Fate::Start {
+                refused = Some(Insufficient {
+                    requested: resources,
+                    available: self.pool.available(),
+                });
+                break;
+            }
             match self.pool.allocate(&execution_id, resources) {
                 Ok(allocation) => granted.push(allocation),
                 Err(insufficient) => {
+                    // The plan and the pool disagree: a defect; the pass ends as if it did
+                    // not fit.
+                    error!(execution_id = %execution_id, "The planner started an execution the pool refused.");
                     refused = Some(insufficient);
                     break;
                 }
