@@ -11,5 +11,6 @@ pub mod priority;
 pub mod quantity;
 pub mod queue;
 pub mod redact;
+pub mod sim;
 
 pub use priority::{Priority, LEVELS};

@@ -1,0 +1,55 @@
+//! The replay simulator: a workload replayed through the daemon's own queue, pool and pass
+//! planner on a virtual clock, and what its decisions did to waits, slowdown, utilisation
+//! and fairness.
+//!
+//! - [`swf`]: reads Standard Workload Format traces.
+//! - [`settings`]: the simulator's config (the daemon's sections plus `[simulate]`) and how a
+//!   trace record becomes an execution.
+//! - [`engine`]: the event-driven replay.
+//! - [`report`]: the measures, as a text table or JSON.
+//! - [`synth`]: a seeded synthetic workload for scale runs.
+
+pub mod engine;
+pub mod report;
+pub mod settings;
+pub mod swf;
+pub mod synth;
+
+use report::Report;
+use settings::{PolicyName, SimConfig, SimJob};
+use swf::SwfJob;
+
+/// Maps `records` with `config`, replays them under `policy` (or the config's own) and
+/// measures the outcome. `label` names the run in the report.
+pub fn simulate(
+    records: &[SwfJob],
+    config: &SimConfig,
+    policy: Option<PolicyName>,
+    label: &str,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Report {
+    let policy = policy.unwrap_or(config.settings.policy);
+    let (jobs, skipped) = map_all(records, config);
+    let outcome = engine::run(&jobs, &config.config, policy.policy(), progress);
+    Report::new(label, policy.name(), &jobs, skipped, &outcome)
+}
+
+/// The executions the records become, and how many records were skipped.
+pub fn map_all(records: &[SwfJob], config: &SimConfig) -> (Vec<SimJob>, u64) {
+    let mut skipped = 0;
+    let jobs = records
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match config.map(i, r) {
+            Ok(job) => Some(job),
+            Err(_) => {
+                skipped += 1;
+                None
+            }
+        })
+        .collect();
+    (jobs, skipped)
+}
+
+#[cfg(test)]
+mod tests;
