@@ -20,6 +20,7 @@ use execution_coordinator::telemetry::log_output::Redacting;
 use execution_coordinator::telemetry::{self, Readiness};
 use execution_coordinator::tools::demo::run_demo;
 use execution_coordinator::tools::loadgen::{run_loadgen, LoadgenOptions};
+use execution_coordinator::tools::simulate::{run_simulate, SimulateOptions};
 use execution_coordinator::tools::worker_sim::{
     run_worker_sim, RuntimeDistribution, WorkerSimOptions,
 };
@@ -97,6 +98,26 @@ enum Command {
         #[command(flatten)]
         options: WorkerSimOptions,
     },
+    /// Replay a workload trace (Standard Workload Format, `.swf` or `.swf.gz`) or a synthetic
+    /// workload through the queue, pool and scheduling policy on a virtual clock, and print
+    /// waits per level, slowdown, utilisation and fairness. `--config` is the pool and
+    /// policy to simulate (e.g. `traces/kth-sp2.toml`), with an optional `[simulate]` section.
+    Simulate {
+        #[command(flatten)]
+        options: SimulateOptions,
+    },
+}
+
+/// `simulate`: its config is its own (with a `[simulate]` section), read by the command.
+fn simulate(options: &SimulateOptions, config: Option<&std::path::Path>) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match run_simulate(options, config, &mut stdout) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("simulate: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config, String> {
@@ -141,6 +162,9 @@ fn disable_transparent_huge_pages() {
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
+    if let Some(Command::Simulate { options }) = &cli.command {
+        return simulate(options, cli.config.as_deref());
+    }
     let config = match load_config(cli.config.as_ref()) {
         Ok(c) => c,
         Err(e) => {
@@ -149,6 +173,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command.unwrap_or(Command::Run) {
+        Command::Simulate { options } => simulate(&options, cli.config.as_deref()),
         Command::CheckConfig => {
             for w in config.warnings() {
                 eprintln!("warning: {w}");

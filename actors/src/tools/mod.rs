@@ -1,7 +1,9 @@
 //! Tools around the daemon, run from the same binary: the load generator, the worker
-//! simulator, and the demo that runs both against the daemon on its embedded broker. They use
-//! the daemon's modules; nothing in the daemon uses them.
+//! simulator, the demo that runs both against the daemon on its embedded broker, and the
+//! replay simulator's command line. They use the daemon's modules; nothing in the daemon uses
+//! them.
 
 pub mod demo;
 pub mod loadgen;
+pub mod simulate;
 pub mod worker_sim;

@@ -1,0 +1,178 @@
+//! `execution-coordinator simulate`: replays a workload trace (or a synthetic one) through
+//! the core's queue, pool and pass planner on a virtual clock and prints what happened.
+//! The replay itself is `coordinator_core::sim`; this is the command line around it: reading
+//! files (`.swf` or gzipped `.swf.gz`), progress on stderr, and the output.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, ValueEnum};
+use coordinator_core::sim::report::{side_by_side, Report};
+use coordinator_core::sim::settings::{PolicyName, SimConfig};
+use coordinator_core::sim::swf::{self, SwfJob};
+use coordinator_core::sim::synth::{self, SynthParams};
+use coordinator_core::sim::{self as core_sim};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The command line of `simulate`.
+#[derive(Args, Debug, Clone)]
+pub struct SimulateOptions {
+    /// The trace to replay: Standard Workload Format, `.swf` or gzipped `.swf.gz`.
+    #[arg(
+        long,
+        required_unless_present = "synthetic",
+        conflicts_with = "synthetic"
+    )]
+    pub trace: Option<PathBuf>,
+    /// The scheduling policy, over the config's `[simulate] policy`.
+    #[arg(long, value_enum)]
+    pub policy: Option<PolicyArg>,
+    /// A second config replayed on the same workload; both tables are printed side by side.
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
+    /// Print JSON instead of the text table.
+    #[arg(long)]
+    pub json: bool,
+    /// Replay this many synthetic jobs instead of a trace.
+    #[arg(long)]
+    pub synthetic: Option<usize>,
+    /// Seed of the synthetic workload.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Offered load of the synthetic workload (work submitted ÷ what the pool can do).
+    #[arg(long, default_value_t = 0.9)]
+    pub load: f64,
+    /// Replay only the first N jobs of the trace.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// `--policy`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyArg {
+    /// The blocked execution goes one level lower; the pass ends.
+    Demote,
+    /// The blocked execution keeps its place and blocks everything behind it.
+    Strict,
+}
+
+impl From<PolicyArg> for PolicyName {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::Demote => PolicyName::Demote,
+            PolicyArg::Strict => PolicyName::Strict,
+        }
+    }
+}
+
+/// A problem with what the command was given (files, config, trace lines): exit code 64.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn read_config(path: &Path) -> Result<SimConfig, BadInput> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read config file {}: {e}", path.display())))?;
+    SimConfig::from_toml_str(&text)
+        .map_err(|e| BadInput(format!("invalid configuration {}:\n{e}", path.display())))
+}
+
+fn read_trace(path: &Path, limit: Option<usize>) -> Result<Vec<SwfJob>, BadInput> {
+    let file = File::open(path)
+        .map_err(|e| BadInput(format!("cannot open trace {}: {e}", path.display())))?;
+    let reader: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(BufReader::new(flate2::read::GzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    };
+    swf::parse(reader, limit).map_err(|e| BadInput(format!("trace {}: {e}", path.display())))
+}
+
+fn progress_bar(label: &str) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:30}] {percent}% {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(label.to_owned());
+    bar
+}
+
+/// Runs `simulate` with `config` (the global `--config`); the text or JSON goes to `out`.
+pub fn run_simulate(
+    options: &SimulateOptions,
+    config: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<(), BadInput> {
+    let config_path = config.ok_or_else(|| {
+        BadInput("simulate needs --config FILE.toml (e.g. traces/kth-sp2.toml)".to_owned())
+    })?;
+    let mut configs = vec![(config_path.to_path_buf(), read_config(config_path)?)];
+    if let Some(other) = &options.compare {
+        configs.push((other.clone(), read_config(other)?));
+    }
+    let records = match (&options.trace, options.synthetic) {
+        (_, Some(jobs)) => {
+            let procs =
+                coordinator_core::pool::PoolSpec::from_config(&configs[0].1.config.resources)
+                    .usable()
+                    .cpu_millis
+                    / 1000;
+            if !(options.load.is_finite() && options.load > 0.0) {
+                return Err(BadInput(format!(
+                    "--load must be a number above 0 (got {})",
+                    options.load
+                )));
+            }
+            synth::generate(&SynthParams {
+                jobs,
+                seed: options.seed,
+                procs: procs.max(1),
+                load: options.load,
+            })
+        }
+        (Some(trace), None) => read_trace(trace, options.limit)?,
+        (None, None) => {
+            return Err(BadInput(
+                "simulate needs --trace FILE or --synthetic N".into(),
+            ))
+        }
+    };
+    let policy = options.policy.map(PolicyName::from);
+    let mut reports: Vec<Report> = Vec::new();
+    for (path, config) in &configs {
+        let label = path.display().to_string();
+        let bar = progress_bar(&label);
+        let report = core_sim::simulate(&records, config, policy, &label, &mut |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        });
+        bar.finish_and_clear();
+        reports.push(report);
+    }
+    let text = if options.json {
+        let value = if reports.len() == 1 {
+            serde_json::to_string_pretty(&reports[0])
+        } else {
+            serde_json::to_string_pretty(&reports)
+        };
+        value.map(|s| s + "\n").unwrap_or_default()
+    } else if reports.len() == 1 {
+        reports[0].to_text()
+    } else {
+        side_by_side(&reports)
+    };
+    out.write_all(text.as_bytes())
+        .map_err(|e| BadInput(format!("cannot write the report: {e}")))
+}
