@@ -124,8 +124,15 @@ impl Transaction {
                 Err((e, returned))
                     if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
                 {
-                    // Make room: the commit flushes what the transaction holds.
+                    // Make room: the commit flushes what the transaction holds. If it failed,
+                    // nothing more goes in.
                     self.commit();
+                    if let Some(reason) = self.refusal() {
+                        return Err(PublishError::Poisoned {
+                            topic: msg.topic.clone(),
+                            reason: reason.to_owned(),
+                        });
+                    }
                     if let Err(source) = self.ensure_open() {
                         return Err(PublishError::Kafka {
                             topic: msg.topic.clone(),
