@@ -79,13 +79,13 @@ impl Recoveries {
 
 /// First pause between two attempts to start again after a failure; it doubles up to
 /// [`MAX_RESTART_BACKOFF`].
-const RESTART_BACKOFF: Duration = Duration::from_millis(500);
+pub(crate) const RESTART_BACKOFF: Duration = Duration::from_millis(500);
 
 /// How long an actor thread may take to stop when the tree is torn down.
 const THREAD_STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Longest pause between two attempts to start again.
-const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(10);
+pub(crate) const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(10);
 
 /// The running daemon: the address of each supervised actor.
 pub struct Daemon {

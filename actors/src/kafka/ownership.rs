@@ -17,6 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::daemon::{MAX_RESTART_BACKOFF, RESTART_BACKOFF};
 use crate::kafka::client_config;
 use crate::misconfigured::Misconfigured;
 use crate::shutdown::Shutdown;
@@ -179,7 +180,7 @@ impl Ownership {
         readiness.standby.store(true, Ordering::Relaxed);
         // The brokers may be away (this instance may have lost ownership because they were):
         // opening the reader is tried again until it works, this instance owns, or it stops.
-        let mut backoff = Duration::from_millis(500);
+        let mut backoff = RESTART_BACKOFF;
         let mut tail = loop {
             let (kafka, servers) = (config.kafka.clone(), bootstrap.to_owned());
             let opened = actix_rt::task::spawn_blocking(move || StateTail::open(&kafka, &servers))
@@ -200,7 +201,7 @@ impl Ownership {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.requested() => return Ok(StandbyEnd::Stopped),
             }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+            backoff = (backoff * 2).min(MAX_RESTART_BACKOFF);
         };
         let (mut announced, mut caught_up) = (false, false);
         loop {
