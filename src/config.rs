@@ -15,6 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use thiserror::Error;
 
 use crate::events::EventType;
+use crate::planner::Policy;
 use crate::priority::PriorityFormat;
 use crate::redact::{holds_secret_value, Redactor};
 
@@ -175,6 +176,10 @@ pub struct SchedulerConfig {
     /// bounds how late a missed wake-up is noticed. Default 500ms.
     #[serde(with = "humantime_serde")]
     pub scheduling_interval: Duration,
+    /// What a pass does with an execution that does not fit: `demote` (one level lower, the
+    /// pass ends) or `strict` (it keeps its place and blocks the executions behind it).
+    /// Default `demote`.
+    pub policy: Policy,
 }
 
 impl Default for SchedulerConfig {
@@ -182,6 +187,7 @@ impl Default for SchedulerConfig {
         Self {
             max_concurrent_scheduling: 10,
             scheduling_interval: Duration::from_millis(500),
+            policy: Policy::Demote,
         }
     }
 }

@@ -13,17 +13,40 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::pool::Resources;
 use crate::queue::Millis;
 use crate::Priority;
 
-/// How a pass treats the candidates that do not fit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How a pass treats the candidates that do not fit (`scheduler.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// The first candidate that does not fit is demoted one level and the pass ends.
+    #[default]
     Demote,
     /// The first candidate that does not fit blocks everything behind it, at its level.
     Strict,
+}
+
+impl Policy {
+    /// Every policy.
+    pub const ALL: [Policy; 2] = [Policy::Demote, Policy::Strict];
+
+    /// Its name as written in config and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Demote => "demote",
+            Policy::Strict => "strict",
+        }
+    }
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// A queued execution the pass may start.

@@ -15,8 +15,9 @@ pub mod settings;
 pub mod swf;
 pub mod synth;
 
+use crate::planner::Policy;
 use report::Report;
-use settings::{PolicyName, SimConfig, SimJob};
+use settings::{SimConfig, SimJob};
 use swf::SwfJob;
 
 /// Maps `records` with `config`, replays them under `policy` (or the config's own) and
@@ -24,13 +25,13 @@ use swf::SwfJob;
 pub fn simulate(
     records: &[SwfJob],
     config: &SimConfig,
-    policy: Option<PolicyName>,
+    policy: Option<Policy>,
     label: &str,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Report {
-    let policy = policy.unwrap_or(config.settings.policy);
+    let policy = policy.unwrap_or(config.config.scheduler.policy);
     let (jobs, skipped) = map_all(records, config);
-    let outcome = engine::run(&jobs, &config.config, policy.policy(), progress);
+    let outcome = engine::run(&jobs, &config.config, policy, progress);
     Report::new(label, policy.name(), &jobs, skipped, &outcome)
 }
 

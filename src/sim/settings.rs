@@ -7,38 +7,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::config::Config;
-use crate::planner::Policy;
 use crate::queue::Millis;
 use crate::sim::swf::SwfJob;
 use crate::Priority;
-
-/// Which scheduling policy a simulation runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PolicyName {
-    /// [`Policy::Demote`].
-    Demote,
-    /// [`Policy::Strict`].
-    Strict,
-}
-
-impl PolicyName {
-    /// The planner's policy.
-    pub fn policy(self) -> Policy {
-        match self {
-            PolicyName::Demote => Policy::Demote,
-            PolicyName::Strict => Policy::Strict,
-        }
-    }
-
-    /// Its name as written in config and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            PolicyName::Demote => "demote",
-            PolicyName::Strict => "strict",
-        }
-    }
-}
 
 /// Where an execution's priority comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -57,8 +28,6 @@ pub enum PrioritySource {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimSettings {
-    /// The policy, unless the command line names one. Default `demote`.
-    pub policy: PolicyName,
     /// Seed of the priority mix (and of a synthetic trace). Default 1.
     pub seed: u64,
     /// Where priorities come from. Default `mix`.
@@ -79,7 +48,6 @@ pub struct SimSettings {
 impl Default for SimSettings {
     fn default() -> Self {
         Self {
-            policy: PolicyName::Demote,
             seed: 1,
             priority: PrioritySource::Mix,
             mix: [5, 15, 60, 15, 5],

@@ -1,6 +1,6 @@
 use super::engine::{self, JobOutcome};
 use super::report::Report;
-use super::settings::{PolicyName, SimConfig};
+use super::settings::SimConfig;
 use super::swf::{self, SwfError};
 use super::synth::{self, SynthParams};
 use super::*;
@@ -130,13 +130,7 @@ fn a_job_that_runs_past_its_request_is_killed_there() {
         line(2, 0, 10, 4, 20, 3)
     );
     let records = swf::parse(text.as_bytes(), None).unwrap();
-    let report = simulate(
-        &records,
-        &config,
-        Some(PolicyName::Strict),
-        "t",
-        &mut |_, _| {},
-    );
+    let report = simulate(&records, &config, Some(Policy::Strict), "t", &mut |_, _| {});
     assert_eq!(report.killed_at_timeout, 1);
     // Job 2 waits for job 1's timeout (50 s), not its run time (100 s).
     assert_eq!(report.levels[Priority::Normal.index()].wait.max, 50.0);
@@ -146,13 +140,7 @@ fn a_job_that_runs_past_its_request_is_killed_there() {
 fn report_has_every_level_and_the_recorded_waits() {
     let config = SimConfig::from_toml_str(CONFIG).unwrap();
     let records = swf::parse(trace().as_bytes(), None).unwrap();
-    let report = simulate(
-        &records,
-        &config,
-        Some(PolicyName::Strict),
-        "t",
-        &mut |_, _| {},
-    );
+    let report = simulate(&records, &config, Some(Policy::Strict), "t", &mut |_, _| {});
     let text = report.to_text();
     for level in [
         "critical",
@@ -189,13 +177,7 @@ fn same_input_config_and_seed_give_identical_reports() {
     };
     let run = |seed| {
         let records = synth::generate(&SynthParams { seed, ..params });
-        let r: Report = simulate(
-            &records,
-            &config,
-            Some(PolicyName::Demote),
-            "s",
-            &mut |_, _| {},
-        );
+        let r: Report = simulate(&records, &config, Some(Policy::Demote), "s", &mut |_, _| {});
         (r.to_text(), serde_json::to_string(&r).unwrap())
     };
     let a = run(11);
@@ -213,20 +195,8 @@ fn strict_keeps_priorities_apart_where_demote_blurs_them() {
         procs: 4,
         load: 0.95,
     });
-    let strict = simulate(
-        &records,
-        &config,
-        Some(PolicyName::Strict),
-        "s",
-        &mut |_, _| {},
-    );
-    let demote = simulate(
-        &records,
-        &config,
-        Some(PolicyName::Demote),
-        "d",
-        &mut |_, _| {},
-    );
+    let strict = simulate(&records, &config, Some(Policy::Strict), "s", &mut |_, _| {});
+    let demote = simulate(&records, &config, Some(Policy::Demote), "d", &mut |_, _| {});
     let gap = |r: &Report| r.levels[4].wait.mean - r.levels[0].wait.mean;
     assert!(
         gap(&strict) > 0.0,

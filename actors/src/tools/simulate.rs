@@ -8,8 +8,9 @@ use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
+use coordinator_core::planner::Policy;
 use coordinator_core::sim::report::{side_by_side, Report};
-use coordinator_core::sim::settings::{PolicyName, SimConfig};
+use coordinator_core::sim::settings::SimConfig;
 use coordinator_core::sim::swf::{self, SwfJob};
 use coordinator_core::sim::synth::{self, SynthParams};
 use coordinator_core::sim::{self as core_sim};
@@ -25,7 +26,7 @@ pub struct SimulateOptions {
         conflicts_with = "synthetic"
     )]
     pub trace: Option<PathBuf>,
-    /// The scheduling policy, over the config's `[simulate] policy`.
+    /// The scheduling policy, over the config's `scheduler.policy`.
     #[arg(long, value_enum)]
     pub policy: Option<PolicyArg>,
     /// A second config replayed on the same workload; both tables are printed side by side.
@@ -57,11 +58,11 @@ pub enum PolicyArg {
     Strict,
 }
 
-impl From<PolicyArg> for PolicyName {
+impl From<PolicyArg> for Policy {
     fn from(p: PolicyArg) -> Self {
         match p {
-            PolicyArg::Demote => PolicyName::Demote,
-            PolicyArg::Strict => PolicyName::Strict,
+            PolicyArg::Demote => Policy::Demote,
+            PolicyArg::Strict => Policy::Strict,
         }
     }
 }
@@ -149,7 +150,7 @@ pub fn run_simulate(
             ))
         }
     };
-    let policy = options.policy.map(PolicyName::from);
+    let policy = options.policy.map(Policy::from);
     let mut reports: Vec<Report> = Vec::new();
     for (path, config) in &configs {
         let label = path.display().to_string();
