@@ -207,12 +207,11 @@ impl Daemon {
             Supervisor::start_in_arbiter(&here, move |_| ResourceActor::new(pool, stats_interval));
         let scheduler = {
             let peers = SchedulerPeers {
-                dequeue: queue_addr.clone().recipient(),
-                requeue: queue_addr.clone().recipient(),
-                untried: queue_addr.clone().recipient(),
+                take: queue_addr.clone().recipient(),
+                give_back: queue_addr.clone().recipient(),
                 settle: queue_addr.clone().recipient(),
-                put_back: queue_addr.clone().recipient(),
-                allocate: resource.clone().recipient(),
+                view: resource.clone().recipient(),
+                reserve: resource.clone().recipient(),
                 release: resource.clone().recipient(),
                 publish: egress.clone().recipient(),
                 publish_batch: egress.clone().recipient(),
@@ -227,6 +226,7 @@ impl Daemon {
                     s.scheduling_interval,
                     stats_interval,
                 )
+                .policy(s.policy)
             })
         };
         let ingress = {

@@ -22,7 +22,7 @@ use execution_coordinator::actors::queue::{
     Cancel, Enqueue, ExpireStale, IsDuplicate, QueueActor, QueueStatsQuery, QueuedIds,
 };
 use execution_coordinator::actors::resource::{
-    Allocate, AllocateInOrder, AllocationsQuery, PoolStatsQuery, Release, ResourceActor,
+    Allocate, AllocationsQuery, PoolStatsQuery, Release, Reserve, ResourceActor,
 };
 use execution_coordinator::actors::scheduler::{
     Kick, SchedulerActor, SchedulerPeers, SchedulerStats, SchedulerStatsQuery,
@@ -93,21 +93,20 @@ impl Rig {
         self.scheduler_with(max_in_flight, interval, self.resource.clone().recipient())
     }
 
-    /// As [`Rig::scheduler`], with its `Allocate` requests going to `allocate`.
+    /// As [`Rig::scheduler`], with its `Reserve` requests going to `reserve`.
     fn scheduler_with(
         &self,
         max_in_flight: usize,
         interval: Duration,
-        allocate: Recipient<AllocateInOrder>,
+        reserve: Recipient<Reserve>,
     ) -> Addr<SchedulerActor> {
         let counter = DequeueCounter::start(self.queue.clone().recipient(), self.dequeues.clone());
         let peers = SchedulerPeers {
-            dequeue: counter.recipient(),
-            requeue: self.queue.clone().recipient(),
-            untried: self.queue.clone().recipient(),
+            take: counter.recipient(),
+            give_back: self.queue.clone().recipient(),
             settle: self.queue.clone().recipient(),
-            put_back: self.queue.clone().recipient(),
-            allocate,
+            view: self.resource.clone().recipient(),
+            reserve,
             release: self.resource.clone().recipient(),
             publish: self.collector.clone().recipient(),
             publish_batch: self.collector.clone().recipient(),

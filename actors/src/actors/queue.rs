@@ -38,31 +38,82 @@ pub struct Admitted {
     pub state_ack: RecipientRequest<Publish>,
 }
 
+/// One execution a scheduling pass took from the queue. Until the queue has it back
+/// ([`Return`]) or it is commanded ([`Settle`]), it still counts in the positions of the
+/// executions behind it and against its user; only this handle ends that.
+#[derive(Debug)]
+pub struct Lease {
+    /// Its level and arrival when taken: the queue's key for it.
+    key: LeaseKey,
+    entry: QueuedExecution<Pending>,
+}
+
+/// The queue's name for a lease, to settle it while the scheduler keeps the lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseKey {
+    priority: Priority,
+    arrival: u64,
+}
+
+impl Lease {
+    fn new(entry: QueuedExecution<Pending>) -> Self {
+        Self {
+            key: LeaseKey {
+                priority: entry.priority,
+                arrival: entry.arrival,
+            },
+            entry,
+        }
+    }
+
+    /// The execution taken.
+    pub fn entry(&self) -> &QueuedExecution<Pending> {
+        &self.entry
+    }
+
+    /// Its key, for [`Settle`].
+    pub fn key(&self) -> LeaseKey {
+        self.key
+    }
+}
+
 /// Take up to `max` executions in dispatch order (fewer when the queue holds fewer).
 #[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "Vec<QueuedExecution<Pending>>")]
-pub struct Dequeue {
+#[rtype(result = "Vec<Lease>")]
+pub struct Take {
     /// At most this many.
     pub max: usize,
 }
 
-/// Dequeued executions are about to be commanded: they no longer count in positions. Answers,
-/// for each (level when dequeued, arrival), false when it was cancelled meanwhile (then it
-/// must not be commanded).
+/// Leased executions are about to be commanded: they no longer count in positions. Answers,
+/// for each, false when it was cancelled meanwhile (then it must not be commanded). The
+/// scheduler keeps the leases: a command the broker refuses goes back with [`Return`].
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "Vec<bool>")]
-pub struct Settle(pub Vec<(Priority, u64)>);
+pub struct Settle(pub Vec<LeaseKey>);
 
-/// Give back executions a scheduling pass dequeued but never tried (the pass ended at a blocked
-/// execution ahead of them): same level, same arrival, state record unchanged.
-#[derive(Message, Debug, Clone)]
+/// Why leased executions go back to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The plan left them where they were (not reached, behind a blocked execution, or
+    /// blocked and keeping its place): same level, same arrival, state record unchanged.
+    Kept,
+    /// It did not fit and the policy demotes: one level lower when `queue.requeue_demotes`,
+    /// same arrival, its state record rewritten.
+    Refused,
+    /// Its command was not acknowledged: same level and arrival, recorded as queued again.
+    NotCommanded,
+}
+
+/// Give leased executions back to the queue, for the reason given.
+#[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct ReturnUntried(pub Vec<QueuedExecution<Pending>>);
-
-/// Put an execution back after "insufficient resources" (one level lower when configured).
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Option<usize>")]
-pub struct Requeue(pub QueuedExecution<Pending>);
+pub struct Return {
+    /// What goes back.
+    pub leases: Vec<Lease>,
+    /// Why.
+    pub why: Why,
+}
 
 /// Cancel an execution: removed if queued, stopped if being scheduled.
 #[derive(Message, Debug, Clone)]
@@ -87,11 +138,6 @@ pub struct IsDuplicate {
     /// The execution asked about.
     pub execution_id: String,
 }
-
-/// Put an execution back at its level after its command could not be published.
-#[derive(Message, Debug, Clone)]
-#[rtype(result = "Option<usize>")]
-pub struct PutBack(pub QueuedExecution<Pending>);
 
 /// Remove every execution queued longer than the stale timeout; answers them.
 #[derive(Message, Debug, Clone, Copy)]
@@ -298,15 +344,15 @@ impl Handler<Enqueue> for QueueActor {
     }
 }
 
-impl Handler<Dequeue> for QueueActor {
-    type Result = MessageResult<Dequeue>;
+impl Handler<Take> for QueueActor {
+    type Result = MessageResult<Take>;
 
-    fn handle(&mut self, msg: Dequeue, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Take, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let mut taken = Vec::with_capacity(msg.max.min(self.queue.len()));
         while taken.len() < msg.max {
             match self.queue.dequeue() {
-                Some(entry) => taken.push(entry),
+                Some(entry) => taken.push(Lease::new(entry)),
                 None => break,
             }
         }
@@ -318,46 +364,32 @@ impl Handler<Dequeue> for QueueActor {
     }
 }
 
-impl Handler<ReturnUntried> for QueueActor {
+impl Handler<Return> for QueueActor {
     type Result = ();
 
-    fn handle(&mut self, msg: ReturnUntried, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Return, _ctx: &mut Self::Context) {
         let started = Instant::now();
-        for entry in msg.0 {
-            let id = entry.execution_id.clone();
-            // Its `queued` record still holds; only a cancellation meanwhile changes it.
-            if self.queue.put_back(entry).is_none() && !self.queue.contains(&id) {
-                self.send_logged(self.outputs.state_finished(&id));
+        for lease in msg.leases {
+            let id = lease.entry.execution_id.clone();
+            match msg.why {
+                Why::Kept => {
+                    // Its `queued` record still holds; only a cancellation meanwhile changes it.
+                    if self.queue.put_back(lease.entry).is_none() && !self.queue.contains(&id) {
+                        self.send_logged(self.outputs.state_finished(&id));
+                    }
+                }
+                Why::Refused => {
+                    let position = self.queue.requeue(lease.entry);
+                    self.record_return(&id, position);
+                }
+                Why::NotCommanded => {
+                    let position = self.queue.put_back(lease.entry);
+                    self.record_return(&id, position);
+                }
             }
         }
         self.observe();
         self.stats.record(started);
-    }
-}
-
-impl Handler<Requeue> for QueueActor {
-    type Result = Option<usize>;
-
-    fn handle(&mut self, msg: Requeue, _ctx: &mut Self::Context) -> Self::Result {
-        let started = Instant::now();
-        let id = msg.0.execution_id.clone();
-        let position = self.queue.requeue(msg.0);
-        self.record_return(&id, position);
-        self.stats.record(started);
-        position
-    }
-}
-
-impl Handler<PutBack> for QueueActor {
-    type Result = Option<usize>;
-
-    fn handle(&mut self, msg: PutBack, _ctx: &mut Self::Context) -> Self::Result {
-        let started = Instant::now();
-        let id = msg.0.execution_id.clone();
-        let position = self.queue.put_back(msg.0);
-        self.record_return(&id, position);
-        self.stats.record(started);
-        position
     }
 }
 
@@ -369,7 +401,7 @@ impl Handler<Settle> for QueueActor {
         let go = msg
             .0
             .into_iter()
-            .map(|(priority, arrival)| self.queue.settle(priority, arrival))
+            .map(|key| self.queue.settle(key.priority, key.arrival))
             .collect();
         self.stats.record(started);
         go

@@ -1,12 +1,13 @@
 //! ResourceActor: owns the resource pool and every allocation.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use coordinator_core::planner::{self, Candidate, Fate, Policy, PoolView};
+use coordinator_core::planner::{PoolView, Running};
 use coordinator_core::pool::{Allocation, Insufficient, PoolStats, ResourcePool, Resources};
-use coordinator_core::Priority;
-use tracing::{error, info, warn};
+use coordinator_core::queue::Millis;
+use tracing::{info, warn};
 
 use crate::actors::{InjectFault, RestartCount};
 use crate::telemetry;
@@ -22,11 +23,42 @@ pub struct Allocate {
     pub resources: Resources,
 }
 
-/// Reserve resources for executions in the order given, stopping at the first that does not
-/// fit: answers the allocations made (a prefix of the request) and, if one did not fit, why.
+/// What the pool looks like to a scheduling pass, and which of `holding` hold an allocation
+/// already (they start without asking for more).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "(Vec<Allocation>, Option<Insufficient>)")]
-pub struct AllocateInOrder(pub Vec<(String, Resources)>);
+#[rtype(result = "PoolSnapshot")]
+pub struct ViewPool {
+    /// The executions the pass plans for.
+    pub holding: Vec<String>,
+    /// Whether the pass needs what runs and when it ends (a policy that looks ahead does).
+    pub running: bool,
+}
+
+/// The answer to [`ViewPool`].
+#[derive(Debug, Clone, Default)]
+pub struct PoolSnapshot {
+    /// Free amounts and, when asked, what runs.
+    pub view: PoolView,
+    /// For each execution asked about, whether it holds an allocation already.
+    pub holding: Vec<bool>,
+}
+
+/// Reserve resources for the executions a plan starts, each on its own: answers, in order,
+/// the allocation or why it did not fit (only when the pool changed under the plan).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Vec<Result<Allocation, Insufficient>>")]
+pub struct Reserve(pub Vec<Reservation>);
+
+/// One execution's share of a [`Reserve`].
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    /// The execution to hold them.
+    pub execution_id: String,
+    /// The amounts.
+    pub resources: Resources,
+    /// When it will have ended at the latest (its start plus its timeout).
+    pub ends_by: Millis,
+}
 
 /// Return an execution's resources to the pool; answers what was released, if anything.
 #[derive(Message, Debug, Clone)]
@@ -49,6 +81,8 @@ pub struct AllocationsQuery;
 /// The pool actor.
 pub struct ResourceActor {
     pool: ResourcePool,
+    /// When each allocation made here ends at the latest; restored ones are not in it.
+    ends_by: HashMap<String, Millis>,
     gauges: telemetry::PoolGauges,
     stats: ActorStats,
     stats_interval: Duration,
@@ -59,6 +93,7 @@ impl ResourceActor {
     pub fn new(pool: ResourcePool, stats_interval: Duration) -> Self {
         Self {
             pool,
+            ends_by: HashMap::new(),
             gauges: telemetry::PoolGauges::new(),
             stats: ActorStats::new("resource"),
             stats_interval,
@@ -116,55 +151,60 @@ impl Handler<Allocate> for ResourceActor {
     }
 }
 
-impl Handler<AllocateInOrder> for ResourceActor {
-    type Result = MessageResult<AllocateInOrder>;
+impl Handler<ViewPool> for ResourceActor {
+    type Result = MessageResult<ViewPool>;
 
-    fn handle(&mut self, msg: AllocateInOrder, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ViewPool, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
-        // The decision is the core planner's (the one the simulator replays); an execution
-        // that holds an allocation already gets it back, so it asks for nothing.
-        let candidates: Vec<Candidate> = msg
-            .0
+        let holding = msg
+            .holding
             .iter()
-            .map(|(execution_id, resources)| Candidate {
-                priority: Priority::Normal,
-                resources: if self.pool.contains(execution_id) {
-                    Resources::default()
-                } else {
-                    *resources
-                },
-                timeout: Duration::ZERO,
-            })
+            .map(|id| self.pool.contains(id))
             .collect();
+        let running = if msg.running {
+            self.pool
+                .allocations()
+                .map(|a| Running {
+                    resources: a.resources,
+                    // Restored from the state topic: its end is not known.
+                    ends_by: self
+                        .ends_by
+                        .get(&a.execution_id)
+                        .copied()
+                        .unwrap_or(Millis::MAX),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let view = PoolView {
             available: self.pool.available(),
-            running: Vec::new(),
+            running,
         };
-        let plan = planner::plan(&candidates, &view, Policy::Demote, 0);
-        let mut granted = Vec::with_capacity(msg.0.len());
-        let mut refused = None;
-        for ((execution_id, resources), fate) in msg.0.into_iter().zip(plan.fates) {
-            if fate != Fate::Start {
-                refused = Some(Insufficient {
-                    requested: resources,
-                    available: self.pool.available(),
-                });
-                break;
-            }
-            match self.pool.allocate(&execution_id, resources) {
-                Ok(allocation) => granted.push(allocation),
-                Err(insufficient) => {
-                    // The plan and the pool disagree: a defect; the pass ends as if it did
-                    // not fit.
-                    error!(execution_id = %execution_id, "The planner started an execution the pool refused.");
-                    refused = Some(insufficient);
-                    break;
+        self.stats.record(started);
+        MessageResult(PoolSnapshot { view, holding })
+    }
+}
+
+impl Handler<Reserve> for ResourceActor {
+    type Result = MessageResult<Reserve>;
+
+    fn handle(&mut self, msg: Reserve, _ctx: &mut Self::Context) -> Self::Result {
+        let started = Instant::now();
+        let answers = msg
+            .0
+            .into_iter()
+            .map(|r| {
+                let allocation = self.pool.allocate(&r.execution_id, r.resources);
+                if allocation.is_ok() {
+                    self.ends_by.insert(r.execution_id, r.ends_by);
                 }
-            }
-        }
+                allocation
+            })
+            .collect();
         self.gauges.set(&self.pool.stats());
         self.stats.record(started);
-        MessageResult((granted, refused))
+        MessageResult(answers)
     }
 }
 
@@ -174,6 +214,7 @@ impl Handler<Release> for ResourceActor {
     fn handle(&mut self, msg: Release, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let released = self.pool.release(&msg.execution_id);
+        self.ends_by.remove(&msg.execution_id);
         if released.is_some() {
             self.gauges.set(&self.pool.stats());
         }

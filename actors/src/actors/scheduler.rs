@@ -1,22 +1,24 @@
-//! SchedulerActor: the scheduling loop. Pulls the next execution from the queue, asks the pool
-//! for its resources and publishes its `CreatePodCommand`; at most `max_concurrent_scheduling`
-//! schedulings are in flight. Wakes on its interval and on every kick (arrival or release).
+//! SchedulerActor: the scheduling loop. A pass leases the next executions from the queue, views
+//! the pool, plans with the core's planner (the decision the simulator replays), reserves what
+//! the plan starts, gives the rest back saying why, and publishes the commands; at most
+//! `max_concurrent_scheduling` executions are in a pass. Wakes on its interval and on every
+//! kick (arrival or release).
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use coordinator_core::queue::QueuedExecution;
+use coordinator_core::planner::{self, Candidate, Fate, Policy};
+use coordinator_core::pool::{Insufficient, Resources};
 use coordinator_core::{Priority, LEVELS};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use crate::actors::egress::{Handed, Publish, PublishBatch};
-use crate::actors::queue::{Dequeue, PutBack, Requeue, ReturnUntried, Settle};
-use crate::actors::resource::{AllocateInOrder, Release};
+use crate::actors::queue::{Lease, Return, Settle, Take, Why};
+use crate::actors::resource::{Release, Reservation, Reserve, ViewPool};
 use crate::actors::{InjectFault, RestartCount};
 use crate::clock::now_millis;
 use crate::state::outputs::Outputs;
-use crate::state::pending::Pending;
 use crate::telemetry;
 use crate::telemetry::sample::BoundedSample;
 use crate::telemetry::stats::ActorStats;
@@ -84,18 +86,16 @@ pub struct SchedulerStats {
 /// The peers the scheduler talks to, as recipients so tests can stand in for them.
 #[derive(Clone)]
 pub struct SchedulerPeers {
-    /// QueueActor: next executions.
-    pub dequeue: Recipient<Dequeue>,
-    /// QueueActor: put back (one level lower) after "insufficient".
-    pub requeue: Recipient<Requeue>,
-    /// QueueActor: put back, untried, behind a blocked execution.
-    pub untried: Recipient<ReturnUntried>,
-    /// QueueActor: commanded, no longer counts in positions.
+    /// QueueActor: lease the next executions.
+    pub take: Recipient<Take>,
+    /// QueueActor: give leased executions back, saying why.
+    pub give_back: Recipient<Return>,
+    /// QueueActor: leased executions about to be commanded.
     pub settle: Recipient<Settle>,
-    /// QueueActor: put back at its level after a failed publish.
-    pub put_back: Recipient<PutBack>,
-    /// ResourceActor: reserve, in dispatch order.
-    pub allocate: Recipient<AllocateInOrder>,
+    /// ResourceActor: what the pool has free and what runs.
+    pub view: Recipient<ViewPool>,
+    /// ResourceActor: reserve for what a plan starts.
+    pub reserve: Recipient<Reserve>,
     /// ResourceActor: give back after a failed publish or a cancellation.
     pub release: Recipient<Release>,
     /// KafkaEgressActor: state record of an execution cancelled while being scheduled.
@@ -127,29 +127,56 @@ enum CommandAck {
         priority: Priority,
         waited: Duration,
     },
-    /// Not acknowledged: resources released; the execution to put back, unless a cancellation
-    /// released it meanwhile.
-    Failed(Option<Box<QueuedExecution<Pending>>>),
+    /// Not acknowledged: resources released; the execution to give back, unless a
+    /// cancellation released it meanwhile.
+    Failed(Option<Box<Lease>>),
 }
 
 /// Commands handed and not yet acknowledged, at most; beyond it the scheduler waits for acks.
 const MAX_AWAITING_ACK: usize = 10_000;
 
+/// When the scheduler starts passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Passes take as many executions as there are free slots.
+    Running,
+    /// Woken after `Idle` or `Blocked`: a pass takes one execution, until one is commanded,
+    /// so an idle or blocked wake-up costs one lease.
+    Probing,
+    /// The queue was seen empty: nothing until a kick or a tick.
+    Idle,
+    /// An execution did not fit, a command failed or a peer was gone: nothing until a kick or
+    /// a tick (a failing broker is not retried at once).
+    Blocked,
+    /// Stopping: no new passes; drain waiters are answered once nothing is in flight.
+    Draining,
+}
+
+/// What the scheduler has decided since start.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counters {
+    dispatched: u64,
+    requeued: u64,
+    publish_failures: u64,
+}
+
 /// The scheduler actor.
 pub struct SchedulerActor {
     peers: SchedulerPeers,
     outputs: Outputs,
+    policy: Policy,
     max_in_flight: usize,
     interval: Duration,
     stats_interval: Duration,
-    counters: SchedulerStats,
-    idle: bool,
-    /// Waking from idle or blocked: one execution at a time until one is commanded.
-    probing: bool,
-    draining: bool,
+    mode: Mode,
+    /// Slots held by the pass running now (at most one runs at a time).
+    in_flight: usize,
+    /// Commands handed to the egress and not yet acknowledged.
+    awaiting_ack: usize,
+    counters: Counters,
     drain_waiters: Vec<oneshot::Sender<()>>,
-    /// Executions whose commands the broker refused, to put back once no pass runs.
-    failed: Vec<QueuedExecution<Pending>>,
+    /// Executions whose commands the broker refused, to give back once no pass runs.
+    failed: Vec<Lease>,
     command_metrics: telemetry::CommandMetrics,
     /// Queue waits of executions commanded since the last stats line, per level (ms).
     waits_ms: [BoundedSample; LEVELS],
@@ -174,7 +201,7 @@ fn wait_summary(samples: &BoundedSample) -> String {
 
 impl SchedulerActor {
     /// A scheduler with at most `max_in_flight` executions being scheduled at once, waking
-    /// every `interval`.
+    /// every `interval`, planning under the `demote` policy (see [`SchedulerActor::policy`]).
     pub fn new(
         peers: SchedulerPeers,
         outputs: Outputs,
@@ -185,13 +212,14 @@ impl SchedulerActor {
         Self {
             peers,
             outputs,
+            policy: Policy::Demote,
             max_in_flight: max_in_flight.max(1),
             interval,
             stats_interval,
-            counters: SchedulerStats::default(),
-            idle: false,
-            probing: false,
-            draining: false,
+            mode: Mode::Running,
+            in_flight: 0,
+            awaiting_ack: 0,
+            counters: Counters::default(),
             drain_waiters: Vec::new(),
             failed: Vec::new(),
             command_metrics: telemetry::CommandMetrics::new(),
@@ -201,54 +229,67 @@ impl SchedulerActor {
         }
     }
 
-    /// Starts a scheduling pass over the free slots, unless the queue was seen empty, the head
-    /// blocked, or too many commands wait for their acks.
+    /// Plans under `policy` (`scheduler.policy`).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Starts a scheduling pass over the free slots, unless the mode says wait, a pass runs,
+    /// or too many commands wait for their acks.
     fn pass(&mut self, ctx: &mut Context<Self>) {
-        // After the queue was seen empty or the head blocked, one execution probes; more follow
-        // only once one was commanded, so an idle or blocked tick costs one dequeue.
-        let limit = if self.probing { 1 } else { self.max_in_flight };
-        let slots = limit.saturating_sub(self.counters.in_flight);
-        if self.draining
-            || self.idle
-            || self.counters.blocked
-            || slots == 0
-            || self.counters.awaiting_ack >= MAX_AWAITING_ACK
-        {
+        let limit = match self.mode {
+            Mode::Running => self.max_in_flight,
+            Mode::Probing => 1,
+            Mode::Idle | Mode::Blocked | Mode::Draining => return,
+        };
+        if self.in_flight > 0 || self.awaiting_ack >= MAX_AWAITING_ACK {
             return;
         }
-        self.counters.in_flight += slots;
-        let peers = self.peers.clone();
-        let outputs = self.outputs.clone();
-        let me = ctx.address();
+        self.in_flight = limit;
+        let pass = PassRun {
+            peers: self.peers.clone(),
+            outputs: self.outputs.clone(),
+            policy: self.policy,
+            slots: limit,
+        };
         // Detached from the actor's context, so a restart never drops an execution that was
-        // dequeued but not yet commanded.
-        actix::spawn(schedule(peers, outputs, slots, me));
+        // leased but not yet commanded.
+        actix::spawn(schedule(pass, ctx.address()));
     }
 
     fn wake(&mut self, ctx: &mut Context<Self>) {
-        if self.idle || self.counters.blocked {
-            self.probing = true;
+        if matches!(self.mode, Mode::Idle | Mode::Blocked) {
+            self.mode = Mode::Probing;
         }
-        self.idle = false;
-        self.counters.blocked = false;
         self.pass(ctx);
     }
 
+    /// Waits for a kick or a tick in `mode`, unless stopping; `Blocked` is not lowered to
+    /// `Idle` (a pass that found the queue empty after a failed command must not retry it).
+    fn wait_in(&mut self, mode: Mode) {
+        match (self.mode, mode) {
+            (Mode::Draining, _) | (Mode::Blocked, Mode::Idle) => {}
+            _ => self.mode = mode,
+        }
+    }
+
     fn answer_drain(&mut self) {
-        if self.draining && self.counters.in_flight == 0 && self.counters.awaiting_ack == 0 {
+        if self.mode == Mode::Draining && self.in_flight == 0 && self.awaiting_ack == 0 {
             for waiter in self.drain_waiters.drain(..) {
                 let _ = waiter.send(());
             }
         }
     }
 
-    /// Puts back the executions whose commands failed, once no pass is running (one could
+    /// Gives back the executions whose commands failed, once no pass is running (one could
     /// take them again at once); the scheduler is blocked until the next tick meanwhile.
-    fn put_back_failed(&mut self) {
-        if self.counters.in_flight == 0 {
-            for entry in self.failed.drain(..) {
-                self.peers.put_back.do_send(PutBack(entry));
-            }
+    fn give_back_failed(&mut self) {
+        if self.in_flight == 0 && !self.failed.is_empty() {
+            self.peers.give_back.do_send(Return {
+                leases: std::mem::take(&mut self.failed),
+                why: Why::NotCommanded,
+            });
         }
     }
 
@@ -257,20 +298,40 @@ impl SchedulerActor {
         self.waits_ms[priority.index()].push(ms);
         self.all_waits_ms[priority.index()].push(ms);
     }
+
+    /// The figures tests and the stats line read.
+    fn figures(&self) -> SchedulerStats {
+        SchedulerStats {
+            dispatched: self.counters.dispatched,
+            requeued: self.counters.requeued,
+            publish_failures: self.counters.publish_failures,
+            in_flight: self.in_flight,
+            awaiting_ack: self.awaiting_ack,
+            blocked: self.mode == Mode::Blocked,
+        }
+    }
 }
 
-/// One scheduling pass over `slots` executions: dequeue them, allocate in dispatch order until
-/// one does not fit, hand the commands and state records to the egress, then report the acks.
-async fn schedule(peers: SchedulerPeers, outputs: Outputs, slots: usize, me: Addr<SchedulerActor>) {
+/// What one pass needs, detached from the actor.
+struct PassRun {
+    peers: SchedulerPeers,
+    outputs: Outputs,
+    policy: Policy,
+    slots: usize,
+}
+
+/// One scheduling pass: lease, plan, reserve, hand the commands and state records to the
+/// egress, then report the acks.
+async fn schedule(run: PassRun, me: Addr<SchedulerActor>) {
     let started = Instant::now();
-    let (pass, handed) = hand_commands(&peers, &outputs, slots).await;
+    let (pass, handed) = hand_commands(&run).await;
     let handed_count = pass.handed;
     me.do_send(Scheduled(pass));
     if let Some((commands, request)) = handed {
         telemetry::scheduling_duration(started.elapsed());
         // The egress answers once the messages are in the producer (or the transaction).
         let acks = request.await.unwrap_or_else(|_| Handed(Vec::new()));
-        let outcomes = await_acks(&peers, commands, acks).await;
+        let outcomes = await_acks(&run.peers, commands, acks).await;
         debug_assert_eq!(outcomes.len(), handed_count);
         me.do_send(Acked(outcomes));
     }
@@ -278,78 +339,155 @@ async fn schedule(peers: SchedulerPeers, outputs: Outputs, slots: usize, me: Add
 
 /// A command handed to the egress, waiting for its ack.
 struct HandedCommand {
-    entry: QueuedExecution<Pending>,
+    lease: Lease,
     waited: Duration,
 }
 
-/// Dequeue, allocate, settle and hand over; `None` when nothing was handed.
+/// Gives `leases` back for `why`; nothing to do when there are none.
+async fn give_back(peers: &SchedulerPeers, leases: Vec<Lease>, why: Why) {
+    if !leases.is_empty() {
+        let _ = peers.give_back.send(Return { leases, why }).await;
+    }
+}
+
+/// Lease, plan, reserve, settle and hand over; `None` when nothing was handed.
 async fn hand_commands(
-    peers: &SchedulerPeers,
-    outputs: &Outputs,
-    slots: usize,
+    run: &PassRun,
 ) -> (
     Pass,
     Option<(Vec<HandedCommand>, RecipientRequest<PublishBatch>)>,
 ) {
+    let peers = &run.peers;
     let mut pass = Pass {
-        slots,
+        slots: run.slots,
         ..Pass::default()
     };
-    let mut entries = match peers.dequeue.send(Dequeue { max: slots }).await {
-        Ok(entries) => entries,
+    let leases = match peers.take.send(Take { max: run.slots }).await {
+        Ok(leases) => leases,
         Err(_) => {
             pass.peer_gone = true;
             return (pass, None);
         }
     };
-    pass.drained = entries.len() < slots;
-    if entries.is_empty() {
+    pass.drained = leases.len() < run.slots;
+    if leases.is_empty() {
         return (pass, None);
     }
-    let asks = entries
-        .iter()
-        .map(|e| (e.execution_id.clone(), e.payload.resources))
-        .collect();
-    let (allocations, refused) = match peers.allocate.send(AllocateInOrder(asks)).await {
-        Ok(answer) => answer,
+    let asked = ViewPool {
+        holding: leases
+            .iter()
+            .map(|l| l.entry().execution_id.clone())
+            .collect(),
+        running: run.policy != Policy::Demote,
+    };
+    let snapshot = match peers.view.send(asked).await {
+        Ok(snapshot) => snapshot,
         Err(_) => {
-            let _ = peers.untried.send(ReturnUntried(entries)).await;
+            give_back(peers, leases, Why::Kept).await;
             pass.peer_gone = true;
             return (pass, None);
         }
     };
-    // Behind the first that did not fit: back at their level, untried (no demotion for them).
-    let mut rest = entries.split_off(allocations.len());
-    if let Some(insufficient) = refused {
-        let blocked = rest.remove(0);
-        debug!(execution_id = %blocked.execution_id, %insufficient, "Execution waits for resources.");
-        let _ = peers.requeue.send(Requeue(blocked)).await;
-        pass.blocked = true;
+    // An execution that holds an allocation already gets it back, so it asks for nothing.
+    let candidates: Vec<Candidate> = leases
+        .iter()
+        .zip(&snapshot.holding)
+        .map(|(lease, holding)| {
+            let entry = lease.entry();
+            Candidate {
+                priority: entry.priority,
+                resources: if *holding {
+                    Resources::default()
+                } else {
+                    entry.payload.resources
+                },
+                timeout: entry.payload.timeout,
+            }
+        })
+        .collect();
+    let now = now_millis();
+    let plan = planner::plan(&candidates, &snapshot.view, run.policy, now);
+    let mut starts = Vec::new();
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for (lease, fate) in leases.into_iter().zip(plan.fates) {
+        match fate {
+            Fate::Start => starts.push(lease),
+            Fate::Stay => kept.push(lease),
+            Fate::Demote | Fate::Blocked { .. } => {
+                let entry = lease.entry();
+                let insufficient = Insufficient {
+                    requested: entry.payload.resources,
+                    available: snapshot.view.available,
+                };
+                debug!(execution_id = %entry.execution_id, %insufficient, ?fate, "Execution waits for resources.");
+                pass.blocked = true;
+                if fate == Fate::Demote {
+                    refused.push(lease);
+                } else {
+                    kept.push(lease);
+                }
+            }
+        }
     }
-    if !rest.is_empty() {
-        let _ = peers.untried.send(ReturnUntried(rest)).await;
+    let reservations = starts
+        .iter()
+        .map(|lease| {
+            let entry = lease.entry();
+            Reservation {
+                execution_id: entry.execution_id.clone(),
+                resources: entry.payload.resources,
+                ends_by: now.saturating_add(entry.payload.timeout.as_millis() as u64),
+            }
+        })
+        .collect();
+    let answers = match peers.reserve.send(Reserve(reservations)).await {
+        Ok(answers) => answers,
+        Err(_) => {
+            kept.append(&mut starts);
+            give_back(peers, refused, Why::Kept).await;
+            give_back(peers, kept, Why::Kept).await;
+            pass.peer_gone = true;
+            return (pass, None);
+        }
+    };
+    let mut allocated = Vec::with_capacity(starts.len());
+    for (lease, answer) in starts.into_iter().zip(answers) {
+        match answer {
+            Ok(allocation) => allocated.push((lease, allocation)),
+            Err(insufficient) => {
+                // Only one pass runs at a time and only passes allocate: the pool changed
+                // under the plan, which would be a defect. It keeps its place.
+                error!(execution_id = %lease.entry().execution_id, %insufficient, "The pool refused an execution the plan started.");
+                pass.blocked = true;
+                kept.push(lease);
+            }
+        }
     }
-    if entries.is_empty() {
+    give_back(peers, refused, Why::Refused).await;
+    give_back(peers, kept, Why::Kept).await;
+    if allocated.is_empty() {
         return (pass, None);
     }
     // Last check before the commands: a cancellation may have come in while we allocated.
-    let keys = entries.iter().map(|e| (e.priority, e.arrival)).collect();
+    let keys = allocated.iter().map(|(lease, _)| lease.key()).collect();
     let go = peers
         .settle
         .send(Settle(keys))
         .await
-        .unwrap_or_else(|_| vec![true; entries.len()]);
-    let now = now_millis();
-    let mut commands = Vec::with_capacity(entries.len());
-    let mut messages = Vec::with_capacity(entries.len() * 2);
-    for ((entry, allocation), go) in entries.into_iter().zip(&allocations).zip(go) {
+        .unwrap_or_else(|_| vec![true; allocated.len()]);
+    let outputs = &run.outputs;
+    let mut commands = Vec::with_capacity(allocated.len());
+    let mut messages = Vec::with_capacity(allocated.len() * 2);
+    for ((lease, allocation), go) in allocated.into_iter().zip(go) {
+        let entry = lease.entry();
         let id = &entry.execution_id;
         if !go {
             info!(execution_id = %id, "Execution cancelled while being scheduled; not commanded.");
             drop_scheduled(peers, outputs, id).await;
             continue;
         }
-        let command = match outputs.create_pod_command(&entry, allocation) {
+        let command = match outputs.create_pod_command(entry, &allocation) {
             Ok(command) => command,
             Err(e) => {
                 // Only a defect gets here: the request was encoded by the ingress.
@@ -359,9 +497,9 @@ async fn hand_commands(
             }
         };
         messages.push(command);
-        messages.push(outputs.state_allocated(&entry, allocation));
+        messages.push(outputs.state_allocated(entry, &allocation));
         let waited = entry.waited(now);
-        commands.push(HandedCommand { entry, waited });
+        commands.push(HandedCommand { lease, waited });
     }
     if commands.is_empty() {
         return (pass, None);
@@ -402,7 +540,8 @@ async fn await_acks(
             }
             _ => (false, false),
         };
-        let entry = command.entry;
+        let lease = command.lease;
+        let entry = lease.entry();
         let id = &entry.execution_id;
         if !record_ok {
             // The command decides; a missing state record only matters to a restart.
@@ -431,8 +570,8 @@ async fn await_acks(
             Ok(Some(_))
         );
         if released {
-            error!(execution_id = %id, "Command not acknowledged; resources released and execution put back.");
-            outcomes.push(CommandAck::Failed(Some(Box::new(entry))));
+            error!(execution_id = %id, "Command not acknowledged; resources released and execution given back.");
+            outcomes.push(CommandAck::Failed(Some(Box::new(lease))));
         } else {
             info!(execution_id = %id, "Command not acknowledged for an execution cancelled meanwhile; dropped.");
             outcomes.push(CommandAck::Failed(None));
@@ -447,8 +586,8 @@ impl Actor for SchedulerActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.interval, |act, ctx| act.wake(ctx));
         ctx.run_interval(self.stats_interval, |act, _| {
-            act.stats
-                .report(act.counters.in_flight + act.counters.awaiting_ack);
+            act.stats.report(act.in_flight + act.awaiting_ack);
+            let figures = act.figures();
             let waits: Vec<String> = Priority::ALL
                 .iter()
                 .map(|p| format!("{}={}", p.name(), wait_summary(&act.waits_ms[p.index()])))
@@ -459,12 +598,13 @@ impl Actor for SchedulerActor {
             info!(
                 target: "actor_stats",
                 actor = "scheduler",
-                dispatched = act.counters.dispatched,
-                requeued = act.counters.requeued,
-                publish_failures = act.counters.publish_failures,
-                in_flight = act.counters.in_flight,
-                awaiting_ack = act.counters.awaiting_ack,
-                blocked = act.counters.blocked,
+                dispatched = figures.dispatched,
+                requeued = figures.requeued,
+                publish_failures = figures.publish_failures,
+                in_flight = figures.in_flight,
+                awaiting_ack = figures.awaiting_ack,
+                blocked = figures.blocked,
+                policy = %act.policy,
                 queue_wait_p50_p99_ms = %waits.join(","),
                 "Scheduler stats."
             );
@@ -479,7 +619,7 @@ impl Supervised for SchedulerActor {
         warn!(
             actor = "scheduler",
             restarts = self.stats.restarts(),
-            in_flight = self.counters.in_flight,
+            in_flight = self.in_flight,
             "Actor restarted."
         );
     }
@@ -501,24 +641,23 @@ impl Handler<Scheduled> for SchedulerActor {
     fn handle(&mut self, msg: Scheduled, ctx: &mut Self::Context) {
         let started = Instant::now();
         let pass = msg.0;
-        self.counters.in_flight -= pass.slots;
-        self.counters.awaiting_ack += pass.handed;
-        if pass.handed > 0 {
-            self.probing = false;
-        }
-        if pass.drained {
-            self.idle = true;
-        }
+        self.in_flight -= pass.slots;
+        self.awaiting_ack += pass.handed;
         if pass.blocked {
             telemetry::count(telemetry::name::REQUEUED);
             self.counters.requeued += 1;
-            self.counters.blocked = true;
         }
         if pass.peer_gone {
             self.stats.error();
-            self.counters.blocked = true;
         }
-        self.put_back_failed();
+        if pass.blocked || pass.peer_gone {
+            self.wait_in(Mode::Blocked);
+        } else if pass.drained {
+            self.wait_in(Mode::Idle);
+        } else if pass.handed > 0 && self.mode == Mode::Probing {
+            self.mode = Mode::Running;
+        }
+        self.give_back_failed();
         self.pass(ctx);
         self.answer_drain();
         self.stats.record(started);
@@ -531,25 +670,25 @@ impl Handler<Acked> for SchedulerActor {
     fn handle(&mut self, msg: Acked, ctx: &mut Self::Context) {
         let started = Instant::now();
         for ack in msg.0 {
-            self.counters.awaiting_ack -= 1;
+            self.awaiting_ack -= 1;
             match ack {
                 CommandAck::Commanded { priority, waited } => {
                     self.command_metrics.commanded(priority, waited);
                     self.counters.dispatched += 1;
                     self.record_wait(priority, waited);
                 }
-                CommandAck::Failed(entry) => {
+                CommandAck::Failed(lease) => {
                     self.stats.error();
                     self.command_metrics.failed();
                     self.counters.publish_failures += 1;
                     // Wait for the next tick rather than retrying at once against a failing
                     // broker: a pass running now must not take it again either.
-                    self.counters.blocked = true;
-                    self.failed.extend(entry.map(|e| *e));
+                    self.wait_in(Mode::Blocked);
+                    self.failed.extend(lease.map(|l| *l));
                 }
             }
         }
-        self.put_back_failed();
+        self.give_back_failed();
         self.pass(ctx);
         self.answer_drain();
         self.stats.record(started);
@@ -560,7 +699,7 @@ impl Handler<Drain> for SchedulerActor {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _msg: Drain, _ctx: &mut Self::Context) -> Self::Result {
-        self.draining = true;
+        self.mode = Mode::Draining;
         let (tx, rx) = oneshot::channel();
         self.drain_waiters.push(tx);
         self.answer_drain();
@@ -574,7 +713,7 @@ impl Handler<SchedulerStatsQuery> for SchedulerActor {
     type Result = MessageResult<SchedulerStatsQuery>;
 
     fn handle(&mut self, _msg: SchedulerStatsQuery, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.counters)
+        MessageResult(self.figures())
     }
 }
 

@@ -4,6 +4,8 @@
 use coordinator_core::events::{
     EventMetadata, EventType, ExecutionRequested, WirePriority, DEFAULT_PRIORITY, EVENT_VERSION,
 };
+use std::time::Duration;
+
 use coordinator_core::pool::Resources;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,9 @@ pub struct Pending {
     request: Box<[u8]>,
     /// Resolved amounts (defaults applied, clamped to caps).
     pub resources: Resources,
+    /// The request's `timeout_seconds`: how long it may hold its resources at most, which the
+    /// planner counts on when it works out when the pool will have room.
+    pub timeout: Duration,
     /// The request's trace context, carried onto its command.
     trace: Option<Box<TraceContext>>,
 }
@@ -31,6 +36,7 @@ impl Pending {
         resources: Resources,
         trace: Option<Box<TraceContext>>,
     ) -> Self {
+        let timeout = Duration::from_secs(request.timeout_seconds);
         let kept = Kept {
             metadata: KeptMetadata {
                 service_name: &request.metadata.service_name,
@@ -57,6 +63,7 @@ impl Pending {
         Self {
             request: request.into_boxed_slice(),
             resources,
+            timeout,
             trace,
         }
     }

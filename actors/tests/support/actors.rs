@@ -1,5 +1,5 @@
 //! Test doubles and fixtures for the actor tests: a collector standing in for the Kafka egress,
-//! a proxy counting the scheduler's `Dequeue` calls, requests built from the golden event, and
+//! a proxy counting the scheduler's `Take` calls, requests built from the golden event, and
 //! polling with a deadline (never a sleep before an assertion).
 
 use std::collections::{BTreeMap, HashSet};
@@ -13,14 +13,13 @@ use coordinator_core::config::KafkaConfig;
 use coordinator_core::events::{EventType, ExecutionRequested, WirePriority};
 use coordinator_core::pool::{Allocation, Insufficient, PoolSpec, Resources};
 use coordinator_core::priority::PriorityFormat;
-use coordinator_core::queue::{QueuedExecution, Rejection};
+use coordinator_core::queue::Rejection;
 use coordinator_core::Priority;
 use execution_coordinator::actors::egress::{
     Ack, Delivered, Handed, Publish, PublishBatch, PublishError,
 };
-use execution_coordinator::actors::queue::Dequeue;
-use execution_coordinator::actors::resource::AllocateInOrder;
-use execution_coordinator::state::pending::Pending;
+use execution_coordinator::actors::queue::{Lease, Take};
+use execution_coordinator::actors::resource::Reserve;
 use futures::FutureExt;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -256,10 +255,10 @@ impl Handler<PublishBatch> for Collector {
     }
 }
 
-/// Sits between the scheduler and the pool and holds every `AllocateInOrder` until the test
+/// Sits between the scheduler and the pool and holds every `Reserve` until the test
 /// lets it through, so a test can act while a scheduling is in progress.
 pub struct AllocateGate {
-    pool: Recipient<AllocateInOrder>,
+    pool: Recipient<Reserve>,
     gate: Arc<Semaphore>,
     seen: Arc<AtomicU64>,
 }
@@ -267,7 +266,7 @@ pub struct AllocateGate {
 impl AllocateGate {
     /// A closed gate in front of `pool`; `seen` counts the requests that reached it.
     pub fn start(
-        pool: Recipient<AllocateInOrder>,
+        pool: Recipient<Reserve>,
         gate: Arc<Semaphore>,
         seen: Arc<AtomicU64>,
     ) -> Addr<AllocateGate> {
@@ -279,10 +278,10 @@ impl Actor for AllocateGate {
     type Context = Context<Self>;
 }
 
-impl Handler<AllocateInOrder> for AllocateGate {
-    type Result = ResponseFuture<(Vec<Allocation>, Option<Insufficient>)>;
+impl Handler<Reserve> for AllocateGate {
+    type Result = ResponseFuture<Vec<Result<Allocation, Insufficient>>>;
 
-    fn handle(&mut self, msg: AllocateInOrder, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Reserve, _ctx: &mut Self::Context) -> Self::Result {
         self.seen.fetch_add(1, Ordering::SeqCst);
         let pool = self.pool.clone();
         let gate = self.gate.clone();
@@ -293,15 +292,15 @@ impl Handler<AllocateInOrder> for AllocateGate {
     }
 }
 
-/// Sits between the scheduler and the queue and counts the scheduler's `Dequeue` calls.
+/// Sits between the scheduler and the queue and counts the scheduler's `Take` calls.
 pub struct DequeueCounter {
-    queue: Recipient<Dequeue>,
+    queue: Recipient<Take>,
     calls: Arc<AtomicU64>,
 }
 
 impl DequeueCounter {
     /// A proxy to `queue`; `calls` counts what passes through.
-    pub fn start(queue: Recipient<Dequeue>, calls: Arc<AtomicU64>) -> Addr<DequeueCounter> {
+    pub fn start(queue: Recipient<Take>, calls: Arc<AtomicU64>) -> Addr<DequeueCounter> {
         DequeueCounter { queue, calls }.start()
     }
 }
@@ -310,10 +309,10 @@ impl Actor for DequeueCounter {
     type Context = Context<Self>;
 }
 
-impl Handler<Dequeue> for DequeueCounter {
-    type Result = ResponseFuture<Vec<QueuedExecution<Pending>>>;
+impl Handler<Take> for DequeueCounter {
+    type Result = ResponseFuture<Vec<Lease>>;
 
-    fn handle(&mut self, msg: Dequeue, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Take, _ctx: &mut Self::Context) -> Self::Result {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let queue = self.queue.clone();
         Box::pin(async move { queue.send(msg).await.unwrap_or_default() })
