@@ -70,6 +70,8 @@ pub struct Outcome {
     pub clamped: u64,
     /// When the last execution ended.
     pub end_ms: Millis,
+    /// The jobs that started, in the order they were dispatched.
+    pub dispatch_order: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -101,6 +103,7 @@ struct Engine<'a> {
     demotions: u64,
     clamped: u64,
     end_ms: Millis,
+    dispatch_order: Vec<u32>,
 }
 
 /// Replays `jobs` under `config` and `policy`. `progress` is called now and then with the
@@ -142,6 +145,7 @@ pub fn run(
         demotions: 0,
         clamped: 0,
         end_ms: 0,
+        dispatch_order: Vec::new(),
     };
     e.run(progress)
 }
@@ -207,6 +211,7 @@ impl Engine<'_> {
             demotions: self.demotions,
             clamped: self.clamped,
             end_ms: self.end_ms,
+            dispatch_order: self.dispatch_order,
         }
     }
 
@@ -350,6 +355,7 @@ impl Engine<'_> {
             ends_by: now + j.timeout_ms,
         });
         self.running_jobs.push(job);
+        self.dispatch_order.push(job);
         self.outcomes[job as usize] = JobOutcome::Started {
             start: now,
             resources,
