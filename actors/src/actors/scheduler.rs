@@ -38,8 +38,8 @@ pub struct Drain;
 #[rtype(result = "SchedulerStats")]
 pub struct SchedulerStatsQuery;
 
-/// Queue wait of every execution commanded since start, per level (`Priority::ALL` order):
-/// (count, p50, p99), from a bounded sample.
+/// Queue wait of every execution commanded since start, per level asked for (`Priority::ALL`
+/// order): count, p50, p99 (from a bounded sample), and how many were commanded lower.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "[WaitSummary; LEVELS]")]
 pub struct QueueWaits;
@@ -53,6 +53,8 @@ pub struct WaitSummary {
     pub p50: Duration,
     /// 99th percentile wait.
     pub p99: Duration,
+    /// Of those, commanded at a lower level than they asked for (demoted while waiting).
+    pub demoted: u64,
 }
 
 /// A scheduling pass handed its commands to the egress (or ended without any); its slots are
@@ -124,7 +126,10 @@ struct Pass {
 enum CommandAck {
     /// Acknowledged.
     Commanded {
+        /// The level it was commanded at.
         priority: Priority,
+        /// The level its request asked for.
+        asked: Priority,
         waited: Duration,
     },
     /// Not acknowledged: resources released; the execution to give back, unless a
@@ -182,6 +187,8 @@ pub struct SchedulerActor {
     waits_ms: [BoundedSample; LEVELS],
     /// Queue waits since start, per level (ms).
     all_waits_ms: [BoundedSample; LEVELS],
+    /// Commanded below the level asked, since start, per level asked.
+    demoted: [u64; LEVELS],
     stats: ActorStats,
 }
 
@@ -225,6 +232,7 @@ impl SchedulerActor {
             command_metrics: telemetry::CommandMetrics::new(),
             waits_ms: std::array::from_fn(|_| BoundedSample::new(WAIT_SAMPLES)),
             all_waits_ms: std::array::from_fn(|_| BoundedSample::new(ALL_WAIT_SAMPLES)),
+            demoted: [0; LEVELS],
             stats: ActorStats::new("scheduler"),
         }
     }
@@ -556,6 +564,7 @@ async fn await_acks(
             );
             outcomes.push(CommandAck::Commanded {
                 priority: entry.priority,
+                asked: entry.payload.asked,
                 waited: command.waited,
             });
             continue;
@@ -672,10 +681,17 @@ impl Handler<Acked> for SchedulerActor {
         for ack in msg.0 {
             self.awaiting_ack -= 1;
             match ack {
-                CommandAck::Commanded { priority, waited } => {
+                CommandAck::Commanded {
+                    priority,
+                    asked,
+                    waited,
+                } => {
                     self.command_metrics.commanded(priority, waited);
                     self.counters.dispatched += 1;
-                    self.record_wait(priority, waited);
+                    self.record_wait(asked, waited);
+                    if priority != asked {
+                        self.demoted[asked.index()] += 1;
+                    }
                 }
                 CommandAck::Failed(lease) => {
                     self.stats.error();
@@ -727,6 +743,7 @@ impl Handler<QueueWaits> for SchedulerActor {
                 count: p.count,
                 p50: Duration::from_millis(p.p50),
                 p99: Duration::from_millis(p.p99),
+                demoted: self.demoted[level],
             }
         }))
     }

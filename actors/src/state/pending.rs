@@ -7,6 +7,7 @@ use coordinator_core::events::{
 use std::time::Duration;
 
 use coordinator_core::pool::Resources;
+use coordinator_core::Priority;
 use serde::{Deserialize, Serialize};
 
 use crate::kafka::trace::TraceContext;
@@ -24,6 +25,8 @@ pub struct Pending {
     /// The request's `timeout_seconds`: how long it may hold its resources at most, which the
     /// planner counts on when it works out when the pool will have room.
     pub timeout: Duration,
+    /// The level the request asked for (a demotion lowers the queue entry's, not this).
+    pub asked: Priority,
     /// The request's trace context, carried onto its command.
     trace: Option<Box<TraceContext>>,
 }
@@ -37,6 +40,7 @@ impl Pending {
         trace: Option<Box<TraceContext>>,
     ) -> Self {
         let timeout = Duration::from_secs(request.timeout_seconds);
+        let asked = request.priority_level().unwrap_or(DEFAULT_PRIORITY);
         let kept = Kept {
             metadata: KeptMetadata {
                 service_name: &request.metadata.service_name,
@@ -55,7 +59,7 @@ impl Pending {
             cpu_limit: request.cpu_limit.as_deref(),
             memory_limit: request.memory_limit.as_deref(),
             // A queued request's priority is valid; the level asked is kept as its number.
-            priority: request.priority_level().unwrap_or(DEFAULT_PRIORITY).value(),
+            priority: asked.value(),
             gpu_request: request.gpu_request,
         };
         // Encoding into memory cannot fail.
@@ -64,6 +68,7 @@ impl Pending {
             request: request.into_boxed_slice(),
             resources,
             timeout,
+            asked,
             trace,
         }
     }

@@ -122,16 +122,20 @@ impl fmt::Display for DemoSummary {
             i.duplicates,
             i.dead_lettered
         )?;
-        writeln!(f, "queue wait per priority (commanded, p50, p99):")?;
+        writeln!(
+            f,
+            "queue wait by the level asked for (commanded, p50, p99, commanded at a lower level):"
+        )?;
         for p in Priority::ALL {
             let w = self.waits[p.index()];
             writeln!(
                 f,
-                "  {:<10} {:>8}   p50 {:>9}   p99 {:>9}",
+                "  {:<10} {:>8}   p50 {:>9}   p99 {:>9}   demoted {:>6}",
                 p.name(),
                 w.count,
                 format!("{:.1} ms", w.p50.as_secs_f64() * 1e3),
-                format!("{:.1} ms", w.p99.as_secs_f64() * 1e3)
+                format!("{:.1} ms", w.p99.as_secs_f64() * 1e3),
+                w.demoted
             )?;
         }
         if let Some(l) = &self.loadgen {
