@@ -8,12 +8,15 @@
 //! - [`engine`]: the event-driven replay.
 //! - [`report`]: the measures, as a text table or JSON.
 //! - [`synth`]: a seeded synthetic workload for scale runs.
+//! - [`traffic`]: a deployment's own Integr8sCode events, read back from its topics, as
+//!   executions.
 
 pub mod engine;
 pub mod report;
 pub mod settings;
 pub mod swf;
 pub mod synth;
+pub mod traffic;
 
 use crate::planner::Policy;
 use report::Report;
@@ -29,10 +32,23 @@ pub fn simulate(
     label: &str,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Report {
-    let policy = policy.unwrap_or(config.config.scheduler.policy);
     let (jobs, skipped) = map_all(records, config);
-    let outcome = engine::run(&jobs, &config.config, policy, progress);
-    Report::new(label, policy.name(), &jobs, skipped, &outcome)
+    replay(&jobs, skipped, config, policy, label, progress)
+}
+
+/// Replays `jobs` (already mapped; `skipped` inputs were not) under `policy` (or the config's
+/// own) and measures the outcome.
+pub fn replay(
+    jobs: &[SimJob],
+    skipped: u64,
+    config: &SimConfig,
+    policy: Option<Policy>,
+    label: &str,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Report {
+    let policy = policy.unwrap_or(config.config.scheduler.policy);
+    let outcome = engine::run(jobs, &config.config, policy, progress);
+    Report::new(label, policy.name(), jobs, skipped, &outcome)
 }
 
 /// The executions the records become, and how many records were skipped.
