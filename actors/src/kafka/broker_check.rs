@@ -60,19 +60,21 @@ pub fn check_brokers(
 
 /// What the client's error callback reported.
 #[derive(Default)]
-struct Seen {
+pub(crate) struct Seen {
     /// The first TLS or SASL refusal.
-    refusal: Option<String>,
+    pub(crate) refusal: Option<String>,
     /// The last error of any kind.
-    last: Option<String>,
+    pub(crate) last: Option<String>,
 }
 
-/// The check client's context: keeps the errors librdkafka reports instead of logging them.
+/// A client context that keeps the errors librdkafka reports instead of logging them, so the
+/// caller can say why the brokers did not answer.
 #[derive(Default)]
-struct Refusals(Mutex<Seen>);
+pub(crate) struct Refusals(Mutex<Seen>);
 
 impl Refusals {
-    fn take(&self) -> Seen {
+    /// What was reported since the last call.
+    pub(crate) fn take(&self) -> Seen {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

@@ -6,4 +6,5 @@
 pub mod demo;
 pub mod loadgen;
 pub mod simulate;
+pub mod topic_snapshot;
 pub mod worker_sim;
