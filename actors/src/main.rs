@@ -98,8 +98,9 @@ enum Command {
         #[command(flatten)]
         options: WorkerSimOptions,
     },
-    /// Replay a workload trace (Standard Workload Format, `.swf` or `.swf.gz`) or a synthetic
-    /// workload through the queue, pool and scheduling policy on a virtual clock, and print
+    /// Replay a workload trace (Standard Workload Format, `.swf` or `.swf.gz`), a synthetic
+    /// workload or, with `--from-kafka`, the Integr8sCode events on the config's topics
+    /// through the queue, pool and scheduling policy on a virtual clock, and print
     /// waits per level, slowdown, utilisation and fairness. `--config` is the pool and
     /// policy to simulate (e.g. `traces/kth-sp2.toml`), with an optional `[simulate]` section.
     Simulate {

@@ -1,7 +1,8 @@
-//! `execution-coordinator simulate`: replays a workload trace (or a synthetic one) through
-//! the core's queue, pool and pass planner on a virtual clock and prints what happened.
-//! The replay itself is `coordinator_core::sim`; this is the command line around it: reading
-//! files (`.swf` or gzipped `.swf.gz`), progress on stderr, and the output.
+//! `execution-coordinator simulate`: replays a workload trace (or a synthetic one, or a
+//! deployment's own traffic from Kafka) through the core's queue, pool and pass planner on a
+//! virtual clock and prints what happened. The replay itself is `coordinator_core::sim`; this
+//! is the command line around it: reading files (`.swf` or gzipped `.swf.gz`), progress on
+//! stderr, and the output. The Kafka input is [`crate::tools::simulate_kafka`].
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -16,13 +17,15 @@ use coordinator_core::sim::synth::{self, SynthParams};
 use coordinator_core::sim::{self as core_sim};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::tools::simulate_kafka::{KafkaInputOptions, KafkaWorkload};
+
 /// The command line of `simulate`.
 #[derive(Args, Debug, Clone)]
 pub struct SimulateOptions {
     /// The trace to replay: Standard Workload Format, `.swf` or gzipped `.swf.gz`.
     #[arg(
         long,
-        required_unless_present = "synthetic",
+        required_unless_present_any = ["synthetic", "from_kafka"],
         conflicts_with = "synthetic"
     )]
     pub trace: Option<PathBuf>,
@@ -44,9 +47,11 @@ pub struct SimulateOptions {
     /// Offered load of the synthetic workload (work submitted ÷ what the pool can do).
     #[arg(long, default_value_t = 0.9)]
     pub load: f64,
-    /// Replay only the first N jobs of the trace.
+    /// Replay only the first N jobs of the trace (with `--from-kafka`, the first N requests).
     #[arg(long)]
     pub limit: Option<usize>,
+    #[command(flatten)]
+    pub kafka: KafkaInputOptions,
 }
 
 /// `--policy`.
@@ -123,7 +128,20 @@ pub fn run_simulate(
     if let Some(other) = &options.compare {
         configs.push((other.clone(), read_config(other)?));
     }
+    let traffic = if options.kafka.from_kafka {
+        let stderr = &mut std::io::stderr();
+        Some(KafkaWorkload::read(
+            &options.kafka,
+            &configs[0].1,
+            options.limit,
+            stderr,
+        )?)
+    } else {
+        options.kafka.check_unused()?;
+        None
+    };
     let records = match (&options.trace, options.synthetic) {
+        _ if traffic.is_some() => Vec::new(),
         (_, Some(jobs)) => {
             let procs =
                 coordinator_core::pool::PoolSpec::from_config(&configs[0].1.config.resources)
@@ -146,7 +164,7 @@ pub fn run_simulate(
         (Some(trace), None) => read_trace(trace, options.limit)?,
         (None, None) => {
             return Err(BadInput(
-                "simulate needs --trace FILE or --synthetic N".into(),
+                "simulate needs --trace FILE, --synthetic N or --from-kafka".into(),
             ))
         }
     };
@@ -155,10 +173,14 @@ pub fn run_simulate(
     for (path, config) in &configs {
         let label = path.display().to_string();
         let bar = progress_bar(&label);
-        let report = core_sim::simulate(&records, config, policy, &label, &mut |done, total| {
+        let progress = &mut |done, total| {
             bar.set_length(total);
             bar.set_position(done);
-        });
+        };
+        let report = match &traffic {
+            Some(traffic) => traffic.simulate(config, policy, &label, progress),
+            None => core_sim::simulate(&records, config, policy, &label, progress),
+        };
         bar.finish_and_clear();
         reports.push(report);
     }
