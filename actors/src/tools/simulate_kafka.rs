@@ -10,8 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use coordinator_core::config::KafkaConfig;
 use coordinator_core::events::EventType;
+use coordinator_core::planner::Policy;
 use coordinator_core::sim::report::Report;
-use coordinator_core::sim::settings::{PolicyName, SimConfig};
+use coordinator_core::sim::settings::SimConfig;
 use coordinator_core::sim::traffic::{parse_timestamp_ms, Filter, Skips, Traffic};
 use coordinator_core::sim::{self as core_sim};
 
@@ -144,7 +145,7 @@ impl KafkaWorkload {
     pub fn simulate(
         &self,
         config: &SimConfig,
-        policy: Option<PolicyName>,
+        policy: Option<Policy>,
         label: &str,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Report {
