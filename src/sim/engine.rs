@@ -31,6 +31,7 @@ use crate::planner::{self, Candidate, Fate, Policy, PoolView, Running};
 use crate::pool::{PoolSpec, RequestError, ResourceAsk, ResourcePool, Resources};
 use crate::queue::{ExecutionQueue, Millis, QueueLimits, QueuedExecution, Rejection};
 use crate::sim::settings::SimJob;
+use crate::sim::timeline::{self, Timeline};
 use crate::Priority;
 
 /// What became of one execution.
@@ -72,6 +73,8 @@ pub struct Outcome {
     pub end_ms: Millis,
     /// The jobs that started, in the order they were dispatched.
     pub dispatch_order: Vec<u32>,
+    /// Queue depth per level and resources in use over the replay.
+    pub timeline: Timeline,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -104,6 +107,7 @@ struct Engine<'a> {
     clamped: u64,
     end_ms: Millis,
     dispatch_order: Vec<u32>,
+    timeline: Timeline,
 }
 
 /// Replays `jobs` under `config` and `policy`. `progress` is called now and then with the
@@ -146,6 +150,7 @@ pub fn run(
         clamped: 0,
         end_ms: 0,
         dispatch_order: Vec::new(),
+        timeline: Timeline::default(),
     };
     e.run(progress)
 }
@@ -198,6 +203,13 @@ impl Engine<'_> {
                 }
             }
             self.wake(now);
+            self.timeline.record(
+                now,
+                timeline::State {
+                    queued: self.queue.depth(),
+                    used: self.pool.used(),
+                },
+            );
             if handled % 65_536 == 0 {
                 progress(handled, total);
             }
@@ -212,6 +224,7 @@ impl Engine<'_> {
             clamped: self.clamped,
             end_ms: self.end_ms,
             dispatch_order: self.dispatch_order,
+            timeline: self.timeline,
         }
     }
 

@@ -6,6 +6,7 @@
 //! - [`settings`]: the simulator's config (the daemon's sections plus `[simulate]`) and how a
 //!   trace record becomes an execution.
 //! - [`engine`]: the event-driven replay.
+//! - [`timeline`]: queue depth and resources in use over the replay, in bounded memory.
 //! - [`report`]: the measures, as a text table or JSON.
 //! - [`synth`]: a seeded synthetic workload for scale runs.
 //! - [`traffic`]: a deployment's own Integr8sCode events, read back from its topics, as
@@ -16,6 +17,7 @@ pub mod report;
 pub mod settings;
 pub mod swf;
 pub mod synth;
+pub mod timeline;
 pub mod traffic;
 
 use crate::planner::Policy;

@@ -234,3 +234,25 @@ fn the_shipped_trace_config_is_the_machine() {
     assert_eq!(spec.usable().cpu_millis, 100_000);
     assert!(spec.cap.cpu_millis >= 100_000);
 }
+
+#[test]
+fn the_timeline_holds_what_ran_and_what_waited() {
+    let (_, outcome) = starts(Policy::Strict);
+    let t = &outcome.timeline;
+    assert_eq!((t.start_ms(), t.end_ms()), (0, 190_000));
+    let points = t.points();
+    assert!(points.len() <= super::timeline::MAX_INTERVALS);
+    let over_time = |f: &dyn Fn(&super::timeline::Point) -> f64| -> f64 {
+        let sum: f64 = points
+            .iter()
+            .map(|p| f(p) * (p.end_ms - p.start_ms) as f64)
+            .sum();
+        sum.round()
+    };
+    // Core·seconds: job 1 3 × 100, job 2 4 × 50, job 3 1 × 10, job 4 2 × 30.
+    assert_eq!(over_time(&|p| p.cpu_millis), 570.0 * 1e6);
+    // Job 4 (HIGH) waits 30 s – 100 s; job 2 waits 10 s – 130 s and job 3 20 s – 180 s (NORMAL).
+    assert_eq!(over_time(&|p| p.queued[1]), 70.0 * 1e3);
+    assert_eq!(over_time(&|p| p.queued[2]), 280.0 * 1e3);
+    assert_eq!(over_time(&|p| p.queued[0] + p.queued[3] + p.queued[4]), 0.0);
+}
