@@ -21,6 +21,7 @@ pub mod timeline;
 pub mod traffic;
 
 use crate::planner::Policy;
+use engine::Outcome;
 use report::Report;
 use settings::{SimConfig, SimJob};
 use swf::SwfJob;
@@ -35,22 +36,39 @@ pub fn simulate(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Report {
     let (jobs, skipped) = map_all(records, config);
-    replay(&jobs, skipped, config, policy, label, progress)
+    replay(jobs, skipped, config, policy, label, progress).report
+}
+
+/// One replay with everything behind its report: the executions and what became of each.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    /// The executions replayed, in the order they were given.
+    pub jobs: Vec<SimJob>,
+    /// What the replay did with them.
+    pub outcome: Outcome,
+    /// What it measured.
+    pub report: Report,
 }
 
 /// Replays `jobs` (already mapped; `skipped` inputs were not) under `policy` (or the config's
-/// own) and measures the outcome.
+/// own) and measures the outcome, keeping the executions and what became of each beside the
+/// report.
 pub fn replay(
-    jobs: &[SimJob],
+    jobs: Vec<SimJob>,
     skipped: u64,
     config: &SimConfig,
     policy: Option<Policy>,
     label: &str,
     progress: &mut dyn FnMut(u64, u64),
-) -> Report {
+) -> Replay {
     let policy = policy.unwrap_or(config.config.scheduler.policy);
-    let outcome = engine::run(jobs, &config.config, policy, progress);
-    Report::new(label, policy.name(), jobs, skipped, &outcome)
+    let outcome = engine::run(&jobs, &config.config, policy, progress);
+    let report = Report::new(label, policy.name(), &jobs, skipped, &outcome);
+    Replay {
+        jobs,
+        outcome,
+        report,
+    }
 }
 
 /// The executions the records become, and how many records were skipped.

@@ -178,7 +178,7 @@ pub fn run_simulate(
             bar.set_position(done);
         };
         let report = match &traffic {
-            Some(traffic) => traffic.simulate(config, policy, &label, progress),
+            Some(traffic) => traffic.simulate(config, policy, &label, progress).report,
             None => core_sim::simulate(&records, config, policy, &label, progress),
         };
         bar.finish_and_clear();

@@ -11,10 +11,9 @@ use clap::Args;
 use coordinator_core::config::KafkaConfig;
 use coordinator_core::events::EventType;
 use coordinator_core::planner::Policy;
-use coordinator_core::sim::report::Report;
 use coordinator_core::sim::settings::SimConfig;
 use coordinator_core::sim::traffic::{parse_timestamp_ms, Filter, Skips, Traffic};
-use coordinator_core::sim::{self as core_sim};
+use coordinator_core::sim::{self as core_sim, Replay};
 
 use crate::tools::simulate::BadInput;
 use crate::tools::topic_snapshot::{read_topics, SnapshotError, TopicRead};
@@ -148,16 +147,10 @@ impl KafkaWorkload {
         policy: Option<Policy>,
         label: &str,
         progress: &mut dyn FnMut(u64, u64),
-    ) -> Report {
+    ) -> Replay {
         let mapped = self.traffic.map(config, &self.filter);
-        core_sim::replay(
-            &mapped.jobs,
-            mapped.skips.total(),
-            config,
-            policy,
-            label,
-            progress,
-        )
+        let skipped = mapped.skips.total();
+        core_sim::replay(mapped.jobs, skipped, config, policy, label, progress)
     }
 
     fn describe(
