@@ -1,5 +1,6 @@
 //! `simulate` on the shipped KTH-SP2 trace and config: every level and every job in the
-//! table, identical output on a second run, and exit 64 with a clear message on bad input.
+//! table, identical output on a second run, exit 64 with a clear message on bad input, and
+//! the HTML report.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -132,4 +133,104 @@ fn bad_input_exits_64_with_the_reason() {
     let out = simulate(&["--synthetic", "10", "--config", "Cargo.toml"]);
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid configuration"));
+}
+
+#[test]
+fn report_writes_one_self_contained_page_with_a_chart_per_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = |name: &str, extra: &[&str]| -> Vec<u8> {
+        let path = dir.path().join(name);
+        let mut args = vec![
+            "--trace",
+            "traces/KTH-SP2-1996-2.1-cln.swf.gz",
+            "--config",
+            "traces/kth-sp2.toml",
+            "--limit",
+            "2000",
+            "--report",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = simulate(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("2000 jobs, 0 skipped"));
+        std::fs::read(&path).unwrap()
+    };
+
+    let first = page("a.html", &[]);
+    assert_eq!(
+        first,
+        page("b.html", &[]),
+        "the same run gives the same bytes"
+    );
+    let html = String::from_utf8(first).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"), "{html}");
+    assert_eq!(
+        html.matches("<svg").count(),
+        3,
+        "wait CDF, queue depth, utilisation"
+    );
+    for shown in [
+        "traces/KTH-SP2-1996-2.1-cln.swf.gz",
+        "traces/kth-sp2.toml · policy demote",
+        "2000 jobs",
+        "<pre>traces/kth-sp2.toml · policy demote",
+    ] {
+        assert!(html.contains(shown), "no {shown:?} on the page");
+    }
+    for external in ["<script", "<link", "<img", "src=", "href=", "url("] {
+        assert!(!html.contains(external), "{external:?} on the page");
+    }
+
+    let both = page(
+        "c.html",
+        &["--compare", "traces/kth-sp2.toml", "--policy", "strict"],
+    );
+    let html = String::from_utf8(both).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        1 + 2 * 3,
+        "the overlaid CDF, then each plot for each config"
+    );
+    assert!(
+        html.contains("traces/kth-sp2.toml · policy strict vs traces/kth-sp2.toml · policy strict")
+    );
+}
+
+#[test]
+fn an_unwritable_report_exits_64_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = |path: &std::path::Path| {
+        simulate(&[
+            "--synthetic",
+            "200",
+            "--config",
+            "traces/kth-sp2.toml",
+            "--report",
+            path.to_str().unwrap(),
+        ])
+    };
+
+    let out = report(&dir.path().join("no/such/dir/r.html"));
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot write the report"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing printed as if it worked");
+
+    // A directory where the page should go: the finished page cannot take its place.
+    let taken = dir.path().join("taken.html");
+    std::fs::create_dir(&taken).unwrap();
+    let out = report(&taken);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot write the report"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["taken.html"], "no partial page left");
 }

@@ -2,10 +2,12 @@
 //! deployment's own traffic from Kafka) through the core's queue, pool and pass planner on a
 //! virtual clock and prints what happened. The replay itself is `coordinator_core::sim`; this
 //! is the command line around it: reading files (`.swf` or gzipped `.swf.gz`), progress on
-//! stderr, and the output. The Kafka input is [`crate::tools::simulate_kafka`].
+//! stderr, and the output: the table or JSON on stdout and, with `--report`, the HTML page of
+//! [`crate::tools::report_html`]. The Kafka input is [`crate::tools::simulate_kafka`].
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
@@ -14,9 +16,11 @@ use coordinator_core::sim::report::{side_by_side, Report};
 use coordinator_core::sim::settings::SimConfig;
 use coordinator_core::sim::swf::{self, SwfJob};
 use coordinator_core::sim::synth::{self, SynthParams};
-use coordinator_core::sim::{self as core_sim};
+use coordinator_core::sim::{self as core_sim, Replay};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tempfile::NamedTempFile;
 
+use crate::tools::report_html::{self, Page};
 use crate::tools::simulate_kafka::{KafkaInputOptions, KafkaWorkload};
 
 /// The command line of `simulate`.
@@ -38,6 +42,10 @@ pub struct SimulateOptions {
     /// Print JSON instead of the text table.
     #[arg(long)]
     pub json: bool,
+    /// Also write an HTML page with plots (wait CDF per level, queue depth and utilisation
+    /// over time) and the table to this file.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
     /// Replay this many synthetic jobs instead of a trace.
     #[arg(long)]
     pub synthetic: Option<usize>,
@@ -100,6 +108,48 @@ fn read_trace(path: &Path, limit: Option<usize>) -> Result<Vec<SwfJob>, BadInput
     swf::parse(reader, limit).map_err(|e| BadInput(format!("trace {}: {e}", path.display())))
 }
 
+/// The HTML page being written: a temporary file beside `path`, renamed onto it only once the
+/// page is complete, so a run that fails leaves no page behind.
+struct ReportFile {
+    path: PathBuf,
+    file: NamedTempFile,
+}
+
+impl ReportFile {
+    /// Creates the temporary file now, so an unwritable path fails before the replay.
+    fn create(path: &Path) -> Result<ReportFile, BadInput> {
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let file = tempfile::Builder::new()
+            .prefix(".simulate-report-")
+            .suffix(".partial")
+            .permissions(std::fs::Permissions::from_mode(0o644))
+            .tempfile_in(dir)
+            .map_err(|e| report_error(path, e))?;
+        Ok(ReportFile {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    fn write(mut self, page: &str) -> Result<(), BadInput> {
+        self.file
+            .write_all(page.as_bytes())
+            .and_then(|()| self.file.as_file().sync_all())
+            .map_err(|e| report_error(&self.path, e))?;
+        self.file
+            .persist(&self.path)
+            .map(drop)
+            .map_err(|e| report_error(&self.path, e.error))
+    }
+}
+
+fn report_error(path: &Path, e: std::io::Error) -> BadInput {
+    BadInput(format!("cannot write the report {}: {e}", path.display()))
+}
+
 fn progress_bar(label: &str) -> ProgressBar {
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr())
@@ -128,6 +178,11 @@ pub fn run_simulate(
     if let Some(other) = &options.compare {
         configs.push((other.clone(), read_config(other)?));
     }
+    let report_file = options
+        .report
+        .as_deref()
+        .map(ReportFile::create)
+        .transpose()?;
     let traffic = if options.kafka.from_kafka {
         let stderr = &mut std::io::stderr();
         Some(KafkaWorkload::read(
@@ -169,7 +224,7 @@ pub fn run_simulate(
         }
     };
     let policy = options.policy.map(Policy::from);
-    let mut reports: Vec<Report> = Vec::new();
+    let mut runs: Vec<Replay> = Vec::new();
     for (path, config) in &configs {
         let label = path.display().to_string();
         let bar = progress_bar(&label);
@@ -177,12 +232,30 @@ pub fn run_simulate(
             bar.set_length(total);
             bar.set_position(done);
         };
-        let report = match &traffic {
-            Some(traffic) => traffic.simulate(config, policy, &label, progress).report,
-            None => core_sim::simulate(&records, config, policy, &label, progress),
+        let run = match &traffic {
+            Some(traffic) => traffic.simulate(config, policy, &label, progress),
+            None => {
+                let (jobs, skipped) = core_sim::map_all(&records, config);
+                core_sim::replay(jobs, skipped, config, policy, &label, progress)
+            }
         };
         bar.finish_and_clear();
-        reports.push(report);
+        runs.push(run);
+    }
+    let reports: Vec<Report> = runs.iter().map(|r| r.report.clone()).collect();
+    let table = if reports.len() == 1 {
+        reports[0].to_text()
+    } else {
+        side_by_side(&reports)
+    };
+    if let Some(file) = report_file {
+        let page = report_html::render(&Page {
+            workload: &workload(options),
+            runs: &runs,
+            table: &table,
+        })
+        .map_err(|e| BadInput(format!("cannot draw the report: {}", e.0)))?;
+        file.write(&page)?;
     }
     let text = if options.json {
         let value = if reports.len() == 1 {
@@ -191,11 +264,45 @@ pub fn run_simulate(
             serde_json::to_string_pretty(&reports)
         };
         value.map(|s| s + "\n").unwrap_or_default()
-    } else if reports.len() == 1 {
-        reports[0].to_text()
     } else {
-        side_by_side(&reports)
+        table
     };
     out.write_all(text.as_bytes())
         .map_err(|e| BadInput(format!("cannot write the report: {e}")))
+}
+
+/// What the page calls the workload: the trace, the Kafka traffic or the synthetic workload's
+/// parameters, as the command line gave them.
+fn workload(options: &SimulateOptions) -> String {
+    if options.kafka.from_kafka {
+        let kafka = &options.kafka;
+        let mut s = "the Integr8sCode traffic on the config's Kafka topics".to_owned();
+        for (word, value) in [
+            ("at", &kafka.bootstrap),
+            ("since", &kafka.since),
+            ("until", &kafka.until),
+        ] {
+            if let Some(value) = value {
+                s.push_str(&format!(" {word} {value}"));
+            }
+        }
+        if let Some(limit) = options.limit {
+            s.push_str(&format!(" (first {limit} requests)"));
+        }
+        return s;
+    }
+    match (&options.trace, options.synthetic) {
+        (_, Some(jobs)) => format!(
+            "a synthetic workload ({jobs} jobs, seed {}, load {})",
+            options.seed, options.load
+        ),
+        (Some(trace), None) => {
+            let name = trace.display();
+            match options.limit {
+                Some(limit) => format!("{name} (first {limit} jobs)"),
+                None => name.to_string(),
+            }
+        }
+        (None, None) => String::new(),
+    }
 }
