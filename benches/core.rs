@@ -349,6 +349,7 @@ fn planner_benches(c: &mut Criterion) {
                 priority: Priority::ALL[rng.below(5)],
                 resources: Resources::new(100 + rng.below(900) as u64, 128, 0),
                 timeout: Duration::from_secs(30 + rng.below(300) as u64),
+                enqueued_at: 0,
             })
             .collect();
         let half: u64 = candidates[..n / 2]

@@ -18,6 +18,7 @@ use crate::events::EventType;
 use crate::planner::Policy;
 use crate::priority::PriorityFormat;
 use crate::redact::{holds_secret_value, Redactor};
+use crate::Priority;
 
 /// Environment variables starting with this prefix override the file:
 /// `EXECUTION_COORDINATOR__QUEUE__MAX_QUEUE_SIZE=500` sets `[queue] max_queue_size`.
@@ -177,9 +178,26 @@ pub struct SchedulerConfig {
     #[serde(with = "humantime_serde")]
     pub scheduling_interval: Duration,
     /// What a pass does with an execution that does not fit: `demote` (one level lower, the
-    /// pass ends) or `strict` (it keeps its place and blocks the executions behind it).
-    /// Default `demote`.
+    /// pass ends), `strict` (it keeps its place and blocks the executions behind it) or
+    /// `backfill` (it keeps its place with a reservation; executions behind it start when they
+    /// do not delay the reservation). Default `demote`.
     pub policy: Policy,
+    /// Under `backfill`: how many executions a pass looks at, in dispatch order, for one that
+    /// can start without delaying a reservation. Default 100.
+    pub backfill_depth: usize,
+    /// Under `backfill`: how many executions that do not fit get a reservation in one pass,
+    /// in order, each planned around the earlier ones. 1 is EASY backfilling; larger values
+    /// protect more of the queue and backfill less. Default 1.
+    pub reservations: usize,
+    /// Under `backfill`: how long an execution of each level may wait before it is promoted
+    /// to the front of the queue (and so to the reservation). Each must be below
+    /// `queue.stale_timeout`.
+    pub max_wait: MaxWait,
+    /// Under `backfill`: the half-life of the usage that orders users within a level (fair
+    /// share). Each start charges its user cpu cores × timeout seconds; the charge halves
+    /// every half-life. `0s` turns fair share off: FIFO within a level. Default 0s.
+    #[serde(with = "humantime_serde")]
+    pub fair_share_half_life: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -188,6 +206,68 @@ impl Default for SchedulerConfig {
             max_concurrent_scheduling: 10,
             scheduling_interval: Duration::from_millis(500),
             policy: Policy::Demote,
+            backfill_depth: 100,
+            reservations: 1,
+            max_wait: MaxWait::default(),
+            fair_share_half_life: Duration::ZERO,
+        }
+    }
+}
+
+/// `[scheduler.max_wait]`: the longest wait of each level before its executions are promoted
+/// to the front of the queue under `backfill`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaxWait {
+    /// CRITICAL. Default 30s.
+    #[serde(with = "humantime_serde")]
+    pub critical: Duration,
+    /// HIGH. Default 2m.
+    #[serde(with = "humantime_serde")]
+    pub high: Duration,
+    /// NORMAL. Default 5m.
+    #[serde(with = "humantime_serde")]
+    pub normal: Duration,
+    /// LOW. Default 15m.
+    #[serde(with = "humantime_serde")]
+    pub low: Duration,
+    /// BACKGROUND. Default 30m.
+    #[serde(with = "humantime_serde")]
+    pub background: Duration,
+}
+
+impl Default for MaxWait {
+    fn default() -> Self {
+        Self {
+            critical: Duration::from_secs(30),
+            high: Duration::from_secs(120),
+            normal: Duration::from_secs(300),
+            low: Duration::from_secs(900),
+            background: Duration::from_secs(1800),
+        }
+    }
+}
+
+impl MaxWait {
+    /// The same wait for every level.
+    pub fn all(wait: Duration) -> Self {
+        Self {
+            critical: wait,
+            high: wait,
+            normal: wait,
+            low: wait,
+            background: wait,
+        }
+    }
+
+    /// The wait of `level`.
+    pub fn of(&self, level: Priority) -> Duration {
+        match level {
+            Priority::Critical => self.critical,
+            Priority::High => self.high,
+            Priority::Normal => self.normal,
+            Priority::Low => self.low,
+            Priority::Background => self.background,
         }
     }
 }
@@ -883,6 +963,29 @@ impl Config {
             s.max_concurrent_scheduling as u64,
         );
         v.duration("scheduler.scheduling_interval", s.scheduling_interval);
+        v.at_least_one("scheduler.backfill_depth", s.backfill_depth as u64);
+        v.at_least_one("scheduler.reservations", s.reservations as u64);
+        if s.fair_share_half_life > MAX_DURATION {
+            v.duration("scheduler.fair_share_half_life", s.fair_share_half_life);
+        }
+        if s.policy == Policy::Backfill {
+            for level in Priority::ALL {
+                let key = format!("scheduler.max_wait.{}", level.name());
+                let wait = s.max_wait.of(level);
+                v.duration(&key, wait);
+                if !wait.is_zero() && wait >= q.stale_timeout {
+                    v.error(
+                        &key,
+                        format!(
+                            "must be below queue.stale_timeout ({}), or its executions expire \
+                             before they are promoted (got {})",
+                            humantime::format_duration(q.stale_timeout),
+                            humantime::format_duration(wait)
+                        ),
+                    );
+                }
+            }
+        }
 
         let r = &self.resources;
         v.cores("resources.total_cpu_cores", r.total_cpu_cores);
@@ -1118,6 +1221,35 @@ impl Config {
                  expire up to a sweep interval late",
                 humantime::format_duration(q.stale_sweep_interval),
                 humantime::format_duration(q.stale_timeout)
+            ));
+        }
+        let s = &self.scheduler;
+        if s.policy == Policy::Backfill {
+            for pair in Priority::ALL.windows(2) {
+                let (a, b) = (s.max_wait.of(pair[0]), s.max_wait.of(pair[1]));
+                if a > b {
+                    w.push(format!(
+                        "scheduler.max_wait.{} ({}) is longer than scheduler.max_wait.{} ({}): \
+                         the lower level is promoted sooner",
+                        pair[0].name(),
+                        humantime::format_duration(a),
+                        pair[1].name(),
+                        humantime::format_duration(b)
+                    ));
+                }
+            }
+            if s.reservations > s.backfill_depth {
+                w.push(format!(
+                    "scheduler.reservations ({}) exceeds scheduler.backfill_depth ({}): a pass \
+                     never looks at more than backfill_depth executions",
+                    s.reservations, s.backfill_depth
+                ));
+            }
+        } else if !s.fair_share_half_life.is_zero() {
+            w.push(format!(
+                "scheduler.fair_share_half_life is set but scheduler.policy is `{}`: fair share \
+                 orders users only under `backfill`",
+                s.policy
             ));
         }
         let k = &self.kafka;

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use coordinator_core::config::{
-    is_secret_property, Config, ConfigError, KafkaConfig, LanguageDefault, LogFormat, TopicLayout,
-    TopicNames, REDACTED,
+    is_secret_property, Config, ConfigError, KafkaConfig, LanguageDefault, LogFormat, MaxWait,
+    TopicLayout, TopicNames, REDACTED,
 };
 
 use coordinator_core::events::EventType;
+use coordinator_core::planner::Policy;
 use coordinator_core::priority::PriorityFormat;
 
 const SHIPPED: &str = include_str!("../config.toml");
@@ -727,4 +728,115 @@ fn warnings_flag_valid_but_odd_settings() {
         "{warnings}"
     );
     assert!(Config::default().warnings().is_empty());
+}
+
+#[test]
+fn backfill_knobs_have_defaults_and_max_wait_stays_below_the_stale_timeout() {
+    let s = Config::default().scheduler;
+    assert_eq!(s.policy, Policy::Demote);
+    assert_eq!((s.backfill_depth, s.reservations), (100, 1));
+    assert_eq!(s.fair_share_half_life, Duration::ZERO);
+    assert_eq!(s.max_wait, MaxWait::default());
+    assert_eq!(s.max_wait.background, Duration::from_secs(1800));
+
+    let c = parse(
+        "[scheduler]\npolicy = \"backfill\"\nreservations = 3\nfair_share_half_life = \"1d\"\n\
+         max_wait = { critical = \"10s\", background = \"50m\" }\n",
+    );
+    assert_eq!(c.scheduler.policy, Policy::Backfill);
+    assert_eq!(c.scheduler.reservations, 3);
+    assert_eq!(
+        c.scheduler.fair_share_half_life,
+        Duration::from_secs(86_400)
+    );
+    assert_eq!(c.scheduler.max_wait.critical, Duration::from_secs(10));
+    // Unset levels keep their defaults.
+    assert_eq!(c.scheduler.max_wait.normal, Duration::from_secs(300));
+
+    // Every level at or over the stale timeout is named, each on its own line.
+    let text = error_text(
+        "[queue]\nstale_timeout = \"10m\"\n[scheduler]\npolicy = \"backfill\"\n\
+         max_wait = { critical = \"10m\", normal = \"9m\" }\n",
+    );
+    assert!(
+        text.contains(
+            "scheduler.max_wait.critical: must be below queue.stale_timeout (10m), or its \
+             executions expire before they are promoted (got 10m)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("scheduler.max_wait.low:"), "{text}");
+    assert!(text.contains("scheduler.max_wait.background:"), "{text}");
+    assert!(!text.contains("scheduler.max_wait.normal"), "{text}");
+    assert_eq!(text.lines().count(), 3, "{text}");
+    // Under the other policies max_wait is not used, and a short stale timeout is fine.
+    parse("[queue]\nstale_timeout = \"1s\"\n");
+
+    let text = error_text(
+        "[scheduler]\npolicy = \"backfill\"\nbackfill_depth = 0\nreservations = 0\n\
+         max_wait = { high = \"0s\" }\n",
+    );
+    for key in [
+        "scheduler.backfill_depth: must be at least 1",
+        "scheduler.reservations: must be at least 1",
+        "scheduler.max_wait.high: must be longer than 0",
+    ] {
+        assert!(text.contains(key), "{key} missing from:\n{text}");
+    }
+    let text = error_text("[scheduler]\nmax_wait = { urgent = \"1s\" }\n");
+    assert!(text.contains("urgent"), "{text}");
+}
+
+#[test]
+fn backfill_knobs_take_env_overrides_and_odd_values_warn() {
+    let c = parse_env(
+        "[scheduler]\npolicy = \"backfill\"\n",
+        &[
+            ("EXECUTION_COORDINATOR__SCHEDULER__MAX_WAIT__LOW", "20m"),
+            (
+                "EXECUTION_COORDINATOR__SCHEDULER__FAIR_SHARE_HALF_LIFE",
+                "2h",
+            ),
+        ],
+    );
+    assert_eq!(c.scheduler.max_wait.low, Duration::from_secs(1200));
+    assert_eq!(c.scheduler.fair_share_half_life, Duration::from_secs(7200));
+    let text = Config::from_toml_str(
+        "[scheduler]\npolicy = \"backfill\"\n",
+        env(&[("EXECUTION_COORDINATOR__SCHEDULER__MAX_WAIT__LOW", "2h")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        text.contains("scheduler.max_wait.low: must be below queue.stale_timeout")
+            && text.contains("(set by EXECUTION_COORDINATOR__SCHEDULER__MAX_WAIT__LOW)"),
+        "{text}"
+    );
+
+    let c = parse(
+        "[scheduler]\npolicy = \"backfill\"\nreservations = 200\n\
+         max_wait = { high = \"10m\" }\n",
+    );
+    let warnings = c.warnings().join("\n");
+    assert!(
+        warnings.contains(
+            "scheduler.max_wait.high (10m) is longer than scheduler.max_wait.normal (5m)"
+        ),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("scheduler.reservations (200) exceeds"),
+        "{warnings}"
+    );
+    let c = parse("[scheduler]\nfair_share_half_life = \"1h\"\n");
+    assert!(
+        c.warnings()
+            .join("\n")
+            .contains("fair share orders users only under `backfill`"),
+        "{:?}",
+        c.warnings()
+    );
+    assert!(parse("[scheduler]\npolicy = \"backfill\"\n")
+        .warnings()
+        .is_empty());
 }

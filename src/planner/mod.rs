@@ -1,5 +1,5 @@
 //! The decision of one scheduling pass, as a pure function: given the queue's candidates in
-//! dispatch order, what the pool has free and what runs in it, a policy and the time, which
+//! dispatch order, what the pool has free and what runs in it, the rules and the time, which
 //! candidates start now and what becomes of the others. No clock is read and nothing is
 //! mutated: the caller carries the plan out (the daemon through its actors, a simulator on its
 //! own clock), so both decide alike.
@@ -10,11 +10,24 @@
 //! - [`Policy::Strict`]: priority then FIFO; the first candidate that does not fit keeps its
 //!   place and blocks everything behind it. Its plan says when the pool will hold it at the
 //!   latest, if the running executions end by their timeouts.
+//! - [`Policy::Backfill`]: priority then FIFO, candidates past their level's `max_wait` first
+//!   (earliest deadline first). The first candidate that does not fit gets a reservation: the
+//!   earliest time the pool will hold it, if the running executions end by their timeouts.
+//!   Candidates behind it start now when they fit and do not delay the reservation: they end
+//!   by their timeout before it, or they fit in what is left at its time (EASY backfilling,
+//!   over cpu, memory and gpu together). With `reservations = k` the first `k` candidates that
+//!   cannot start each get one, each planned around the earlier ones ([`profile`]).
+//!   See `docs/scheduling.md`.
 
+mod backfill;
+pub mod profile;
+
+use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::{MaxWait, SchedulerConfig};
 use crate::pool::Resources;
 use crate::queue::Millis;
 use crate::Priority;
@@ -28,17 +41,21 @@ pub enum Policy {
     Demote,
     /// The first candidate that does not fit blocks everything behind it, at its level.
     Strict,
+    /// The first candidate that does not fit gets a reservation; the ones behind it start when
+    /// they do not delay it. Waits past `max_wait` are promoted to the front.
+    Backfill,
 }
 
 impl Policy {
     /// Every policy.
-    pub const ALL: [Policy; 2] = [Policy::Demote, Policy::Strict];
+    pub const ALL: [Policy; 3] = [Policy::Demote, Policy::Strict, Policy::Backfill];
 
     /// Its name as written in config and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Policy::Demote => "demote",
             Policy::Strict => "strict",
+            Policy::Backfill => "backfill",
         }
     }
 }
@@ -46,6 +63,52 @@ impl Policy {
 impl std::fmt::Display for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The policy and its knobs, as `[scheduler]` sets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// What becomes of a candidate that does not fit.
+    pub policy: Policy,
+    /// Under `backfill`: candidates looked at, at most.
+    pub backfill_depth: usize,
+    /// Under `backfill`: candidates that get a reservation, at most (at least 1).
+    pub reservations: usize,
+    /// Under `backfill`: per level, the wait after which a candidate goes to the front.
+    pub max_wait: MaxWait,
+}
+
+impl Rules {
+    /// The rules `[scheduler]` sets.
+    pub fn from_config(s: &SchedulerConfig) -> Rules {
+        Rules {
+            policy: s.policy,
+            backfill_depth: s.backfill_depth,
+            reservations: s.reservations,
+            max_wait: s.max_wait,
+        }
+    }
+
+    /// When an execution of `level` queued at `enqueued_at` has waited its `max_wait`.
+    pub fn deadline(&self, level: Priority, enqueued_at: Millis) -> Millis {
+        enqueued_at.saturating_add(millis(self.max_wait.of(level)))
+    }
+}
+
+/// A policy alone: its knobs at their defaults.
+impl From<Policy> for Rules {
+    fn from(policy: Policy) -> Rules {
+        Rules {
+            policy,
+            ..Rules::from_config(&SchedulerConfig::default())
+        }
+    }
+}
+
+impl From<&Rules> for Rules {
+    fn from(rules: &Rules) -> Rules {
+        *rules
     }
 }
 
@@ -58,6 +121,9 @@ pub struct Candidate {
     pub resources: Resources,
     /// How long it may run at most (its `timeout_seconds`).
     pub timeout: Duration,
+    /// When it was first queued: under `backfill`, a candidate that has waited its level's
+    /// `max_wait` goes to the front.
+    pub enqueued_at: Millis,
 }
 
 /// An execution holding resources now.
@@ -74,7 +140,7 @@ pub struct Running {
 pub struct PoolView {
     /// Allocatable now without touching the reserve.
     pub available: Resources,
-    /// What runs now.
+    /// What runs now. Planning is cheapest when these are sorted by `ends_by`.
     pub running: Vec<Running>,
 }
 
@@ -94,6 +160,30 @@ pub enum Fate {
         /// The latest time it can start, given what runs now.
         at: Option<Millis>,
     },
+    /// Did not fit (or would have delayed an earlier reservation); keeps its place with a
+    /// reservation: the pool holds it from `at` at the latest, if the running executions end
+    /// by their timeouts, and nothing this pass starts delays that.
+    Reserved {
+        /// When it can start at the latest.
+        at: Millis,
+    },
+    /// Fits what is free now, but starting it would delay the reservation of the candidate at
+    /// index `reservation`; keeps its place.
+    Held {
+        /// The index, in the candidates, of the reservation it would delay.
+        reservation: usize,
+    },
+    /// Does not fit what is free now, and every reservation of the pass went to candidates
+    /// ahead of it; keeps its place.
+    Waits,
+}
+
+impl Fate {
+    /// True when the candidate keeps its place in the queue (everything but `Start` and
+    /// `Demote`).
+    pub fn keeps_place(self) -> bool {
+        !matches!(self, Fate::Start | Fate::Demote)
+    }
 }
 
 /// The plan of one pass: one [`Fate`] per candidate, in the candidates' order.
@@ -112,23 +202,57 @@ impl Plan {
             .filter(|(_, f)| **f == Fate::Start)
             .map(|(i, _)| i)
     }
+
+    /// Indexes of the candidates that hold a reservation, with its time, in order.
+    pub fn reservations(&self) -> impl Iterator<Item = (usize, Millis)> + '_ {
+        self.fates.iter().enumerate().filter_map(|(i, f)| match f {
+            Fate::Reserved { at } => Some((i, *at)),
+            _ => None,
+        })
+    }
 }
 
 /// Plans one pass over `candidates` (in dispatch order, as many as the pass may look at) on
-/// `pool` under `policy` at `now`.
-pub fn plan(candidates: &[Candidate], pool: &PoolView, policy: Policy, now: Millis) -> Plan {
+/// `pool` under `rules` (a [`Policy`] alone takes its knobs' defaults) at `now`.
+///
+/// A plan where nothing can start changes nothing: planning again on the same queue, pool
+/// and clock gives the same plan, so a caller that re-plans only on arrivals, releases and
+/// ticks never spins.
+pub fn plan(
+    candidates: &[Candidate],
+    pool: &PoolView,
+    rules: impl Into<Rules>,
+    now: Millis,
+) -> Plan {
+    let rules = rules.into();
+    if rules.policy == Policy::Backfill {
+        return backfill::plan(candidates, pool, &rules, now);
+    }
     let mut free = pool.available;
     let mut fates = vec![Fate::Stay; candidates.len()];
+    let mut started = Vec::new();
     for (i, candidate) in candidates.iter().enumerate() {
         if candidate.resources.fits_in(&free) {
             free = free.saturating_sub(&candidate.resources);
             fates[i] = Fate::Start;
+            if rules.policy == Policy::Strict {
+                started.push(Running {
+                    resources: candidate.resources,
+                    ends_by: now.saturating_add(millis(candidate.timeout)),
+                });
+            }
             continue;
         }
-        fates[i] = match policy {
+        fates[i] = match rules.policy {
             Policy::Demote => Fate::Demote,
-            Policy::Strict => Fate::Blocked {
-                at: earliest_start(candidate.resources, free, &pool.running, now),
+            _ => Fate::Blocked {
+                at: earliest(
+                    candidate.resources,
+                    free,
+                    &releases(&pool.running, &started),
+                    now,
+                )
+                .map(|(at, _)| at),
             },
         };
         break;
@@ -145,23 +269,62 @@ pub fn earliest_start(
     running: &[Running],
     now: Millis,
 ) -> Option<Millis> {
-    if wanted.fits_in(&free) {
-        return Some(now);
+    earliest(wanted, free, &releases(running, &[]), now).map(|(at, _)| at)
+}
+
+/// `running` and `started` in the order they end: borrowed when `running` is sorted and
+/// nothing started, else a sorted copy of both.
+fn releases<'a>(running: &'a [Running], started: &[Running]) -> Cow<'a, [Running]> {
+    if started.is_empty() && running.is_sorted_by_key(|r| r.ends_by) {
+        return Cow::Borrowed(running);
     }
-    let mut ends: Vec<&Running> = running.iter().collect();
-    ends.sort_by_key(|r| r.ends_by);
+    let mut all = Vec::with_capacity(running.len() + started.len());
+    all.extend_from_slice(running);
+    all.extend_from_slice(started);
+    all.sort_by_key(|r| r.ends_by);
+    Cow::Owned(all)
+}
+
+/// The earliest time `wanted` fits in `free` plus what `releases` (sorted by end) free, and
+/// what is free at that time with everything that ends by then counted; `None` when all of
+/// them together do not free enough. A running execution past its timeout frees at once.
+fn earliest(
+    wanted: Resources,
+    free: Resources,
+    releases: &[Running],
+    now: Millis,
+) -> Option<(Millis, Resources)> {
     let mut free = free;
-    for r in ends {
-        free = Resources::new(
-            free.cpu_millis + r.resources.cpu_millis,
-            free.memory_mib + r.resources.memory_mib,
-            free.gpu + r.resources.gpu,
-        );
-        if wanted.fits_in(&free) {
-            return Some(r.ends_by.max(now));
+    let mut rest = releases.iter().peekable();
+    let at = if wanted.fits_in(&free) {
+        now
+    } else {
+        loop {
+            let r = rest.next()?;
+            free = plus(&free, &r.resources);
+            if wanted.fits_in(&free) {
+                break r.ends_by.max(now);
+            }
         }
+    };
+    while let Some(r) = rest.next_if(|r| r.ends_by.max(now) <= at) {
+        free = plus(&free, &r.resources);
     }
-    None
+    Some((at, free))
+}
+
+/// Component-wise `a + b`.
+fn plus(a: &Resources, b: &Resources) -> Resources {
+    Resources::new(
+        a.cpu_millis + b.cpu_millis,
+        a.memory_mib + b.memory_mib,
+        a.gpu + b.gpu,
+    )
+}
+
+/// A duration in whole milliseconds, saturating.
+fn millis(d: Duration) -> Millis {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

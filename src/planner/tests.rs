@@ -3,6 +3,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
+use crate::config::MaxWait;
 use crate::pool::{PoolSpec, ResourcePool};
 use crate::queue::{ExecutionQueue, QueueLimits};
 
@@ -13,6 +14,33 @@ fn candidate(priority: Priority, cpu: u64, mem: u64, gpu: u64) -> Candidate {
         priority,
         resources: Resources::new(cpu, mem, gpu),
         timeout: Duration::from_secs(60),
+        enqueued_at: 0,
+    }
+}
+
+/// A NORMAL candidate of `cpu` millicores that may run `timeout_s` and was queued at
+/// `queued_ms`.
+fn job(cpu: u64, timeout_s: u64, queued_ms: u64) -> Candidate {
+    Candidate {
+        priority: Priority::Normal,
+        resources: Resources::new(cpu, 0, 0),
+        timeout: Duration::from_secs(timeout_s),
+        enqueued_at: queued_ms,
+    }
+}
+
+fn running(cpu: u64, ends_by: Millis) -> Running {
+    Running {
+        resources: Resources::new(cpu, 0, 0),
+        ends_by,
+    }
+}
+
+fn backfill(reservations: usize, depth: usize) -> Rules {
+    Rules {
+        reservations,
+        backfill_depth: depth,
+        ..Rules::from(Policy::Backfill)
     }
 }
 
@@ -89,6 +117,271 @@ fn earliest_start_is_none_when_nothing_running_frees_enough_and_now_when_it_fits
             7
         ),
         Some(7)
+    );
+}
+
+#[test]
+fn strict_counts_what_the_pass_starts_in_its_block_time() {
+    // 1000 free, nothing running: the first takes 600 until 61 s, the second (800) can only
+    // start when it ends.
+    let plan = plan(
+        &[job(600, 60, 0), job(800, 10, 0)],
+        &view(1_000, 0, 0, vec![]),
+        Policy::Strict,
+        1_000,
+    );
+    assert_eq!(
+        plan.fates,
+        [Fate::Start, Fate::Blocked { at: Some(61_000) }]
+    );
+}
+
+#[test]
+fn backfill_reserves_the_head_and_starts_what_ends_before_it() {
+    // 400 free; 500 more at 5 s. The head (800) is reserved for 5 s, leaving 100 then.
+    // Behind it: 200 for 3 s ends before 5 s and starts; 200 for 10 s fits what is free but
+    // would still hold 200 at 5 s, so it is held; 100 for 10 s fits in the 100 left over and
+    // starts; 600 fits nowhere now.
+    let candidates = [
+        job(800, 1, 0),
+        job(200, 3, 0),
+        job(200, 10, 0),
+        job(100, 10, 0),
+        job(600, 1, 0),
+    ];
+    let plan = plan(
+        &candidates,
+        &view(400, 0, 0, vec![running(500, 5_000)]),
+        Policy::Backfill,
+        1_000,
+    );
+    assert_eq!(
+        plan.fates,
+        [
+            Fate::Reserved { at: 5_000 },
+            Fate::Start,
+            Fate::Held { reservation: 0 },
+            Fate::Start,
+            Fate::Waits,
+        ]
+    );
+    assert_eq!(plan.reservations().collect::<Vec<_>>(), [(0, 5_000)]);
+}
+
+#[test]
+fn backfill_over_every_resource_at_once() {
+    // Memory is what the head lacks; a candidate that ends after the reservation must fit
+    // in what is left of every resource, gpu included.
+    let view = PoolView {
+        available: Resources::new(1_000, 100, 1),
+        running: vec![Running {
+            resources: Resources::new(0, 400, 0),
+            ends_by: 9_000,
+        }],
+    };
+    let c = |cpu, mem, gpu, timeout_s| Candidate {
+        resources: Resources::new(cpu, mem, gpu),
+        ..job(0, timeout_s, 0)
+    };
+    let candidates = [
+        c(500, 400, 0, 1),
+        c(400, 0, 1, 60),
+        c(600, 0, 0, 60),
+        c(100, 100, 0, 60),
+    ];
+    let plan = plan(&candidates, &view, Policy::Backfill, 0);
+    // At 9 s: 1000m, 500 MiB, 1 gpu free; the head takes 500m and 400 MiB, leaving 500m,
+    // 100 MiB, 1 gpu. The second takes 400m and the gpu, the third would need 600m of 100m.
+    assert_eq!(
+        plan.fates,
+        [
+            Fate::Reserved { at: 9_000 },
+            Fate::Start,
+            Fate::Held { reservation: 0 },
+            Fate::Start,
+        ]
+    );
+}
+
+#[test]
+fn backfill_promotes_whoever_waited_past_max_wait_to_the_reservation() {
+    let rules = Rules {
+        max_wait: MaxWait::all(Duration::from_secs(60)),
+        ..Rules::from(Policy::Backfill)
+    };
+    let critical = |cpu, timeout_s| Candidate {
+        priority: Priority::Critical,
+        ..job(cpu, timeout_s, 65_000)
+    };
+    // A BACKGROUND candidate queued at 0 is past its 60 s at 70 s; the CRITICAL ones are
+    // ahead of it in the queue, but it goes first and takes the reservation.
+    let background = Candidate {
+        priority: Priority::Background,
+        ..job(900, 10, 0)
+    };
+    let later = Candidate {
+        priority: Priority::Background,
+        ..job(800, 10, 20_000)
+    };
+    let candidates = [critical(300, 10), critical(200, 20), background, later];
+    let pool = view(500, 0, 0, vec![running(500, 80_000)]);
+    let plan = plan(&candidates, &pool, rules, 70_000);
+    assert_eq!(
+        plan.fates,
+        [
+            Fate::Start,
+            Fate::Held { reservation: 2 },
+            Fate::Reserved { at: 80_000 },
+            Fate::Waits,
+        ],
+        "the first critical ends by 80 s and starts; the second would take the reserved room"
+    );
+    // Before its deadline it is behind them: both start, and it is reserved after them.
+    let plan = super::plan(&candidates, &pool, rules, 59_000);
+    assert_eq!(
+        plan.fates,
+        [
+            Fate::Start,
+            Fate::Start,
+            Fate::Reserved { at: 80_000 },
+            Fate::Waits,
+        ]
+    );
+}
+
+#[test]
+fn overdue_candidates_go_first_earliest_deadline_first() {
+    let rules = Rules {
+        max_wait: MaxWait {
+            critical: Duration::from_secs(10),
+            background: Duration::from_secs(100),
+            ..MaxWait::all(Duration::from_secs(50))
+        },
+        ..Rules::from(Policy::Backfill)
+    };
+    let at = |priority, queued_ms| Candidate {
+        priority,
+        ..job(1_000, 10, queued_ms)
+    };
+    // Deadlines: critical 5+10 = 15 s, background 0+100 = 100 s, normal 30+50 = 80 s.
+    let candidates = [
+        at(Priority::Critical, 5_000),
+        at(Priority::Normal, 30_000),
+        at(Priority::Background, 0),
+    ];
+    let pool = view(0, 0, 0, vec![running(1_000, 200_000)]);
+    let fates = |now| plan(&candidates, &pool, rules, now).fates;
+    // At 120 s all three are overdue: the critical one's deadline is the earliest.
+    assert_eq!(fates(120_000)[0], Fate::Reserved { at: 200_000 });
+    // At 90 s the critical (15 s) and the normal (80 s) are; the critical still first.
+    assert_eq!(fates(90_000)[0], Fate::Reserved { at: 200_000 });
+    // With a later critical deadline the normal one wins.
+    let late = [at(Priority::Critical, 75_000), candidates[1]];
+    assert_eq!(
+        plan(&late, &pool, rules, 90_000).fates,
+        [Fate::Waits, Fate::Reserved { at: 200_000 }]
+    );
+}
+
+#[test]
+fn backfill_looks_no_further_than_its_depth() {
+    let candidates = [
+        job(900, 1, 0),
+        job(100, 1, 0),
+        job(100, 1, 0),
+        job(100, 1, 0),
+    ];
+    let plan = plan(
+        &candidates,
+        &view(300, 0, 0, vec![running(700, 5_000)]),
+        backfill(1, 3),
+        0,
+    );
+    assert_eq!(
+        plan.fates,
+        [
+            Fate::Reserved { at: 5_000 },
+            Fate::Start,
+            Fate::Start,
+            Fate::Stay
+        ]
+    );
+}
+
+#[test]
+fn more_reservations_plan_each_around_the_earlier_ones() {
+    // 1000 in all: 1000 held until 10 s. A (800, 20 s) from 10 s to 30 s; B (500, 5 s) fits
+    // only from 30 s; C (200, 100 s) can start at 10 s beside A but would overlap B's
+    // reservation, where 500 + 200 ≤ 1000: it is reserved at 10 s too.
+    let candidates = [
+        job(800, 20, 0),
+        job(500, 5, 0),
+        job(200, 100, 0),
+        job(300, 50, 0),
+    ];
+    let pool = view(0, 0, 0, vec![running(1_000, 10_000)]);
+    let plan3 = plan(&candidates, &pool, backfill(3, 100), 0);
+    assert_eq!(
+        plan3.fates,
+        [
+            Fate::Reserved { at: 10_000 },
+            Fate::Reserved { at: 30_000 },
+            Fate::Reserved { at: 10_000 },
+            Fate::Waits,
+        ]
+    );
+    // With one reservation only A holds one; the rest do not fit now and wait.
+    let plan1 = plan(&candidates, &pool, backfill(1, 100), 0);
+    assert_eq!(
+        plan1.fates,
+        [
+            Fate::Reserved { at: 10_000 },
+            Fate::Waits,
+            Fate::Waits,
+            Fate::Waits
+        ]
+    );
+}
+
+#[test]
+fn with_two_reservations_a_start_must_spare_both() {
+    // 600 free now, 400 more at 10 s. A (1000, 10 s) from 10 s to 20 s; B (700, 10 s) fits
+    // from 20 s. C (300, 15 s) fits now and ends before B but runs into A: held for A. D
+    // (300, 5 s) ends before A and starts. E (300, 30 s) fits what D left, but runs into A.
+    let candidates = [
+        job(1_000, 10, 0),
+        job(700, 10, 0),
+        job(300, 15, 0),
+        job(300, 5, 0),
+        job(300, 30, 0),
+    ];
+    let pool = view(600, 0, 0, vec![running(400, 10_000)]);
+    let plan = plan(&candidates, &pool, backfill(2, 100), 0);
+    assert_eq!(
+        plan.fates,
+        [
+            Fate::Reserved { at: 10_000 },
+            Fate::Reserved { at: 20_000 },
+            Fate::Held { reservation: 0 },
+            Fate::Start,
+            Fate::Held { reservation: 0 },
+        ]
+    );
+}
+
+#[test]
+fn backfill_without_a_time_for_the_head_starts_nothing_behind_it() {
+    // Nothing running: the view cannot say when 900 will be free, so nothing is shown not
+    // to delay it.
+    let plan = plan(
+        &[job(100, 1, 0), job(900, 1, 0), job(100, 1, 0)],
+        &view(500, 0, 0, vec![]),
+        Policy::Backfill,
+        0,
+    );
+    assert_eq!(
+        plan.fates,
+        [Fate::Start, Fate::Blocked { at: None }, Fate::Stay]
     );
 }
 
@@ -193,6 +486,7 @@ fn pass_planned(
             priority: e.priority,
             resources: e.payload,
             timeout: Duration::from_secs(60),
+            enqueued_at: e.enqueued_at,
         })
         .collect();
     let view = PoolView {
@@ -210,7 +504,11 @@ fn pass_planned(
             Fate::Demote => {
                 q.requeue(entry);
             }
-            Fate::Stay | Fate::Blocked { .. } => {
+            Fate::Stay
+            | Fate::Blocked { .. }
+            | Fate::Reserved { .. }
+            | Fate::Held { .. }
+            | Fate::Waits => {
                 q.put_back(entry);
             }
         }
@@ -250,12 +548,14 @@ proptest! {
         cpu in 0..8_000u64,
         mem in 0..16_000u64,
         gpu in 0..4u64,
-        strict in any::<bool>(),
+        policy in 0..3usize,
+        ends in prop::collection::vec((0..2_000u64, 0..4_000u64, 0..2u64, 0..100_000u64), 0..8),
     ) {
         let candidates: Vec<Candidate> = jobs.iter().map(|j| candidate(j.priority, j.cpu, j.mem, j.gpu)).collect();
-        let policy = if strict { Policy::Strict } else { Policy::Demote };
+        let policy = Policy::ALL[policy];
         let free = Resources::new(cpu, mem, gpu);
-        let plan = plan(&candidates, &view(cpu, mem, gpu, vec![]), policy, 0);
+        let running = ends.iter().map(|&(c, m, g, e)| Running { resources: Resources::new(c, m, g), ends_by: e }).collect();
+        let plan = plan(&candidates, &view(cpu, mem, gpu, running), policy, 50_000);
         let mut taken = Resources::default();
         for i in plan.starts() {
             let r = candidates[i].resources;
@@ -271,6 +571,7 @@ proptest! {
         mem in 1_000..16_000u64,
         strict in any::<bool>(),
     ) {
+        // Backfill has its own pass through the pool below, with what runs in it.
         let policy = if strict { Policy::Strict } else { Policy::Demote };
         let mut q = queue_of(&jobs, true);
         let mut pool = ResourcePool::new(spec(cpu, mem, 2));
@@ -298,5 +599,297 @@ proptest! {
             prop_assert!(plan.fates.iter().all(|f| *f == Fate::Start));
         }
         prop_assert!(!plan.fates.contains(&Fate::Demote));
+    }
+}
+
+/// A pool with executions running in it and candidates queued, for backfill properties.
+#[derive(Debug, Clone)]
+struct Scene {
+    total: Resources,
+    /// (resources, ends_by, % of the time to its end it really runs)
+    running: Vec<(Resources, Millis, u64)>,
+    /// (candidate, % of its timeout it really runs)
+    queued: Vec<(Candidate, u64)>,
+    reservations: usize,
+    depth: usize,
+}
+
+const NOW: Millis = 10_000_000;
+
+/// How much of its time an execution really runs: often all of it, the case that can break a
+/// reservation.
+fn share() -> impl Strategy<Value = u64> {
+    prop_oneof![Just(100u64), 0..=100u64]
+}
+
+fn scene() -> impl Strategy<Value = Scene> {
+    (1_000..8_000u64, 1_000..16_000u64, 0..3u64).prop_flat_map(|(cpu, mem, gpu)| {
+        let total = Resources::new(cpu, mem, gpu);
+        let amount = move |div: u64| {
+            (0..=cpu / div, 0..=mem / div, 0..=gpu).prop_map(|(c, m, g)| Resources::new(c, m, g))
+        };
+        // Times on whole seconds, as timeouts are, so ends meet reservations exactly.
+        let running = prop::collection::vec(
+            (amount(2), -20..300i64, share())
+                .prop_map(|(r, s, share)| (r, (NOW as i64 + s * 1_000) as Millis, share)),
+            0..12,
+        );
+        let size = prop_oneof![amount(1), amount(4), amount(10)];
+        let queued = prop::collection::vec(
+            (size, 0..5usize, 1..300u64, 0..=3_600u64, share()).prop_map(
+                |(resources, p, timeout_s, waited_s, share)| {
+                    (
+                        Candidate {
+                            priority: ALL[p],
+                            resources,
+                            timeout: Duration::from_secs(timeout_s),
+                            enqueued_at: NOW - waited_s * 1_000,
+                        },
+                        share,
+                    )
+                },
+            ),
+            0..30,
+        );
+        (running, queued, 1..4usize, 1..40usize).prop_map(
+            move |(running, queued, reservations, depth)| {
+                // Keep the running executions that fit the pool together.
+                let mut used = Resources::default();
+                let running = running
+                    .into_iter()
+                    .filter(|(r, _, _)| {
+                        let more = super::plus(&used, r);
+                        let fits = more.fits_in(&total);
+                        if fits {
+                            used = more;
+                        }
+                        fits
+                    })
+                    .collect();
+                Scene {
+                    total,
+                    running,
+                    queued,
+                    reservations,
+                    depth,
+                }
+            },
+        )
+    })
+}
+
+impl Scene {
+    fn view(&self) -> PoolView {
+        let used = self
+            .running
+            .iter()
+            .fold(Resources::default(), |a, (r, _, _)| super::plus(&a, r));
+        PoolView {
+            available: self.total.saturating_sub(&used),
+            running: self
+                .running
+                .iter()
+                .map(|&(resources, ends_by, _)| Running { resources, ends_by })
+                .collect(),
+        }
+    }
+
+    fn rules(&self) -> Rules {
+        Rules {
+            reservations: self.reservations,
+            backfill_depth: self.depth,
+            ..Rules::from(Policy::Backfill)
+        }
+    }
+
+    fn candidates(&self) -> Vec<Candidate> {
+        self.queued.iter().map(|(c, _)| *c).collect()
+    }
+}
+
+/// When something that runs from `start` for `share`% of `span` ms really ends.
+fn really_ends(start: Millis, span: Millis, share: u64) -> Millis {
+    start + span * share / 100
+}
+
+/// Signed free amounts, for walking a schedule forward.
+#[derive(Debug, Default, Clone, Copy)]
+struct Free([i64; 3]);
+
+impl Free {
+    fn of(r: &Resources) -> Free {
+        Free([r.cpu_millis as i64, r.memory_mib as i64, r.gpu as i64])
+    }
+    fn add(&mut self, r: &Resources, sign: i64) {
+        for (have, v) in self.0.iter_mut().zip(Free::of(r).0) {
+            *have += sign * v;
+        }
+    }
+    fn covers(&self, r: &Resources) -> bool {
+        let v = Free::of(r).0;
+        (0..3).all(|i| self.0[i] >= v[i])
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn backfill_never_delays_a_reservation_it_made(scene in scene()) {
+        let candidates = scene.candidates();
+        let view = scene.view();
+        let plan = plan(&candidates, &view, scene.rules(), NOW);
+        // Start what the plan starts; every execution then runs its real share of its time,
+        // never past its timeout. Each reservation, in time order, must fit at its time
+        // beside the earlier ones, which hold theirs until their timeouts.
+        let mut holds: Vec<(Resources, Millis)> = scene
+            .running
+            .iter()
+            .map(|&(r, ends_by, share)| (r, really_ends(NOW, ends_by.saturating_sub(NOW), share)))
+            .collect();
+        for i in plan.starts() {
+            let (c, share) = scene.queued[i];
+            holds.push((c.resources, really_ends(NOW, c.timeout.as_millis() as u64, share)));
+        }
+        let mut reserved: Vec<(usize, Millis)> = plan.reservations().collect();
+        reserved.sort_by_key(|&(i, at)| (at, i));
+        prop_assert!(reserved.len() <= scene.reservations);
+        for (i, at) in reserved {
+            let mut free = Free::of(&scene.total);
+            for (r, end) in &holds {
+                if *end > at {
+                    free.add(r, -1);
+                }
+            }
+            let c = candidates[i];
+            prop_assert!(
+                free.covers(&c.resources),
+                "candidate {} reserved at {} does not fit: {:?} free, {:?}",
+                i, at, free, plan.fates
+            );
+            holds.push((c.resources, at + c.timeout.as_millis() as u64));
+        }
+    }
+
+    #[test]
+    fn backfill_starts_what_fits_and_at_least_what_strict_starts(scene in scene()) {
+        let candidates = scene.candidates();
+        let view = scene.view();
+        let rules = Rules { max_wait: MaxWait::all(Duration::from_secs(7_200)), ..scene.rules() };
+        let backfill = plan(&candidates, &view, rules, NOW);
+        let strict = plan(&candidates[..scene.depth.min(candidates.len())], &view, Policy::Strict, NOW);
+        let mut taken = Free::default();
+        for i in backfill.starts() {
+            taken.add(&candidates[i].resources, 1);
+        }
+        let free = Free::of(&view.available);
+        for k in 0..3 {
+            prop_assert!(taken.0[k] <= free.0[k], "{:?} taken of {:?}", taken, view.available);
+        }
+        // Nothing is overdue (max_wait 2 h, queued at most 1 h ago), so backfill sees the
+        // candidates in strict's order and starts strict's prefix, and maybe more.
+        for i in strict.starts() {
+            prop_assert_eq!(backfill.fates[i], Fate::Start);
+        }
+        // A candidate is left without a reservation only when they are all taken.
+        let reserved = backfill.reservations().count();
+        prop_assert!(reserved <= scene.reservations);
+        if backfill.fates.iter().any(|f| matches!(f, Fate::Held { .. } | Fate::Waits)) {
+            prop_assert_eq!(reserved, scene.reservations, "{:?}", backfill.fates);
+        }
+    }
+
+    #[test]
+    fn the_earliest_deadline_past_max_wait_starts_or_is_reserved(scene in scene(), wait_s in 1..3_600u64) {
+        let candidates = scene.candidates();
+        let rules = Rules { max_wait: MaxWait::all(Duration::from_secs(wait_s)), ..scene.rules() };
+        let plan = plan(&candidates, &scene.view(), rules, NOW);
+        let first = (0..candidates.len())
+            .filter(|&i| rules.deadline(candidates[i].priority, candidates[i].enqueued_at) <= NOW)
+            .min_by_key(|&i| (rules.deadline(candidates[i].priority, candidates[i].enqueued_at), i));
+        if let Some(i) = first {
+            // Everything running ends at some point and every candidate fits the pool, so
+            // it always has a time.
+            prop_assert!(
+                matches!(plan.fates[i], Fate::Start | Fate::Reserved { .. }),
+                "overdue candidate {} got {:?}", i, plan.fates[i]
+            );
+        }
+    }
+
+    #[test]
+    fn a_plan_carried_out_leaves_nothing_more_to_start(scene in scene()) {
+        // Plan, start what it starts, plan again at the same time: nothing more starts, so a
+        // scheduler that re-plans without an event does nothing (no spinning).
+        let candidates = scene.candidates();
+        let mut view = scene.view();
+        let rules = Rules { backfill_depth: 1_000, ..scene.rules() };
+        let first = plan(&candidates, &view, rules, NOW);
+        for i in first.starts() {
+            let c = candidates[i];
+            view.available = view.available.saturating_sub(&c.resources);
+            view.running.push(Running { resources: c.resources, ends_by: NOW + c.timeout.as_millis() as u64 });
+        }
+        let rest: Vec<Candidate> = (0..candidates.len())
+            .filter(|&i| first.fates[i] != Fate::Start)
+            .map(|i| candidates[i])
+            .collect();
+        let again = plan(&rest, &view, rules, NOW);
+        prop_assert_eq!(again.starts().count(), 0, "{:?} then {:?}", first.fates, again.fates);
+        let before: Vec<Millis> = first.reservations().map(|(_, at)| at).collect();
+        let after: Vec<Millis> = again.reservations().map(|(_, at)| at).collect();
+        prop_assert_eq!(before, after);
+    }
+
+    #[test]
+    fn backfill_through_the_pool_never_goes_below_the_reserve(
+        jobs in jobs(),
+        cpu in 500..8_000u64,
+        mem in 1_000..16_000u64,
+        timeouts in prop::collection::vec(1..600u64, 40),
+        releases in prop::collection::vec(prop::collection::vec(0..40usize, 0..6), 5),
+        depth in 1..20usize,
+        reservations in 1..3usize,
+    ) {
+        let mut q = queue_of(&jobs, false);
+        let mut pool = ResourcePool::new(spec(cpu, mem, 2));
+        let rules = Rules { backfill_depth: depth, reservations, ..Rules::from(Policy::Backfill) };
+        let mut ends: std::collections::HashMap<String, Millis> = Default::default();
+        for (pass, released) in releases.iter().enumerate() {
+            let now = pass as u64 * 60_000;
+            let taken: Vec<_> = std::iter::from_fn(|| q.dequeue()).take(depth).collect();
+            let candidates: Vec<Candidate> = taken
+                .iter()
+                .map(|e| Candidate {
+                    priority: e.priority,
+                    resources: e.payload,
+                    timeout: Duration::from_secs(timeouts[e.arrival as usize % 40]),
+                    enqueued_at: e.enqueued_at,
+                })
+                .collect();
+            let view = PoolView {
+                available: pool.available(),
+                running: pool
+                    .allocations()
+                    .map(|a| Running { resources: a.resources, ends_by: ends[&a.execution_id] })
+                    .collect(),
+            };
+            let plan = plan(&candidates, &view, rules, now);
+            for ((entry, fate), c) in taken.into_iter().zip(&plan.fates).zip(&candidates) {
+                if *fate == Fate::Start {
+                    prop_assert!(pool.allocate(&entry.execution_id, entry.payload).is_ok(), "{:?}", plan.fates);
+                    ends.insert(entry.execution_id.clone(), now + c.timeout.as_millis() as u64);
+                    q.settle(entry.priority, entry.arrival);
+                } else {
+                    prop_assert!(fate.keeps_place());
+                    q.put_back(entry);
+                }
+            }
+            let s = pool.stats();
+            prop_assert!(s.used.fits_in(&s.total.saturating_sub(&s.reserve)));
+            for r in released {
+                pool.release(&format!("e{r}"));
+            }
+        }
     }
 }

@@ -318,6 +318,7 @@ impl Engine<'_> {
                 priority: entry.priority,
                 resources,
                 timeout: Duration::from_millis(self.jobs[job].timeout_ms),
+                enqueued_at: entry.enqueued_at,
             });
             self.entries.push(entry);
             if !fits {
@@ -344,7 +345,7 @@ impl Engine<'_> {
                     end = PassEnd::Settled;
                     self.queue.put_back(entry);
                 }
-                Fate::Stay => {
+                Fate::Stay | Fate::Reserved { .. } | Fate::Held { .. } | Fate::Waits => {
                     self.queue.put_back(entry);
                 }
             }
