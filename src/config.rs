@@ -189,9 +189,9 @@ pub struct SchedulerConfig {
     /// in order, each planned around the earlier ones. 1 is EASY backfilling; larger values
     /// protect more of the queue and backfill less. Default 1.
     pub reservations: usize,
-    /// Under `backfill`: how long an execution of each level may wait before it is promoted
-    /// to the front of the queue (and so to the reservation). Each must be below
-    /// `queue.stale_timeout`.
+    /// Under `backfill`: how long an execution of each level may wait. Of the executions that
+    /// have waited theirs, the one whose deadline is earliest goes to the front of the queue
+    /// (and so to the reservation). Each must be below `queue.stale_timeout`.
     pub max_wait: MaxWait,
     /// Under `backfill`: the half-life of the usage that orders users within a level (fair
     /// share). Each start charges its user cpu cores × timeout seconds; the charge halves
@@ -214,8 +214,8 @@ impl Default for SchedulerConfig {
     }
 }
 
-/// `[scheduler.max_wait]`: the longest wait of each level before its executions are promoted
-/// to the front of the queue under `backfill`.
+/// `[scheduler.max_wait]`: the wait of each level after which, under `backfill`, its
+/// executions are promoted to the front of the queue, earliest deadline first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaxWait {

@@ -31,10 +31,7 @@ pub(super) fn plan(candidates: &[Candidate], pool: &PoolView, rules: &Rules, now
     let mut free = pool.available;
     let mut started: Vec<Running> = Vec::new();
     let mut book = Book::Empty;
-    for i in order(candidates, rules, now)
-        .into_iter()
-        .take(rules.backfill_depth.max(1))
-    {
+    for i in order(candidates, rules, now).take(rules.backfill_depth.max(1)) {
         let c = &candidates[i];
         let r = c.resources;
         let end = now.saturating_add(millis(c.timeout));
@@ -49,7 +46,8 @@ pub(super) fn plan(candidates: &[Candidate], pool: &PoolView, rules: &Rules, now
             let starts = fits_now && (end <= at || r.fits_in(&left));
             if !starts && most > 1 {
                 // A second reservation: from here on, plan on the whole profile.
-                let mut profile = Profile::new(now, free, &releases(&pool.running, &started));
+                let mut profile =
+                    Profile::new(now, free, &releases(&pool.running, &started).to_vec());
                 profile.reserve(&candidates[holder].resources, at, until);
                 book = Book::Many {
                     profile,
@@ -134,17 +132,14 @@ pub(super) fn plan(candidates: &[Candidate], pool: &PoolView, rules: &Rules, now
     Plan { fates }
 }
 
-/// The order the pass looks at the candidates in: those that have waited their level's
-/// `max_wait` first, earliest deadline first, then the others as given.
-fn order(candidates: &[Candidate], rules: &Rules, now: Millis) -> Vec<usize> {
+/// The order the pass looks at the candidates in: the one that has waited past its level's
+/// `max_wait` with the earliest deadline first, then the others as given.
+fn order(candidates: &[Candidate], rules: &Rules, now: Millis) -> impl Iterator<Item = usize> {
     let deadline = |c: &Candidate| rules.deadline(c.priority, c.enqueued_at);
-    let overdue = |c: &Candidate| deadline(c) <= now;
-    let all = 0..candidates.len();
-    if !candidates.iter().any(overdue) {
-        return all.collect();
-    }
-    let mut first: Vec<usize> = all.clone().filter(|&i| overdue(&candidates[i])).collect();
-    first.sort_by_key(|&i| (deadline(&candidates[i]), i));
-    first.extend(all.filter(|&i| !overdue(&candidates[i])));
+    let first = (0..candidates.len())
+        .filter(|&i| deadline(&candidates[i]) <= now)
+        .min_by_key(|&i| (deadline(&candidates[i]), i));
     first
+        .into_iter()
+        .chain((0..candidates.len()).filter(move |&i| Some(i) != first))
 }

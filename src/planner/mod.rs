@@ -10,9 +10,10 @@
 //! - [`Policy::Strict`]: priority then FIFO; the first candidate that does not fit keeps its
 //!   place and blocks everything behind it. Its plan says when the pool will hold it at the
 //!   latest, if the running executions end by their timeouts.
-//! - [`Policy::Backfill`]: priority then FIFO, candidates past their level's `max_wait` first
-//!   (earliest deadline first). The first candidate that does not fit gets a reservation: the
-//!   earliest time the pool will hold it, if the running executions end by their timeouts.
+//! - [`Policy::Backfill`]: priority then FIFO, except that of the candidates that have waited
+//!   their level's `max_wait`, the one with the earliest deadline goes first. The first
+//!   candidate that does not fit gets a reservation: the earliest time the pool will hold it,
+//!   if the running executions end by their timeouts.
 //!   Candidates behind it start now when they fit and do not delay the reservation: they end
 //!   by their timeout before it, or they fit in what is left at its time (EASY backfilling,
 //!   over cpu, memory and gpu together). With `reservations = k` the first `k` candidates that
@@ -42,7 +43,7 @@ pub enum Policy {
     /// The first candidate that does not fit blocks everything behind it, at its level.
     Strict,
     /// The first candidate that does not fit gets a reservation; the ones behind it start when
-    /// they do not delay it. Waits past `max_wait` are promoted to the front.
+    /// they do not delay it. The one longest past its level's `max_wait` goes first.
     Backfill,
 }
 
@@ -67,6 +68,10 @@ impl std::fmt::Display for Policy {
 }
 
 /// The policy and its knobs, as `[scheduler]` sets them.
+///
+/// Under `backfill` the caller's candidates are the first `backfill_depth` of the queue in
+/// dispatch order, plus the execution that has waited longest past its level's `max_wait`
+/// if it is not among them (the planner puts it first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rules {
     /// What becomes of a candidate that does not fit.
@@ -75,7 +80,8 @@ pub struct Rules {
     pub backfill_depth: usize,
     /// Under `backfill`: candidates that get a reservation, at most (at least 1).
     pub reservations: usize,
-    /// Under `backfill`: per level, the wait after which a candidate goes to the front.
+    /// Under `backfill`: per level, the wait after which a candidate may go to the front
+    /// (the one whose deadline is earliest does).
     pub max_wait: MaxWait,
 }
 
@@ -272,26 +278,52 @@ pub fn earliest_start(
     earliest(wanted, free, &releases(running, &[]), now).map(|(at, _)| at)
 }
 
-/// `running` and `started` in the order they end: borrowed when `running` is sorted and
-/// nothing started, else a sorted copy of both.
-fn releases<'a>(running: &'a [Running], started: &[Running]) -> Cow<'a, [Running]> {
-    if started.is_empty() && running.is_sorted_by_key(|r| r.ends_by) {
-        return Cow::Borrowed(running);
-    }
-    let mut all = Vec::with_capacity(running.len() + started.len());
-    all.extend_from_slice(running);
-    all.extend_from_slice(started);
-    all.sort_by_key(|r| r.ends_by);
-    Cow::Owned(all)
+/// `running` and `started` in the order they end: `started` (a pass's own starts, few) is
+/// sorted and merged into `running`, which is sorted too unless the caller's is not.
+fn releases<'a>(running: &'a [Running], started: &[Running]) -> Releases<'a> {
+    let running = if running.is_sorted_by_key(|r| r.ends_by) {
+        Cow::Borrowed(running)
+    } else {
+        let mut sorted = running.to_vec();
+        sorted.sort_by_key(|r| r.ends_by);
+        Cow::Owned(sorted)
+    };
+    let mut started = started.to_vec();
+    started.sort_by_key(|r| r.ends_by);
+    Releases { running, started }
 }
 
-/// The earliest time `wanted` fits in `free` plus what `releases` (sorted by end) free, and
-/// what is free at that time with everything that ends by then counted; `None` when all of
-/// them together do not free enough. A running execution past its timeout frees at once.
+/// What ends, in time order: see [`releases`].
+struct Releases<'a> {
+    running: Cow<'a, [Running]>,
+    started: Vec<Running>,
+}
+
+impl Releases<'_> {
+    fn iter(&self) -> impl Iterator<Item = &Running> + '_ {
+        let (mut a, mut b) = (
+            self.running.iter().peekable(),
+            self.started.iter().peekable(),
+        );
+        std::iter::from_fn(move || match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if y.ends_by < x.ends_by => b.next(),
+            (Some(_), _) => a.next(),
+            (None, _) => b.next(),
+        })
+    }
+
+    fn to_vec(&self) -> Vec<Running> {
+        self.iter().copied().collect()
+    }
+}
+
+/// The earliest time `wanted` fits in `free` plus what `releases` free, and what is free at
+/// that time with everything that ends by then counted; `None` when all of them together do
+/// not free enough. A running execution past its timeout frees at once.
 fn earliest(
     wanted: Resources,
     free: Resources,
-    releases: &[Running],
+    releases: &Releases<'_>,
     now: Millis,
 ) -> Option<(Millis, Resources)> {
     let mut free = free;
