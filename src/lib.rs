@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod events;
+pub mod fair_share;
 pub mod planner;
 pub mod pool;
 pub mod priority;
