@@ -95,6 +95,7 @@ fn simulated_order(requests: &[Value], config: &TestConfig, policy: Policy) -> V
                 priority: r.priority_level().expect("a valid level"),
                 user,
                 recorded_wait_ms: None,
+                overruns: false,
             }
         })
         .collect();

@@ -233,4 +233,47 @@ fn an_unwritable_report_exits_64_and_leaves_nothing_behind() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["taken.html"], "no partial page left");
+fn compare_takes_several_configs_and_sums_them_up() {
+    let out = simulate(&[
+        "--synthetic",
+        "3000",
+        "--workload",
+        "platform",
+        "--load",
+        "0.95",
+        "--config",
+        "traces/platform-demote.toml",
+        "--compare",
+        "traces/platform-strict.toml",
+        "--compare",
+        "traces/platform.toml",
+        "--compare",
+        "traces/platform-fair.toml",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches("3000 jobs, 0 skipped").count(), 4, "{text}");
+    let policies = text.lines().find(|l| l.starts_with("policy ")).unwrap();
+    assert_eq!(
+        policies.split_whitespace().collect::<Vec<_>>(),
+        ["policy", "demote", "strict", "backfill", "backfill+fs"],
+        "{text}"
+    );
+    for row in [
+        "critical p50 / p99",
+        "background p50 / p99",
+        "avg bounded slowdown",
+        "bound violations (+overruns)",
+        "reservations broken",
+        "Jain (user mean wait)",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(row)),
+            "no {row}:\n{text}"
+        );
+    }
 }

@@ -374,6 +374,22 @@ impl<T> ExecutionQueue<T> {
         Some(entry)
     }
 
+    /// Removes a queued execution that starts now, wherever it is in dispatch order (a start
+    /// behind a reservation): the same as dequeuing it and settling it at once.
+    pub fn dispatch(&mut self, execution_id: &str) -> Option<QueuedExecution<T>> {
+        let arrival = *self.ids.get(execution_id)?;
+        self.remove(arrival)
+    }
+
+    /// The queued executions in dispatch order, as (level, arrival), without those being
+    /// scheduled. Each step is O(1) amortised.
+    pub fn order(&self) -> impl Iterator<Item = (Priority, u64)> + '_ {
+        self.order.iter().map(|key| {
+            let level = Priority::ALL[(key >> PRIORITY_SHIFT) as usize];
+            (level, key & ((1 << PRIORITY_SHIFT) - 1))
+        })
+    }
+
     /// Ends the scheduling of a dequeued execution that is about to be commanded: it no longer
     /// counts in positions, in the queue size or against its user. Returns false when it was
     /// cancelled meanwhile: it must not be commanded.

@@ -210,6 +210,16 @@ impl OrderSet {
         Some(self.nodes[n as usize].key)
     }
 
+    /// The keys in ascending order.
+    pub fn iter(&self) -> Iter<'_> {
+        let mut iter = Iter {
+            set: self,
+            stack: Vec::new(),
+        };
+        iter.descend(self.root);
+        iter
+    }
+
     /// Number of keys strictly below `key`.
     pub fn rank(&self, key: u64) -> usize {
         let mut n = self.root;
@@ -224,6 +234,34 @@ impl OrderSet {
             }
         }
         rank as usize
+    }
+}
+
+/// The keys of an [`OrderSet`] in ascending order, O(1) amortised per key.
+#[derive(Debug, Clone)]
+pub struct Iter<'a> {
+    set: &'a OrderSet,
+    /// Nodes whose key and right subtree are still to come, the next on top.
+    stack: Vec<u32>,
+}
+
+impl Iter<'_> {
+    fn descend(&mut self, mut n: u32) {
+        while n != NIL {
+            self.stack.push(n);
+            n = self.set.nodes[n as usize].left;
+        }
+    }
+}
+
+impl Iterator for Iter<'_> {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        let n = self.stack.pop()?;
+        let node = &self.set.nodes[n as usize];
+        self.descend(node.right);
+        Some(node.key)
     }
 }
 
@@ -273,6 +311,7 @@ mod tests {
                 let probe = k ^ 17;
                 prop_assert_eq!(s.rank(probe), model.range(..probe).count());
                 prop_assert_eq!(s.contains(k), model.contains(&k));
+                prop_assert!(s.iter().eq(model.iter().copied()));
             }
         }
     }

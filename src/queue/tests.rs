@@ -340,6 +340,7 @@ enum Op {
     Dequeue,
     DequeueAndRequeue,
     Cancel(usize),
+    Dispatch(usize),
     Expire(u64),
 }
 
@@ -349,6 +350,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Dequeue),
         2 => Just(Op::DequeueAndRequeue),
         1 => (0usize..64).prop_map(Op::Cancel),
+        1 => (0usize..64).prop_map(Op::Dispatch),
         1 => (0u64..50).prop_map(Op::Expire),
     ]
 }
@@ -420,6 +422,14 @@ proptest! {
                         prop_assert_eq!(q.cancel(&m.2).queued().map(|e| e.execution_id), Some(m.2));
                     }
                 }
+                Op::Dispatch(i) => {
+                    if !model.is_empty() {
+                        let m = model.remove(i % model.len());
+                        prop_assert_eq!(q.dispatch(&m.2).map(|e| e.execution_id), Some(m.2.clone()));
+                        prop_assert!(q.dispatch(&m.2).is_none());
+                        prop_assert!(q.is_duplicate(&m.2), "a dispatched id is remembered");
+                    }
+                }
                 Op::Expire(advance) => {
                     now += advance;
                     let mut expired: Vec<String> = q.expire(now).into_iter().map(|e| e.execution_id).collect();
@@ -444,6 +454,8 @@ proptest! {
                 depth[m.0] += 1;
             }
             prop_assert_eq!(q.stats(now, 0).depth, depth);
+            let order: Vec<(Priority, u64)> = model.iter().map(|m| (Priority::ALL[m.0], m.1)).collect();
+            prop_assert_eq!(q.order().collect::<Vec<_>>(), order);
         }
     }
 }

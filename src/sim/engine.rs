@@ -21,15 +21,35 @@
 //! A pass stops dequeuing after the first execution that does not fit what is left: the plan
 //! of the executions behind it is `Stay` whatever they are, so leaving them queued is the
 //! same as the daemon's dequeuing and putting them back, without the work.
+//!
+//! Under `backfill` a pass looks at the overdue execution with the earliest deadline (the one
+//! the planner promotes) and then the queue in dispatch order (fair-share order with
+//! `scheduler.fair_share_half_life`), up to `scheduler.backfill_depth` in all, without
+//! dequeuing them; it takes out the ones the plan starts. `Reserved`, `Held` and `Waits` keep
+//! their place. Once `scheduler.reservations` candidates did not fit what was free when the
+//! pass began, a candidate that does not fit either can only wait: it counts toward the depth
+//! but is not handed to the planner, and when not even the smallest request fits the pass
+//! stops looking. Passes repeat while one starts something and there was more queued than it
+//! looked at. Besides arrivals and completions, the scheduler is woken at the first tick after
+//! an execution passes its `max_wait`, which is when the daemon's pass would promote it;
+//! nothing else changes with time alone, so there are no other ticks.
+//!
+//! As it goes the replay checks the wait bound ([`super::bound`]) and every reservation: when
+//! a pass starts something and reserves, the reserved execution must fit at its time given
+//! when the running executions really end.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Duration;
 
+use rustc_hash::FxHashMap;
+
 use crate::config::Config;
-use crate::planner::{self, Candidate, Fate, Policy, PoolView, Running};
+use crate::fair_share::FairOrder;
+use crate::planner::{self, Candidate, Fate, Policy, PoolView, Rules, Running};
 use crate::pool::{PoolSpec, RequestError, ResourceAsk, ResourcePool, Resources};
 use crate::queue::{ExecutionQueue, Millis, QueueLimits, QueuedExecution, Rejection};
+use crate::sim::bound::{Bounds, Checks};
 use crate::sim::settings::SimJob;
 use crate::sim::timeline::{self, Timeline};
 use crate::Priority;
@@ -75,6 +95,8 @@ pub struct Outcome {
     pub dispatch_order: Vec<u32>,
     /// Queue depth per level and resources in use over the replay.
     pub timeline: Timeline,
+    /// The wait bound and the reservations, as checked during the replay.
+    pub checks: Checks,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,6 +109,7 @@ enum Kind {
 struct Engine<'a> {
     jobs: &'a [SimJob],
     policy: Policy,
+    rules: Rules,
     lookahead: usize,
     interval: Millis,
     demotes: bool,
@@ -95,12 +118,27 @@ struct Engine<'a> {
     resources: Vec<Resources>,
     outcomes: Vec<JobOutcome>,
     completions: BinaryHeap<Reverse<(Millis, u32)>>,
+    /// What runs, sorted by `ends_by`, and the job of each.
     view: PoolView,
     running_jobs: Vec<u32>,
-    running_pos: Vec<u32>,
+    /// When each started job really releases its resources.
+    ends: Vec<Millis>,
     next_tick: Option<Millis>,
     candidates: Vec<Candidate>,
     entries: Vec<QueuedExecution<u32>>,
+    /// The job of each candidate of a backfill pass, and the pass that last took each job.
+    pass_jobs: Vec<u32>,
+    taken_by: Vec<u64>,
+    /// The job of each arrival number.
+    arrival_job: Vec<u32>,
+    /// Fair share, with each job's user as a dense number.
+    fair: Option<FairOrder<u32>>,
+    user_of: Vec<u32>,
+    bounds: Bounds,
+    /// The least cpu any job asks for.
+    smallest_cpu: u64,
+    held_reservation: Vec<bool>,
+    broken: Vec<bool>,
     passes: u64,
     ticks: u64,
     demotions: u64,
@@ -127,9 +165,32 @@ pub fn run(
         dedup_capacity: q.dedup_capacity,
     };
     let pool = ResourcePool::new(PoolSpec::from_config(&config.resources));
+    let smallest_cpu = jobs
+        .iter()
+        .map(|j| j.cpu_millis.min(pool.spec().cap.cpu_millis))
+        .min()
+        .unwrap_or(0);
+    let rules = Rules {
+        policy,
+        ..Rules::from_config(&config.scheduler)
+    };
+    let half_life = config.scheduler.fair_share_half_life;
+    let fair_share = policy == Policy::Backfill && !half_life.is_zero();
+    let mut users: FxHashMap<i64, u32> = FxHashMap::default();
+    let user_of = if fair_share {
+        jobs.iter()
+            .map(|j| {
+                let next = users.len() as u32;
+                *users.entry(j.user).or_insert(next)
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let e = Engine {
         jobs,
         policy,
+        rules,
         lookahead: config.scheduler.max_concurrent_scheduling.max(1),
         interval: duration_millis(config.scheduler.scheduling_interval).max(1),
         demotes: q.requeue_demotes,
@@ -140,10 +201,23 @@ pub fn run(
         completions: BinaryHeap::new(),
         view: PoolView::default(),
         running_jobs: Vec::new(),
-        running_pos: vec![u32::MAX; jobs.len()],
+        ends: vec![0; jobs.len()],
         next_tick: None,
         candidates: Vec::new(),
         entries: Vec::new(),
+        pass_jobs: Vec::new(),
+        taken_by: vec![0; jobs.len()],
+        arrival_job: Vec::new(),
+        fair: fair_share.then(|| FairOrder::new(half_life)),
+        user_of,
+        bounds: Bounds::new(
+            jobs.len(),
+            duration_millis(config.scheduler.scheduling_interval)
+                + jobs.iter().map(|j| j.timeout_ms).max().unwrap_or(0),
+        ),
+        smallest_cpu,
+        held_reservation: vec![false; jobs.len()],
+        broken: vec![false; jobs.len()],
         passes: 0,
         ticks: 0,
         demotions: 0,
@@ -225,6 +299,7 @@ impl Engine<'_> {
             end_ms: self.end_ms,
             dispatch_order: self.dispatch_order,
             timeline: self.timeline,
+            checks: self.bounds.checks,
         }
     }
 
@@ -255,11 +330,19 @@ impl Engine<'_> {
         } else {
             "anonymous".to_owned()
         };
-        match self
-            .queue
-            .enqueue(execution_id(job), user, j.priority, job, now)
-        {
-            Ok(_) => {}
+        let id = execution_id(job);
+        match self.queue.enqueue(id.clone(), user, j.priority, job, now) {
+            Ok(_) => {
+                let arrival = self.queue.get(&id).map_or(0, |e| e.arrival) as usize;
+                if self.arrival_job.len() <= arrival {
+                    self.arrival_job.resize(arrival + 1, u32::MAX);
+                }
+                self.arrival_job[arrival] = job;
+                if let Some(fair) = &mut self.fair {
+                    fair.insert(j.priority, &self.user_of[job as usize], arrival as u64);
+                }
+                self.bounds.admitted(j.priority.index(), job);
+            }
             Err(Rejection::QueueFull { .. } | Rejection::UserLimit { .. }) => {
                 self.outcomes[job as usize] = JobOutcome::Rejected;
             }
@@ -271,35 +354,225 @@ impl Engine<'_> {
 
     fn complete(&mut self, job: u32, now: Millis) {
         self.pool.release(&execution_id(job));
-        let pos = self.running_pos[job as usize] as usize;
-        self.running_pos[job as usize] = u32::MAX;
-        self.view.running.swap_remove(pos);
-        self.running_jobs.swap_remove(pos);
-        if let Some(&moved) = self.running_jobs.get(pos) {
-            self.running_pos[moved as usize] = pos as u32;
+        let ends_by = self.jobs[job as usize].timeout_ms + self.ends[job as usize]
+            - self.jobs[job as usize].held_ms();
+        let from = self.view.running.partition_point(|r| r.ends_by < ends_by);
+        if let Some(pos) = (from..self.running_jobs.len()).find(|&i| self.running_jobs[i] == job) {
+            self.view.running.remove(pos);
+            self.running_jobs.remove(pos);
         }
         self.end_ms = self.end_ms.max(now);
     }
 
+    /// Whether `job` is queued (admitted, not started or expired yet).
+    fn waiting(outcomes: &[JobOutcome], job: u32) -> bool {
+        outcomes[job as usize] == JobOutcome::Queued
+    }
+
     /// What the scheduler does when woken at `now`: passes until one is blocked or the queue
-    /// is empty; then a tick is due only if the blocked pass changed the queue's order.
+    /// is empty; then a tick is due only if the blocked pass changed the queue's order, or at
+    /// the next `max_wait` deadline.
     fn wake(&mut self, now: Millis) {
         for expired in self.queue.expire(now) {
-            self.outcomes[expired.payload as usize] = JobOutcome::Expired;
+            let job = expired.payload;
+            self.outcomes[job as usize] = JobOutcome::Expired;
+            let j = &self.jobs[job as usize];
+            let deadline = self.rules.deadline(j.priority, j.submit_ms);
+            self.bounds.expired(job, deadline, now);
+            if let Some(fair) = &mut self.fair {
+                fair.remove(
+                    expired.priority,
+                    &self.user_of[job as usize],
+                    expired.arrival,
+                );
+            }
         }
+        let (jobs, rules) = (self.jobs, self.rules);
+        let deadline = |job: u32| {
+            let j = &jobs[job as usize];
+            rules.deadline(j.priority, j.submit_ms)
+        };
+        let outcomes = &self.outcomes;
+        self.bounds
+            .open(now, deadline, |job| Self::waiting(outcomes, job));
         self.next_tick = None;
-        while !self.queue.is_empty() {
-            self.passes += 1;
-            match self.pass(now) {
-                PassEnd::Continue => {}
-                PassEnd::Settled => break,
-                PassEnd::Demoted => {
-                    self.next_tick = Some((now / self.interval + 1) * self.interval);
+        if self.policy == Policy::Backfill {
+            while !self.queue.is_empty() {
+                self.passes += 1;
+                if !self.backfill_pass(now) {
                     break;
                 }
             }
+        } else {
+            while !self.queue.is_empty() {
+                self.passes += 1;
+                match self.pass(now) {
+                    PassEnd::Continue => {}
+                    PassEnd::Settled => break,
+                    PassEnd::Demoted => {
+                        self.next_tick = Some((now / self.interval + 1) * self.interval);
+                        break;
+                    }
+                }
+            }
+        }
+        let outcomes = &self.outcomes;
+        let running_until = self.view.running.last().map_or(now, |r| r.ends_by);
+        self.bounds
+            .close(now, running_until, |job| Self::waiting(outcomes, job));
+        if let Some(d) = self
+            .bounds
+            .next_deadline(deadline, |job| Self::waiting(outcomes, job))
+        {
+            let tick = d.div_ceil(self.interval) * self.interval;
+            self.next_tick = Some(self.next_tick.map_or(tick, |t| t.min(tick)));
         }
         self.queue.take_forgotten();
+    }
+
+    /// One backfill pass; true when another may start more.
+    fn backfill_pass(&mut self, now: Millis) -> bool {
+        let depth = self.rules.backfill_depth.max(1);
+        self.candidates.clear();
+        self.pass_jobs.clear();
+        let pass = self.passes;
+        let (jobs, resources) = (self.jobs, &self.resources);
+        let candidate = |job: u32| {
+            let j = &jobs[job as usize];
+            Candidate {
+                priority: j.priority,
+                resources: resources[job as usize],
+                timeout: Duration::from_millis(j.timeout_ms),
+                enqueued_at: j.submit_ms,
+            }
+        };
+        // The overdue execution with the earliest deadline, wherever it is in the queue.
+        let outcomes = &self.outcomes;
+        for job in self.bounds.line(|job| Self::waiting(outcomes, job)).take(1) {
+            self.taken_by[job as usize] = pass;
+            self.pass_jobs.push(job);
+            self.candidates.push(candidate(job));
+        }
+        let arrival_job = &self.arrival_job;
+        let order: Box<dyn Iterator<Item = (Priority, u64)>> = match &self.fair {
+            Some(fair) => Box::new(fair.iter(now, |_, arrival| {
+                let job = arrival_job[arrival as usize] as usize;
+                resources[job].cpu_millis as f64 / 1000.0 * jobs[job].timeout_ms as f64 / 1000.0
+            })),
+            None => Box::new(self.queue.order()),
+        };
+        // Only a candidate that fits what is free at the start of the pass can start, and
+        // once `reservations` candidates could not, the rest that do not fit can only wait:
+        // they count toward the depth but the planner need not see them.
+        let mut free = self.pool.available();
+        let mut blocked = 0;
+        for c in &self.candidates {
+            if c.resources.fits_in(&free) && blocked == 0 {
+                free = free.saturating_sub(&c.resources);
+            } else if !c.resources.fits_in(&free) {
+                blocked += 1;
+            }
+        }
+        let reservations = self.rules.reservations.max(1);
+        let mut looked = self.candidates.len();
+        let mut more = false;
+        for (_, arrival) in order {
+            let job = arrival_job[arrival as usize];
+            if self.taken_by[job as usize] == pass {
+                continue;
+            }
+            if looked == depth {
+                more = true;
+                break;
+            }
+            looked += 1;
+            let c = candidate(job);
+            if c.resources.fits_in(&free) {
+                if blocked == 0 {
+                    free = free.saturating_sub(&c.resources);
+                }
+            } else {
+                blocked += 1;
+                if blocked > reservations {
+                    if free.cpu_millis < self.smallest_cpu {
+                        // Nothing further can start: the plan of the rest is to wait.
+                        break;
+                    }
+                    continue;
+                }
+            }
+            self.pass_jobs.push(job);
+            self.candidates.push(c);
+        }
+        self.view.available = self.pool.available();
+        let plan = planner::plan(&self.candidates, &self.view, self.rules, now);
+        let mut started = false;
+        for (i, fate) in plan.fates.iter().enumerate() {
+            let job = self.pass_jobs[i];
+            match fate {
+                Fate::Start => {
+                    if let Some(entry) = self.queue.dispatch(&execution_id(job)) {
+                        if let Some(fair) = &mut self.fair {
+                            let user = self.user_of[job as usize];
+                            fair.remove(entry.priority, &user, entry.arrival);
+                            let c = &self.candidates[i];
+                            let charge =
+                                c.resources.cpu_millis as f64 / 1000.0 * c.timeout.as_secs_f64();
+                            fair.charge(&user, charge, now);
+                        }
+                        self.launch(job, now);
+                        started = true;
+                    }
+                }
+                Fate::Reserved { .. } if !self.held_reservation[job as usize] => {
+                    self.held_reservation[job as usize] = true;
+                    self.bounds.checks.reserved += 1;
+                }
+                _ => {}
+            }
+        }
+        if started {
+            self.check_reservations(&plan, now);
+        }
+        started && more
+    }
+
+    /// Each reservation of `plan`, just carried out, must fit at its time beside the earlier
+    /// ones, given when the running executions really end.
+    fn check_reservations(&mut self, plan: &planner::Plan, now: Millis) {
+        let mut reserved: Vec<(Millis, usize)> =
+            plan.reservations().map(|(i, at)| (at, i)).collect();
+        reserved.sort_unstable();
+        let mut earlier: Vec<(Resources, Millis, Millis)> = Vec::new();
+        for (at, i) in reserved {
+            let job = self.pass_jobs[i];
+            let wanted = self.candidates[i].resources;
+            let mut free = self.pool.available();
+            let mut overrun = false;
+            for (k, &r) in self.running_jobs.iter().enumerate() {
+                let held = self.view.running[k].resources;
+                if self.ends[r as usize] <= at {
+                    free = add(&free, &held);
+                } else if self.view.running[k].ends_by <= at {
+                    overrun = true;
+                }
+            }
+            for (held, from, until) in &earlier {
+                if *from <= at && at < *until {
+                    free = free.saturating_sub(held);
+                }
+            }
+            if !wanted.fits_in(&free) && !self.broken[job as usize] {
+                self.broken[job as usize] = true;
+                if overrun {
+                    self.bounds.checks.reservations_broken_by_overruns += 1;
+                } else {
+                    self.bounds.checks.reservations_broken += 1;
+                }
+            }
+            let timeout = self.jobs[job as usize].timeout_ms;
+            earlier.push((wanted, at.max(now), at.max(now) + timeout));
+        }
     }
 
     fn pass(&mut self, now: Millis) -> PassEnd {
@@ -331,7 +604,10 @@ impl Engine<'_> {
         let mut entries = std::mem::take(&mut self.entries);
         for (entry, fate) in entries.drain(..).zip(plan.fates) {
             match fate {
-                Fate::Start => self.start(entry, now),
+                Fate::Start => {
+                    self.queue.settle(entry.priority, entry.arrival);
+                    self.launch(entry.payload, now);
+                }
                 Fate::Demote => {
                     if self.demotes && entry.priority != Priority::Background {
                         self.demotions += 1;
@@ -354,27 +630,37 @@ impl Engine<'_> {
         end
     }
 
-    fn start(&mut self, entry: QueuedExecution<u32>, now: Millis) {
-        let job = entry.payload;
+    /// Starts `job` at `now`: its resources, its completion, its place among what runs.
+    fn launch(&mut self, job: u32, now: Millis) {
         let resources = self.resources[job as usize];
-        let allocated = self.pool.allocate(&entry.execution_id, resources);
+        let allocated = self.pool.allocate(&execution_id(job), resources);
         debug_assert!(allocated.is_ok(), "the plan starts only what fits");
-        self.queue.settle(entry.priority, entry.arrival);
         let j = &self.jobs[job as usize];
         let ends = now + j.held_ms();
+        let ends_by = now + j.timeout_ms;
         self.completions.push(Reverse((ends, job)));
-        self.running_pos[job as usize] = self.view.running.len() as u32;
-        self.view.running.push(Running {
-            resources,
-            ends_by: now + j.timeout_ms,
-        });
-        self.running_jobs.push(job);
+        self.ends[job as usize] = ends;
+        let pos = self.view.running.partition_point(|r| r.ends_by <= ends_by);
+        self.view
+            .running
+            .insert(pos, Running { resources, ends_by });
+        self.running_jobs.insert(pos, job);
         self.dispatch_order.push(job);
         self.outcomes[job as usize] = JobOutcome::Started {
             start: now,
             resources,
         };
+        let deadline = self.rules.deadline(j.priority, j.submit_ms);
+        self.bounds.started(job, deadline, now, ends_by, ends);
     }
+}
+
+fn add(a: &Resources, b: &Resources) -> Resources {
+    Resources::new(
+        a.cpu_millis + b.cpu_millis,
+        a.memory_mib + b.memory_mib,
+        a.gpu + b.gpu,
+    )
 }
 
 /// How a pass ended.

@@ -7,11 +7,13 @@
 //!   trace record becomes an execution.
 //! - [`engine`]: the event-driven replay.
 //! - [`timeline`]: queue depth and resources in use over the replay, in bounded memory.
+//! - [`bound`]: the wait bound and reservations, checked on every execution.
 //! - [`report`]: the measures, as a text table or JSON.
 //! - [`synth`]: a seeded synthetic workload for scale runs.
 //! - [`traffic`]: a deployment's own Integr8sCode events, read back from its topics, as
 //!   executions.
 
+pub mod bound;
 pub mod engine;
 pub mod report;
 pub mod settings;
@@ -63,7 +65,11 @@ pub fn replay(
 ) -> Replay {
     let policy = policy.unwrap_or(config.config.scheduler.policy);
     let outcome = engine::run(&jobs, &config.config, policy, progress);
-    let report = Report::new(label, policy.name(), &jobs, skipped, &outcome);
+    let half_life = match policy {
+        Policy::Backfill => config.config.scheduler.fair_share_half_life.as_secs_f64(),
+        _ => 0.0,
+    };
+    let report = Report::new(label, policy.name(), half_life, &jobs, skipped, &outcome);
     Replay {
         jobs,
         outcome,

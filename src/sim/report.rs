@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::sim::bound::Checks;
 use crate::sim::engine::{JobOutcome, Outcome};
 use crate::sim::settings::SimJob;
 use crate::Priority;
@@ -74,8 +75,10 @@ pub struct LevelRow {
 pub struct Report {
     /// What was simulated (the config's name).
     pub label: String,
-    /// `demote` or `strict`.
+    /// `demote`, `strict` or `backfill`.
     pub policy: String,
+    /// Fair share's usage half-life in seconds; 0 when off.
+    pub fair_share_half_life: f64,
     /// Jobs replayed.
     pub jobs: u64,
     /// Trace records that could not be replayed (no submit time, run time or processors).
@@ -88,6 +91,9 @@ pub struct Report {
     pub expired: u64,
     /// Jobs that ran past their requested time and were killed at it.
     pub killed_at_timeout: u64,
+    /// Jobs that ran past their requested time and held their resources to the end
+    /// (`[simulate] overruns = "run"`).
+    pub overran: u64,
     /// Requests clamped to the per-execution caps.
     pub clamped: u64,
     /// Per level of submission, then `all`.
@@ -108,13 +114,17 @@ pub struct Report {
     pub demotions: u64,
     /// The waits the trace recorded for the same jobs, when it records them.
     pub recorded: Option<Waits>,
+    /// The wait bound and the reservations, as checked during the replay.
+    pub checks: Checks,
 }
 
 impl Report {
-    /// Measures `outcome`, the replay of `jobs`.
+    /// Measures `outcome`, the replay of `jobs` under `policy` (with fair share's half-life
+    /// in seconds, 0 when off).
     pub fn new(
         label: &str,
         policy: &str,
+        fair_share_half_life: f64,
         jobs: &[SimJob],
         skipped: u64,
         outcome: &Outcome,
@@ -124,6 +134,7 @@ impl Report {
         let mut users: BTreeMap<i64, (u128, u64)> = BTreeMap::new();
         let mut recorded = Vec::new();
         let (mut rejected, mut never_fits, mut expired, mut killed) = (0, 0, 0, 0);
+        let mut overran = 0;
         let mut cpu_ms: u128 = 0;
         let first_submit = jobs.iter().map(|j| j.submit_ms).min().unwrap_or(0);
         for (job, outcome) in jobs.iter().zip(&outcome.jobs) {
@@ -144,6 +155,9 @@ impl Report {
                     cpu_ms += u128::from(resources.cpu_millis) * u128::from(run);
                     if job.killed() {
                         killed += 1;
+                    }
+                    if job.overruns {
+                        overran += 1;
                     }
                 }
                 JobOutcome::Rejected => rejected += 1,
@@ -190,12 +204,14 @@ impl Report {
         Report {
             label: label.to_owned(),
             policy: policy.to_owned(),
+            fair_share_half_life,
             jobs: jobs.len() as u64,
             skipped,
             rejected,
             never_fits,
             expired,
             killed_at_timeout: killed,
+            overran,
             clamped: outcome.clamped,
             levels,
             utilisation: if capacity == 0 {
@@ -210,13 +226,28 @@ impl Report {
             ticks: outcome.ticks,
             demotions: outcome.demotions,
             recorded: (!recorded.is_empty()).then(|| Waits::of(&mut recorded)),
+            checks: outcome.checks,
+        }
+    }
+
+    /// The policy as a column head: `backfill`, or `backfill+fs` with fair share.
+    pub fn policy_name(&self) -> String {
+        if self.fair_share_half_life > 0.0 {
+            format!("{}+fs", self.policy)
+        } else {
+            self.policy.clone()
         }
     }
 
     /// The report as text lines (no trailing newlines), all of one width.
     pub fn lines(&self) -> Vec<String> {
+        let fair = if self.fair_share_half_life > 0.0 {
+            format!(", fair share {}", duration(self.fair_share_half_life))
+        } else {
+            String::new()
+        };
         let mut out = vec![
-            format!("{} · policy {}", self.label, self.policy),
+            format!("{} · policy {}{fair}", self.label, self.policy),
             format!(
                 "{} jobs, {} skipped, {} rejected, {} never fit, {} expired",
                 self.jobs, self.skipped, self.rejected, self.never_fits, self.expired
@@ -254,10 +285,21 @@ impl Report {
             ));
         }
         out.push(format!(
-            "utilisation {:.1}%, killed at timeout {}, clamped {}",
+            "utilisation {:.1}%, killed at timeout {}, ran past timeout {}, clamped {}",
             self.utilisation * 100.0,
             self.killed_at_timeout,
+            self.overran,
             self.clamped
+        ));
+        let c = &self.checks;
+        out.push(format!(
+            "waited past max_wait {}, bound violations {} (+{} trace overruns), \
+             past max_wait + longest timeout {}",
+            c.overdue, c.bound_violations, c.trace_overruns, c.beyond_longest_timeout
+        ));
+        out.push(format!(
+            "reservations held {}, broken {} (+{} by trace overruns)",
+            c.reserved, c.reservations_broken, c.reservations_broken_by_overruns
         ));
         out.push(format!(
             "Jain index of per-user mean wait {:.3} ({} users)",
@@ -305,6 +347,97 @@ pub fn side_by_side(reports: &[Report]) -> String {
             })
             .collect();
         s.push_str(line.join("   │   ").trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+/// The headline figures of several reports, one column each: waits p50/p99 per level, the
+/// slowdown, utilisation, the longest wait, the checks and fairness.
+pub fn summary(reports: &[Report]) -> String {
+    let mut rows: Vec<(String, Vec<String>)> = vec![(
+        "policy".to_owned(),
+        reports.iter().map(Report::policy_name).collect(),
+    )];
+    let column = |f: &dyn Fn(&Report) -> String| reports.iter().map(f).collect::<Vec<_>>();
+    for (i, level) in Priority::ALL.iter().enumerate() {
+        rows.push((
+            format!("{} p50 / p99", level.name()),
+            column(&|r| {
+                let w = &r.levels[i].wait;
+                format!("{} / {}", duration(w.p50), duration(w.p99))
+            }),
+        ));
+    }
+    rows.push((
+        "all p50 / p99".to_owned(),
+        column(&|r| {
+            let w = &r.levels[5].wait;
+            format!("{} / {}", duration(w.p50), duration(w.p99))
+        }),
+    ));
+    rows.push((
+        "max wait".to_owned(),
+        column(&|r| duration(r.levels[5].wait.max)),
+    ));
+    rows.push((
+        "avg bounded slowdown".to_owned(),
+        column(&|r| format!("{:.2}", r.levels[5].bounded_slowdown)),
+    ));
+    rows.push((
+        "utilisation".to_owned(),
+        column(&|r| format!("{:.1}%", r.utilisation * 100.0)),
+    ));
+    rows.push((
+        "bound violations (+overruns)".to_owned(),
+        column(&|r| {
+            format!(
+                "{} (+{})",
+                r.checks.bound_violations, r.checks.trace_overruns
+            )
+        }),
+    ));
+    rows.push((
+        "past max_wait + longest timeout".to_owned(),
+        column(&|r| r.checks.beyond_longest_timeout.to_string()),
+    ));
+    rows.push((
+        "reservations broken".to_owned(),
+        column(&|r| {
+            format!(
+                "{} (+{})",
+                r.checks.reservations_broken, r.checks.reservations_broken_by_overruns
+            )
+        }),
+    ));
+    rows.push((
+        "Jain (user mean wait)".to_owned(),
+        column(&|r| format!("{:.3}", r.jain_user_wait)),
+    ));
+    rows.push((
+        "expired / rejected".to_owned(),
+        column(&|r| format!("{} / {}", r.expired, r.rejected)),
+    ));
+    let head = rows
+        .iter()
+        .map(|(h, _)| h.chars().count())
+        .max()
+        .unwrap_or(0);
+    let widths: Vec<usize> = (0..reports.len())
+        .map(|c| {
+            rows.iter()
+                .map(|(_, v)| v[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut s = String::new();
+    for (h, values) in &rows {
+        let mut line = format!("{h:<head$}");
+        for (v, w) in values.iter().zip(&widths) {
+            line.push_str(&format!("  {v:>w$}"));
+        }
+        s.push_str(line.trim_end());
         s.push('\n');
     }
     s

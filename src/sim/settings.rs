@@ -24,6 +24,18 @@ pub enum PrioritySource {
     Queue,
 }
 
+/// What becomes of a job whose trace run time is longer than its requested time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overruns {
+    /// It is killed at its timeout, as the platform's pod monitor does.
+    Kill,
+    /// It runs its whole recorded run time, past its timeout, holding its resources: what
+    /// the logged machine let it do. Reservations and wait bounds, which count on timeouts,
+    /// can then be missed; the report says how often.
+    Run,
+}
+
 /// The `[simulate]` section.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -43,6 +55,11 @@ pub struct SimSettings {
     /// Processors of a job whose trace records neither allocated nor requested processors;
     /// 0 skips such jobs. Default 1.
     pub default_procs: u64,
+    /// Millicores of one trace processor. Default 1000 (a processor is a core).
+    pub cpu_millis_per_proc: u64,
+    /// A job that ran longer than it requested: `kill` at its timeout, or let it `run`.
+    /// Default `kill`.
+    pub overruns: Overruns,
 }
 
 impl Default for SimSettings {
@@ -54,6 +71,8 @@ impl Default for SimSettings {
             queue_priority: BTreeMap::new(),
             default_memory_mb: 0,
             default_procs: 1,
+            cpu_millis_per_proc: 1000,
+            overruns: Overruns::Kill,
         }
     }
 }
@@ -79,6 +98,9 @@ impl SimConfig {
                 .map_err(|e| format!("[simulate]: {}", e.message()))?,
             None => SimSettings::default(),
         };
+        if settings.cpu_millis_per_proc == 0 {
+            return Err("[simulate] cpu_millis_per_proc: must be at least 1".to_owned());
+        }
         if settings.mix.iter().all(|w| *w == 0) {
             return Err("[simulate] mix: at least one weight must be above 0".to_owned());
         }
@@ -146,12 +168,20 @@ impl SimConfig {
             submit_ms: secs_to_millis(job.submit),
             runtime_ms,
             timeout_ms,
-            cpu_millis: procs as u64 * 1000,
+            cpu_millis: procs as u64 * self.settings.cpu_millis_per_proc,
             memory_mib,
             priority,
             user: job.user,
             recorded_wait_ms: (job.wait >= 0.0).then(|| secs_to_millis(job.wait)),
+            overruns: self.settings.overruns == Overruns::Run && runtime_ms > timeout_ms,
         })
+    }
+
+    /// The pool's usable cpu in trace processors: what a synthetic workload's load is
+    /// measured against.
+    pub fn pool_procs(&self) -> u64 {
+        let usable = crate::pool::PoolSpec::from_config(&self.config.resources).usable();
+        (usable.cpu_millis / self.settings.cpu_millis_per_proc).max(1)
     }
 
     /// The seeded level of the `index`-th record: depends on the seed and the index only.
@@ -190,7 +220,7 @@ pub struct SimJob {
     pub runtime_ms: u64,
     /// Its `timeout_seconds`: it is killed when it runs this long.
     pub timeout_ms: u64,
-    /// Millicores: 1000 per processor.
+    /// Millicores: `cpu_millis_per_proc` per processor.
     pub cpu_millis: u64,
     /// MiB.
     pub memory_mib: u64,
@@ -200,17 +230,23 @@ pub struct SimJob {
     pub user: i64,
     /// The wait the logged system gave it.
     pub recorded_wait_ms: Option<u64>,
+    /// It runs past its timeout (`overruns = "run"` and a run time above the request).
+    pub overruns: bool,
 }
 
 impl SimJob {
-    /// How long it holds its resources: its run time, cut at its timeout.
+    /// How long it holds its resources: its run time, cut at its timeout unless it overruns.
     pub fn held_ms(&self) -> u64 {
-        self.runtime_ms.min(self.timeout_ms)
+        if self.overruns {
+            self.runtime_ms
+        } else {
+            self.runtime_ms.min(self.timeout_ms)
+        }
     }
 
     /// True when it runs past its timeout and is killed there.
     pub fn killed(&self) -> bool {
-        self.runtime_ms > self.timeout_ms
+        !self.overruns && self.runtime_ms > self.timeout_ms
     }
 }
 

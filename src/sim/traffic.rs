@@ -392,6 +392,8 @@ impl Traffic {
             priority,
             user,
             recorded_wait_ms,
+            // The platform kills an execution at its timeout.
+            overruns: false,
         })
     }
 
@@ -682,6 +684,7 @@ max_cpu_per_execution = 2.0
                     priority: Priority::High,
                     user: 0,
                     recorded_wait_ms: Some(2_000),
+                    overruns: false,
                 },
                 SimJob {
                     submit_ms: T0 as u64 + 1_000,
@@ -692,6 +695,7 @@ max_cpu_per_execution = 2.0
                     priority: Priority::Critical,
                     user: 1,
                     recorded_wait_ms: Some(1_500),
+                    overruns: false,
                 },
             ]
         );

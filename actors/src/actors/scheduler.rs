@@ -410,6 +410,7 @@ async fn hand_commands(
                     entry.payload.resources
                 },
                 timeout: entry.payload.timeout,
+                enqueued_at: entry.enqueued_at,
             }
         })
         .collect();
@@ -421,8 +422,8 @@ async fn hand_commands(
     for (lease, fate) in leases.into_iter().zip(plan.fates) {
         match fate {
             Fate::Start => starts.push(lease),
-            Fate::Stay => kept.push(lease),
-            Fate::Demote | Fate::Blocked { .. } => {
+            Fate::Stay | Fate::Held { .. } | Fate::Waits => kept.push(lease),
+            Fate::Demote | Fate::Blocked { .. } | Fate::Reserved { .. } => {
                 let entry = lease.entry();
                 let insufficient = Insufficient {
                     requested: entry.payload.resources,

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use coordinator_core::planner::Policy;
-use coordinator_core::sim::report::{side_by_side, Report};
+use coordinator_core::sim::report::{side_by_side, summary, Report};
 use coordinator_core::sim::settings::SimConfig;
 use coordinator_core::sim::swf::{self, SwfJob};
-use coordinator_core::sim::synth::{self, SynthParams};
+use coordinator_core::sim::synth::{self, SynthParams, Workload};
 use coordinator_core::sim::{self as core_sim, Replay};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tempfile::NamedTempFile;
@@ -36,9 +36,10 @@ pub struct SimulateOptions {
     /// The scheduling policy, over the config's `scheduler.policy`.
     #[arg(long, value_enum)]
     pub policy: Option<PolicyArg>,
-    /// A second config replayed on the same workload; both tables are printed side by side.
+    /// More configs replayed on the same workload (repeatable): two tables are printed side
+    /// by side, more one after the other; then a summary of all of them.
     #[arg(long)]
-    pub compare: Option<PathBuf>,
+    pub compare: Vec<PathBuf>,
     /// Print JSON instead of the text table.
     #[arg(long)]
     pub json: bool,
@@ -55,6 +56,10 @@ pub struct SimulateOptions {
     /// Offered load of the synthetic workload (work submitted ÷ what the pool can do).
     #[arg(long, default_value_t = 0.9)]
     pub load: f64,
+    /// Which synthetic workload: `hpc` (parallel jobs, seconds to hours) or `platform`
+    /// (scripts of seconds to minutes, bursts, five levels, a few heavy users).
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Hpc)]
+    pub workload: WorkloadArg,
     /// Replay only the first N jobs of the trace (with `--from-kafka`, the first N requests).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -69,6 +74,9 @@ pub enum PolicyArg {
     Demote,
     /// The blocked execution keeps its place and blocks everything behind it.
     Strict,
+    /// The blocked execution keeps its place with a reservation; what does not delay it
+    /// starts.
+    Backfill,
 }
 
 impl From<PolicyArg> for Policy {
@@ -76,6 +84,25 @@ impl From<PolicyArg> for Policy {
         match p {
             PolicyArg::Demote => Policy::Demote,
             PolicyArg::Strict => Policy::Strict,
+            PolicyArg::Backfill => Policy::Backfill,
+        }
+    }
+}
+
+/// `--workload`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadArg {
+    /// Parallel jobs of 1 processor to a quarter of the pool, seconds to hours.
+    Hpc,
+    /// Scripts of seconds to minutes, in bursts, at five levels, with a few heavy users.
+    Platform,
+}
+
+impl From<WorkloadArg> for Workload {
+    fn from(w: WorkloadArg) -> Self {
+        match w {
+            WorkloadArg::Hpc => Workload::Hpc,
+            WorkloadArg::Platform => Workload::Platform,
         }
     }
 }
@@ -175,7 +202,7 @@ pub fn run_simulate(
         BadInput("simulate needs --config FILE.toml (e.g. traces/kth-sp2.toml)".to_owned())
     })?;
     let mut configs = vec![(config_path.to_path_buf(), read_config(config_path)?)];
-    if let Some(other) = &options.compare {
+    for other in &options.compare {
         configs.push((other.clone(), read_config(other)?));
     }
     let report_file = options
@@ -198,11 +225,6 @@ pub fn run_simulate(
     let records = match (&options.trace, options.synthetic) {
         _ if traffic.is_some() => Vec::new(),
         (_, Some(jobs)) => {
-            let procs =
-                coordinator_core::pool::PoolSpec::from_config(&configs[0].1.config.resources)
-                    .usable()
-                    .cpu_millis
-                    / 1000;
             if !(options.load.is_finite() && options.load > 0.0) {
                 return Err(BadInput(format!(
                     "--load must be a number above 0 (got {})",
@@ -212,8 +234,9 @@ pub fn run_simulate(
             synth::generate(&SynthParams {
                 jobs,
                 seed: options.seed,
-                procs: procs.max(1),
+                procs: configs[0].1.pool_procs(),
                 load: options.load,
+                workload: options.workload.into(),
             })
         }
         (Some(trace), None) => read_trace(trace, options.limit)?,
@@ -245,8 +268,11 @@ pub fn run_simulate(
     let reports: Vec<Report> = runs.iter().map(|r| r.report.clone()).collect();
     let table = if reports.len() == 1 {
         reports[0].to_text()
+    } else if reports.len() == 2 {
+        side_by_side(&reports) + "\n" + &summary(&reports)
     } else {
-        side_by_side(&reports)
+        let tables: Vec<String> = reports.iter().map(Report::to_text).collect();
+        tables.join("\n") + "\n" + &summary(&reports)
     };
     if let Some(file) = report_file {
         let page = report_html::render(&Page {
