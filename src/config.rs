@@ -219,19 +219,19 @@ impl Default for SchedulerConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaxWait {
-    /// CRITICAL. Default 30s.
+    /// CRITICAL. Default 2m.
     #[serde(with = "humantime_serde")]
     pub critical: Duration,
-    /// HIGH. Default 2m.
+    /// HIGH. Default 5m.
     #[serde(with = "humantime_serde")]
     pub high: Duration,
-    /// NORMAL. Default 5m.
+    /// NORMAL. Default 15m.
     #[serde(with = "humantime_serde")]
     pub normal: Duration,
-    /// LOW. Default 15m.
+    /// LOW. Default 30m.
     #[serde(with = "humantime_serde")]
     pub low: Duration,
-    /// BACKGROUND. Default 30m.
+    /// BACKGROUND. Default 45m.
     #[serde(with = "humantime_serde")]
     pub background: Duration,
 }
@@ -239,11 +239,11 @@ pub struct MaxWait {
 impl Default for MaxWait {
     fn default() -> Self {
         Self {
-            critical: Duration::from_secs(30),
-            high: Duration::from_secs(120),
-            normal: Duration::from_secs(300),
-            low: Duration::from_secs(900),
-            background: Duration::from_secs(1800),
+            critical: Duration::from_secs(120),
+            high: Duration::from_secs(300),
+            normal: Duration::from_secs(900),
+            low: Duration::from_secs(1800),
+            background: Duration::from_secs(2700),
         }
     }
 }

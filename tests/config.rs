@@ -737,7 +737,7 @@ fn backfill_knobs_have_defaults_and_max_wait_stays_below_the_stale_timeout() {
     assert_eq!((s.backfill_depth, s.reservations), (100, 1));
     assert_eq!(s.fair_share_half_life, Duration::ZERO);
     assert_eq!(s.max_wait, MaxWait::default());
-    assert_eq!(s.max_wait.background, Duration::from_secs(1800));
+    assert_eq!(s.max_wait.background, Duration::from_secs(2700));
 
     let c = parse(
         "[scheduler]\npolicy = \"backfill\"\nreservations = 3\nfair_share_half_life = \"1d\"\n\
@@ -751,7 +751,7 @@ fn backfill_knobs_have_defaults_and_max_wait_stays_below_the_stale_timeout() {
     );
     assert_eq!(c.scheduler.max_wait.critical, Duration::from_secs(10));
     // Unset levels keep their defaults.
-    assert_eq!(c.scheduler.max_wait.normal, Duration::from_secs(300));
+    assert_eq!(c.scheduler.max_wait.normal, Duration::from_secs(900));
 
     // Every level at or over the stale timeout is named, each on its own line.
     let text = error_text(
@@ -815,12 +815,12 @@ fn backfill_knobs_take_env_overrides_and_odd_values_warn() {
 
     let c = parse(
         "[scheduler]\npolicy = \"backfill\"\nreservations = 200\n\
-         max_wait = { high = \"10m\" }\n",
+         max_wait = { high = \"20m\" }\n",
     );
     let warnings = c.warnings().join("\n");
     assert!(
         warnings.contains(
-            "scheduler.max_wait.high (10m) is longer than scheduler.max_wait.normal (5m)"
+            "scheduler.max_wait.high (20m) is longer than scheduler.max_wait.normal (15m)"
         ),
         "{warnings}"
     );
