@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use coordinator_core::config::ResourcesConfig;
-use coordinator_core::planner::{plan, Candidate, Policy, PoolView, Running};
+use coordinator_core::planner::{plan, Candidate, Policy, PoolView, Rules, Running};
 use coordinator_core::pool::{PoolSpec, ResourcePool, Resources};
 use coordinator_core::queue::{ExecutionQueue, QueueLimits};
 use coordinator_core::Priority;
@@ -334,8 +334,9 @@ fn pool_benches(c: &mut Criterion) {
 }
 
 /// One pass of the planner over `n` candidates (every one looked at), on a pool with 64
-/// executions running and room for about half the candidates: both policies reach the
-/// candidate that does not fit, and `strict` then works out when it will.
+/// executions running and room for about half the candidates: every policy reaches the
+/// candidate that does not fit; `strict` then works out when it will, and `backfill`
+/// reserves it and tries every candidate behind it (with one reservation, and with four).
 fn planner_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("planner");
     group
@@ -370,6 +371,20 @@ fn planner_benches(c: &mut Criterion) {
         for (name, policy) in [("demote", Policy::Demote), ("strict", Policy::Strict)] {
             group.bench_function(format!("{name}/{n}"), |b| {
                 b.iter(|| plan(black_box(&candidates), black_box(&view), policy, 0))
+            });
+        }
+        for reservations in [1, 4] {
+            let rules = Rules {
+                backfill_depth: n,
+                reservations,
+                ..Rules::from(Policy::Backfill)
+            };
+            let name = match reservations {
+                1 => format!("backfill/{n}"),
+                k => format!("backfill_{k}_reservations/{n}"),
+            };
+            group.bench_function(name, |b| {
+                b.iter(|| plan(black_box(&candidates), black_box(&view), rules, 0))
             });
         }
     }
