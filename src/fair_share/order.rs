@@ -150,8 +150,10 @@ impl<U: Ord + Hash + Clone> FairOrder<U> {
             now,
             cost,
             level: 0,
-            users: self.levels[0].users.iter().peekable(),
+            users: self.levels[0].users.iter(),
+            fresh: None,
             taken: BinaryHeap::new(),
+            cursors: Vec::new(),
         }
     }
 }
@@ -164,9 +166,13 @@ pub struct FairIter<'a, U, F> {
     /// The level being walked.
     level: usize,
     /// Its users not taken yet, least usage first.
-    users: std::iter::Peekable<std::collections::btree_set::Iter<'a, (u64, u64, U)>>,
-    /// Its users taken, by usage plus what they took, then their next arrival.
-    taken: BinaryHeap<Reverse<(u64, u64, &'a U)>>,
+    users: std::collections::btree_set::Iter<'a, (u64, u64, U)>,
+    /// The next of them, with its usage now: (usage, first arrival, user).
+    fresh: Option<(u64, u64, &'a U)>,
+    /// Its users taken: (usage plus what they took, next arrival, cursor).
+    taken: BinaryHeap<Reverse<(u64, u64, usize)>>,
+    /// Where each taken user's arrivals stand.
+    cursors: Vec<std::collections::btree_set::Range<'a, u64>>,
 }
 
 impl<'a, U: Ord + Hash + Clone, F: Fn(Priority, u64) -> f64> Iterator for FairIter<'a, U, F> {
@@ -174,33 +180,39 @@ impl<'a, U: Ord + Hash + Clone, F: Fn(Priority, u64) -> f64> Iterator for FairIt
 
     fn next(&mut self) -> Option<(Priority, u64)> {
         loop {
-            let ledger = &self.order.ledger;
-            let fresh = self.users.peek().map(|(rank, head, user)| {
-                let usage = ledger.usage_of_rank(f64::from_bits(unordered(*rank)), self.now);
-                (ordered(usage), *head, user)
-            });
-            let from_heap = match (fresh, self.taken.peek()) {
+            if self.fresh.is_none() {
+                let ledger = &self.order.ledger;
+                let now = self.now;
+                self.fresh = self.users.next().map(|(rank, head, user)| {
+                    let usage = ledger.usage_of_rank(f64::from_bits(unordered(*rank)), now);
+                    (ordered(usage), *head, user)
+                });
+            }
+            let from_heap = match (self.fresh, self.taken.peek()) {
                 (Some(f), Some(Reverse(t))) => (t.0, t.1) < (f.0, f.1),
                 (None, Some(_)) => true,
                 (Some(_), None) => false,
                 (None, None) => {
                     self.level += 1;
                     let l = self.order.levels.get(self.level)?;
-                    self.users = l.users.iter().peekable();
+                    self.users = l.users.iter();
+                    self.cursors.clear();
                     continue;
                 }
             };
-            let (usage, arrival, user) = if from_heap {
-                self.taken.pop().map(|Reverse(t)| t)?
-            } else {
-                self.users.next();
-                fresh?
-            };
             let level = Priority::ALL[self.level];
-            let queued = &self.order.levels[self.level].queued;
-            if let Some(&next) = queued.get(user)?.range(arrival + 1..).next() {
+            let (usage, arrival, cursor) = if from_heap {
+                let Reverse(t) = self.taken.pop()?;
+                t
+            } else {
+                let (usage, head, user) = self.fresh.take()?;
+                let queued = &self.order.levels[self.level].queued;
+                self.cursors.push(queued.get(user)?.range(head + 1..));
+                (usage, head, self.cursors.len() - 1)
+            };
+            if let Some(&next) = self.cursors[cursor].next() {
                 let more = f64::from_bits(unordered(usage)) + (self.cost)(level, arrival);
-                self.taken.push(Reverse((ordered(more), next, user)));
+                self.taken.push(Reverse((ordered(more), next, cursor)));
             }
             return Some((level, arrival));
         }
