@@ -233,6 +233,9 @@ fn an_unwritable_report_exits_64_and_leaves_nothing_behind() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(left, ["taken.html"], "no partial page left");
+}
+
+#[test]
 fn compare_takes_several_configs_and_sums_them_up() {
     let out = simulate(&[
         "--synthetic",

@@ -299,6 +299,7 @@ async fn replays_a_deployments_own_traffic_from_its_topics() {
                 priority,
                 user,
                 recorded_wait_ms: wait,
+                overruns: false,
             }
         };
     assert_eq!(
