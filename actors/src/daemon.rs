@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use anyhow::Context as _;
 use coordinator_core::config::Config;
+use coordinator_core::planner::Rules;
 use coordinator_core::pool::{PoolSpec, ResourcePool};
 use coordinator_core::queue::{ExecutionQueue, QueueLimits};
 use rdkafka::producer::{FutureProducer, Producer};
@@ -226,7 +227,7 @@ impl Daemon {
                     s.scheduling_interval,
                     stats_interval,
                 )
-                .policy(s.policy)
+                .rules(Rules::from_config(&s))
             })
         };
         let ingress = {

@@ -100,9 +100,10 @@ fn asked(id: &str) -> &'static str {
         .map_or("normal", |(_, level)| level)
 }
 
-#[tokio::test]
-async fn under_strict_a_blocked_head_keeps_its_level_and_dispatch_is_by_level_then_arrival() {
-    let config = one_slot(TestConfig::fresh()).set("scheduler", "policy = \"strict\"");
+/// Under a policy that keeps a blocked head's place, the one-slot pool commands by level
+/// then arrival, each execution at the level it asked for.
+async fn by_level_then_arrival(policy: Policy) {
+    let config = one_slot(TestConfig::fresh()).set("scheduler", &format!("policy = \"{policy}\""));
     let commands = run(&config).await;
     assert_eq!(
         ids(&commands),
@@ -116,6 +117,16 @@ async fn under_strict_a_blocked_head_keeps_its_level_and_dispatch_is_by_level_th
             "{id} is commanded at its own level"
         );
     }
+}
+
+#[tokio::test]
+async fn under_strict_a_blocked_head_keeps_its_level_and_dispatch_is_by_level_then_arrival() {
+    by_level_then_arrival(Policy::Strict).await;
+}
+
+#[tokio::test]
+async fn under_backfill_a_blocked_head_keeps_its_level_and_dispatch_is_by_level_then_arrival() {
+    by_level_then_arrival(Policy::Backfill).await;
 }
 
 #[tokio::test]

@@ -360,7 +360,14 @@ impl<T> ExecutionQueue<T> {
     /// [`requeue`]: ExecutionQueue::requeue
     pub fn dequeue(&mut self) -> Option<QueuedExecution<T>> {
         let key = self.order.first()?;
-        let (entry, id) = self.take(key & ((1 << PRIORITY_SHIFT) - 1))?;
+        self.dequeue_at(key & ((1 << PRIORITY_SHIFT) - 1))
+    }
+
+    /// As [`dequeue`](ExecutionQueue::dequeue), for the queued execution of arrival
+    /// `arrival` wherever it is in dispatch order; `None` when none is queued with it.
+    pub fn dequeue_at(&mut self, arrival: u64) -> Option<QueuedExecution<T>> {
+        let (entry, id) = self.take(arrival)?;
+        let key = order_key(entry.priority, arrival);
         self.leased.insert(key);
         self.lease_ids.insert(id.clone(), key);
         self.leases.insert(
@@ -388,6 +395,26 @@ impl<T> ExecutionQueue<T> {
             let level = Priority::ALL[(key >> PRIORITY_SHIFT) as usize];
             (level, key & ((1 << PRIORITY_SHIFT) - 1))
         })
+    }
+
+    /// The arrival of the queued execution whose wait passed `max_wait(its level)` earliest,
+    /// if one has by `now`. Each level is served in arrival order, so only the first of each
+    /// level is looked at: O(levels · log n).
+    pub fn most_overdue(&self, now: Millis, max_wait: impl Fn(Priority) -> Millis) -> Option<u64> {
+        Priority::ALL
+            .iter()
+            .filter_map(|&level| {
+                let key = self.order.first_from(order_key(level, 0))?;
+                if key >> PRIORITY_SHIFT != level.index() as u64 {
+                    return None;
+                }
+                let arrival = key & ((1 << PRIORITY_SHIFT) - 1);
+                let entry = self.entries.get(&arrival)?;
+                let deadline = entry.enqueued_at.saturating_add(max_wait(level));
+                (deadline <= now).then_some((deadline, arrival))
+            })
+            .min()
+            .map(|(_, arrival)| arrival)
     }
 
     /// Ends the scheduling of a dequeued execution that is about to be commanded: it no longer

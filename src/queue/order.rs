@@ -220,6 +220,22 @@ impl OrderSet {
         iter
     }
 
+    /// The smallest key at or above `key`.
+    pub fn first_from(&self, key: u64) -> Option<u64> {
+        let mut n = self.root;
+        let mut best = None;
+        while n != NIL {
+            let node = &self.nodes[n as usize];
+            if node.key >= key {
+                best = Some(node.key);
+                n = node.left;
+            } else {
+                n = node.right;
+            }
+        }
+        best
+    }
+
     /// Number of keys strictly below `key`.
     pub fn rank(&self, key: u64) -> usize {
         let mut n = self.root;
@@ -270,6 +286,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
+
+    proptest! {
+        #[test]
+        fn first_from_is_the_successor(keys in proptest::collection::btree_set(0u64..1000, 0..60), probe in 0u64..1100) {
+            let mut s = OrderSet::new();
+            for k in &keys {
+                s.insert(*k);
+            }
+            prop_assert_eq!(s.first_from(probe), keys.range(probe..).next().copied());
+        }
+    }
 
     #[test]
     fn basic_operations() {

@@ -459,3 +459,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_most_overdue_is_the_earliest_deadline_over_levels() {
+    let mut q = queue(100, 100);
+    add(&mut q, "b1", "u", Background, 0);
+    add(&mut q, "n1", "u", Normal, 100);
+    add(&mut q, "n2", "u", Normal, 150);
+    add(&mut q, "c1", "u", Critical, 900);
+    // Background may wait 1000 ms, normal 500 ms, critical 50 ms.
+    let max_wait = |level: Priority| match level {
+        Background => 1000,
+        Normal => 500,
+        _ => 50,
+    };
+    let arrival = |q: &ExecutionQueue<()>, id: &str| q.get(id).map(|e| e.arrival);
+    assert_eq!(
+        q.most_overdue(599, max_wait),
+        None,
+        "nothing has waited its max yet"
+    );
+    // n1's deadline is 600, c1's 950, b1's 1000.
+    assert_eq!(q.most_overdue(600, max_wait), arrival(&q, "n1"));
+    assert_eq!(q.most_overdue(2000, max_wait), arrival(&q, "n1"));
+    let n1 = q.most_overdue(2000, max_wait).unwrap();
+    let leased = q.dequeue_at(n1).expect("n1 is queued");
+    assert_eq!(leased.execution_id, "n1");
+    assert_eq!(
+        q.position("b1"),
+        Some(3),
+        "a lease keeps its place in positions"
+    );
+    // n2's deadline is 650.
+    assert_eq!(q.most_overdue(2000, max_wait), arrival(&q, "n2"));
+    assert!(q.settle(leased.priority, leased.arrival));
+    assert_eq!(q.position("b1"), Some(2));
+}

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use coordinator_core::config::MaxWait;
 use coordinator_core::events::{ErrorType, EventMetadata};
 use coordinator_core::queue::{Cancelled, ExecutionQueue, QueueStats, QueuedExecution, Rejection};
 use coordinator_core::Priority;
@@ -77,12 +78,15 @@ impl Lease {
     }
 }
 
-/// Take up to `max` executions in dispatch order (fewer when the queue holds fewer).
+/// Take up to `max` executions in dispatch order (fewer when the queue holds fewer); with
+/// `overdue`, the execution whose level's max wait ran out first comes first, wherever it is.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Vec<Lease>")]
 pub struct Take {
     /// At most this many.
     pub max: usize,
+    /// The max wait of each level, when the policy promotes executions past it.
+    pub overdue: Option<MaxWait>,
 }
 
 /// Leased executions are about to be commanded: they no longer count in positions. Answers,
@@ -350,6 +354,13 @@ impl Handler<Take> for QueueActor {
     fn handle(&mut self, msg: Take, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let mut taken = Vec::with_capacity(msg.max.min(self.queue.len()));
+        if let Some(max_wait) = msg.overdue.filter(|_| msg.max > 0) {
+            let wait = |level| u64::try_from(max_wait.of(level).as_millis()).unwrap_or(u64::MAX);
+            let overdue = self.queue.most_overdue(now_millis(), wait);
+            if let Some(entry) = overdue.and_then(|arrival| self.queue.dequeue_at(arrival)) {
+                taken.push(Lease::new(entry));
+            }
+        }
         while taken.len() < msg.max {
             match self.queue.dequeue() {
                 Some(entry) => taken.push(Lease::new(entry)),

@@ -162,7 +162,8 @@ impl Handler<ViewPool> for ResourceActor {
             .map(|id| self.pool.contains(id))
             .collect();
         let running = if msg.running {
-            self.pool
+            let mut running: Vec<Running> = self
+                .pool
                 .allocations()
                 .map(|a| Running {
                     resources: a.resources,
@@ -173,7 +174,10 @@ impl Handler<ViewPool> for ResourceActor {
                         .copied()
                         .unwrap_or(Millis::MAX),
                 })
-                .collect()
+                .collect();
+            // The planner is cheapest on what runs in the order it ends.
+            running.sort_unstable_by_key(|r| r.ends_by);
+            running
         } else {
             Vec::new()
         };

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use coordinator_core::planner::{self, Candidate, Fate, Policy};
+use coordinator_core::planner::{self, Candidate, Fate, Policy, Rules};
 use coordinator_core::pool::{Insufficient, Resources};
 use coordinator_core::{Priority, LEVELS};
 use tokio::sync::oneshot;
@@ -169,7 +169,7 @@ struct Counters {
 pub struct SchedulerActor {
     peers: SchedulerPeers,
     outputs: Outputs,
-    policy: Policy,
+    rules: Rules,
     max_in_flight: usize,
     interval: Duration,
     stats_interval: Duration,
@@ -208,7 +208,7 @@ fn wait_summary(samples: &BoundedSample) -> String {
 
 impl SchedulerActor {
     /// A scheduler with at most `max_in_flight` executions being scheduled at once, waking
-    /// every `interval`, planning under the `demote` policy (see [`SchedulerActor::policy`]).
+    /// every `interval`, planning under the `demote` policy (see [`SchedulerActor::rules`]).
     pub fn new(
         peers: SchedulerPeers,
         outputs: Outputs,
@@ -219,7 +219,7 @@ impl SchedulerActor {
         Self {
             peers,
             outputs,
-            policy: Policy::Demote,
+            rules: Rules::from(Policy::Demote),
             max_in_flight: max_in_flight.max(1),
             interval,
             stats_interval,
@@ -237,9 +237,9 @@ impl SchedulerActor {
         }
     }
 
-    /// Plans under `policy` (`scheduler.policy`).
-    pub fn policy(mut self, policy: Policy) -> Self {
-        self.policy = policy;
+    /// Plans under `rules` (`scheduler.policy` and its knobs).
+    pub fn rules(mut self, rules: Rules) -> Self {
+        self.rules = rules;
         self
     }
 
@@ -255,11 +255,18 @@ impl SchedulerActor {
             return;
         }
         self.in_flight = limit;
+        // Backfill looks past the slots: the executions behind a blocked one are what it may
+        // start.
+        let lookahead = match self.rules.policy {
+            Policy::Backfill => limit.max(self.rules.backfill_depth),
+            Policy::Demote | Policy::Strict => limit,
+        };
         let pass = PassRun {
             peers: self.peers.clone(),
             outputs: self.outputs.clone(),
-            policy: self.policy,
+            rules: self.rules,
             slots: limit,
+            lookahead,
         };
         // Detached from the actor's context, so a restart never drops an execution that was
         // leased but not yet commanded.
@@ -324,8 +331,11 @@ impl SchedulerActor {
 struct PassRun {
     peers: SchedulerPeers,
     outputs: Outputs,
-    policy: Policy,
+    rules: Rules,
+    /// Most executions the pass starts.
     slots: usize,
+    /// Most executions it looks at.
+    lookahead: usize,
 }
 
 /// One scheduling pass: lease, plan, reserve, hand the commands and state records to the
@@ -370,14 +380,18 @@ async fn hand_commands(
         slots: run.slots,
         ..Pass::default()
     };
-    let leases = match peers.take.send(Take { max: run.slots }).await {
+    let take = Take {
+        max: run.lookahead,
+        overdue: (run.rules.policy == Policy::Backfill).then_some(run.rules.max_wait),
+    };
+    let leases = match peers.take.send(take).await {
         Ok(leases) => leases,
         Err(_) => {
             pass.peer_gone = true;
             return (pass, None);
         }
     };
-    pass.drained = leases.len() < run.slots;
+    pass.drained = leases.len() < run.lookahead;
     if leases.is_empty() {
         return (pass, None);
     }
@@ -386,7 +400,7 @@ async fn hand_commands(
             .iter()
             .map(|l| l.entry().execution_id.clone())
             .collect(),
-        running: run.policy != Policy::Demote,
+        running: run.rules.policy != Policy::Demote,
     };
     let snapshot = match peers.view.send(asked).await {
         Ok(snapshot) => snapshot,
@@ -415,13 +429,19 @@ async fn hand_commands(
         })
         .collect();
     let now = now_millis();
-    let plan = planner::plan(&candidates, &snapshot.view, run.policy, now);
+    let plan = planner::plan(&candidates, &snapshot.view, &run.rules, now);
     let mut starts = Vec::new();
     let mut kept = Vec::new();
     let mut refused = Vec::new();
+    let mut capped = false;
     for (lease, fate) in leases.into_iter().zip(plan.fates) {
         match fate {
-            Fate::Start => starts.push(lease),
+            Fate::Start if starts.len() < run.slots => starts.push(lease),
+            // More start than the pass has slots: the next pass takes them.
+            Fate::Start => {
+                capped = true;
+                kept.push(lease);
+            }
             Fate::Stay | Fate::Held { .. } | Fate::Waits => kept.push(lease),
             Fate::Demote | Fate::Blocked { .. } | Fate::Reserved { .. } => {
                 let entry = lease.entry();
@@ -438,6 +458,9 @@ async fn hand_commands(
                 }
             }
         }
+    }
+    if capped {
+        pass.blocked = false;
     }
     let reservations = starts
         .iter()
@@ -614,7 +637,7 @@ impl Actor for SchedulerActor {
                 in_flight = figures.in_flight,
                 awaiting_ack = figures.awaiting_ack,
                 blocked = figures.blocked,
-                policy = %act.policy,
+                policy = %act.rules.policy,
                 queue_wait_p50_p99_ms = %waits.join(","),
                 "Scheduler stats."
             );
