@@ -460,7 +460,9 @@ async fn hand_commands(
         }
     }
     if capped {
+        // More can start now: the next pass goes on at once, whatever else the plan said.
         pass.blocked = false;
+        pass.drained = false;
     }
     let reservations = starts
         .iter()
