@@ -429,7 +429,7 @@ async fn hand_commands(
         })
         .collect();
     let now = now_millis();
-    let plan = planner::plan(&candidates, &snapshot.view, &run.rules, now);
+    let plan = planner::plan(&candidates, &snapshot.view, run.rules, now);
     let mut starts = Vec::new();
     let mut kept = Vec::new();
     let mut refused = Vec::new();
