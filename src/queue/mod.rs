@@ -554,6 +554,20 @@ impl<T> ExecutionQueue<T> {
             top_users,
         }
     }
+
+    /// The queued entries in dispatch order (those being scheduled left out), each step O(1)
+    /// amortised: the first `k` cost O(k + log n).
+    pub fn in_dispatch_order(&self) -> impl Iterator<Item = &QueuedExecution<T>> + '_ {
+        self.order
+            .iter()
+            .filter_map(|key| self.entries.get(&(key & ((1 << PRIORITY_SHIFT) - 1))))
+            .map(|e| &**e)
+    }
+
+    /// True while `execution_id` is being scheduled: dequeued, neither settled nor back.
+    pub fn is_leased(&self, execution_id: &str) -> bool {
+        self.lease_ids.contains_key(execution_id)
+    }
 }
 
 #[cfg(test)]

@@ -495,3 +495,31 @@ fn the_most_overdue_is_the_earliest_deadline_over_levels() {
     assert!(q.settle(leased.priority, leased.arrival));
     assert_eq!(q.position("b1"), Some(2));
 }
+
+proptest! {
+    /// The entries in dispatch order are the queued ones sorted by (level, arrival), whatever
+    /// is being scheduled meanwhile, and only leased ones count as leased.
+    #[test]
+    fn dispatch_order_is_level_then_arrival(
+        levels in proptest::collection::vec(0usize..5, 0..60),
+        leased in 0usize..8,
+    ) {
+        let mut q: ExecutionQueue<u32> = ExecutionQueue::new(QueueLimits::default());
+        for (i, level) in levels.iter().enumerate() {
+            q.enqueue(format!("e{i}"), "u".into(), Priority::ALL[*level], 0, 0).unwrap();
+        }
+        let taken: Vec<String> = (0..leased).filter_map(|_| q.dequeue()).map(|e| e.execution_id).collect();
+        let mut want: Vec<(usize, usize)> = levels.iter().copied().zip(0..).collect();
+        want.sort();
+        let want: Vec<String> = want.into_iter().skip(taken.len()).map(|(_, i)| format!("e{i}")).collect();
+        let got: Vec<String> = q.in_dispatch_order().map(|e| e.execution_id.clone()).collect();
+        prop_assert_eq!(&got, &want);
+        for (i, id) in got.iter().enumerate() {
+            prop_assert_eq!(q.position(id), Some(i + taken.len()));
+            prop_assert!(!q.is_leased(id));
+        }
+        for id in &taken {
+            prop_assert!(q.is_leased(id));
+        }
+    }
+}
