@@ -11,6 +11,7 @@ pub mod pool;
 pub mod priority;
 pub mod quantity;
 pub mod queue;
+pub mod reason;
 pub mod redact;
 pub mod sim;
 
