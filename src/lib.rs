@@ -6,6 +6,7 @@
 pub mod config;
 pub mod events;
 pub mod fair_share;
+pub mod inspect;
 pub mod planner;
 pub mod pool;
 pub mod priority;

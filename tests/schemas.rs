@@ -5,11 +5,14 @@
 //! UPDATE_SCHEMAS=1 cargo test -p coordinator-core --test schemas
 //! ```
 //!
+//! The same goes for the answers of the inspection API (`schemas/inspect_*.schema.json`).
+//!
 //! It also checks each golden event against its schema's top-level `properties` and `required`.
 
 use std::path::PathBuf;
 
 use coordinator_core::events::{json_schema, EventType};
+use coordinator_core::inspect::Answer;
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -22,35 +25,58 @@ fn schema_path(event_type: EventType) -> PathBuf {
         .join(format!("{}.schema.json", event_type.as_str()))
 }
 
-#[test]
-fn committed_schemas_are_up_to_date() {
+/// Compares the committed schema at `path` with `expected`; rewrites it when `UPDATE_SCHEMAS=1`,
+/// else notes it in `stale` when it differs.
+fn check(path: PathBuf, expected: Value, stale: &mut Vec<String>) {
     let update = std::env::var_os("UPDATE_SCHEMAS").is_some_and(|v| v == "1");
-    let mut stale = Vec::new();
-    for event_type in EventType::ALL {
-        let path = schema_path(event_type);
-        let expected = serde_json::to_value(json_schema(event_type)).expect("schemas are JSON");
-        // Compared as JSON values, so key order (serde_json's `preserve_order`) does not matter.
-        let committed = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|text| serde_json::from_str::<Value>(&text).ok());
-        if committed.as_ref() == Some(&expected) {
-            continue;
-        }
-        if update {
-            let mut text = serde_json::to_string_pretty(&expected).expect("schemas are JSON");
-            text.push('\n');
-            std::fs::create_dir_all(path.parent().expect("schemas/ has a parent"))
-                .and_then(|()| std::fs::write(&path, text))
-                .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        } else {
-            stale.push(path.display().to_string());
-        }
+    // Compared as JSON values, so key order (serde_json's `preserve_order`) does not matter.
+    let committed = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+    if committed.as_ref() == Some(&expected) {
+        return;
     }
+    if update {
+        let mut text = serde_json::to_string_pretty(&expected).expect("schemas are JSON");
+        text.push('\n');
+        std::fs::create_dir_all(path.parent().expect("schemas/ has a parent"))
+            .and_then(|()| std::fs::write(&path, text))
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    } else {
+        stale.push(path.display().to_string());
+    }
+}
+
+fn assert_fresh(stale: Vec<String>) {
     assert!(
         stale.is_empty(),
         "stale JSON Schemas: {stale:?}; regenerate with \
          `UPDATE_SCHEMAS=1 cargo test -p coordinator-core --test schemas` and commit them"
     );
+}
+
+#[test]
+fn committed_schemas_are_up_to_date() {
+    let mut stale = Vec::new();
+    for event_type in EventType::ALL {
+        let expected = serde_json::to_value(json_schema(event_type)).expect("schemas are JSON");
+        check(schema_path(event_type), expected, &mut stale);
+    }
+    assert_fresh(stale);
+}
+
+#[test]
+fn committed_inspection_schemas_are_up_to_date() {
+    let mut stale = Vec::new();
+    for answer in Answer::ALL {
+        let expected = serde_json::to_value(answer.json_schema()).expect("schemas are JSON");
+        check(
+            root().join("schemas").join(answer.schema_file()),
+            expected,
+            &mut stale,
+        );
+    }
+    assert_fresh(stale);
 }
 
 #[test]
