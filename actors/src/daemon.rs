@@ -20,6 +20,7 @@ use crate::actors::ingress::{
 use crate::actors::queue::QueueActor;
 use crate::actors::resource::ResourceActor;
 use crate::actors::scheduler::{Drain, SchedulerActor, SchedulerPeers};
+use crate::inspect::{InspectPeers, Inspection};
 use crate::kafka::{daemon_producer_config, writable_limit};
 use crate::shutdown::Shutdown;
 use crate::state::outputs::Outputs;
@@ -104,6 +105,8 @@ pub struct Daemon {
     pub restored: Applied,
     /// What `/readyz` answers from.
     pub readiness: Arc<Readiness>,
+    /// What the inspection API answers from: the tree's actors while it runs.
+    pub inspection: Arc<Inspection>,
     /// The tree's shutdown: requested with the [`Failure`](crate::shutdown::Failure) it cannot go on after, or when it
     /// is abandoned.
     pub shutdown: Shutdown,
@@ -115,8 +118,9 @@ pub struct Daemon {
 
 impl Daemon {
     /// Restores state and starts every actor under a supervisor, on threads of their own (so
-    /// the tree can be abandoned whole). `readiness` outlives the tree: `/readyz` serves it
-    /// across recoveries. Must run inside an actix System.
+    /// the tree can be abandoned whole). `readiness` and `inspection` outlive the tree:
+    /// `/readyz` and the inspection API serve them across recoveries, and the tree attaches
+    /// its actors to `inspection` once started. Must run inside an actix System.
     ///
     /// `tail` is the state topic as a standby kept it: only what was written since is read.
     /// Without one the whole topic is.
@@ -124,6 +128,7 @@ impl Daemon {
         config: Config,
         bootstrap: String,
         readiness: Arc<Readiness>,
+        inspection: Arc<Inspection>,
         tail: Option<StateTail>,
     ) -> anyhow::Result<Daemon> {
         // The topics were made once, before this instance joined the ownership group; a
@@ -196,12 +201,15 @@ impl Daemon {
         };
         let arbiter = Arbiter::new();
         let here = arbiter.handle();
+        let finishes = inspection.finishes();
         let queue_addr = {
             let publish = egress.clone().recipient();
             let outputs = outputs.clone();
             let sweep = config.queue.stale_sweep_interval;
+            let finishes = finishes.clone();
             Supervisor::start_in_arbiter(&here, move |_| {
                 QueueActor::new(queue, publish, outputs, stats_interval, sweep)
+                    .recording_finishes(finishes)
             })
         };
         let resource =
@@ -245,7 +253,8 @@ impl Daemon {
             let assigned = readiness.consumer_assigned.clone();
             let shutdown = shutdown.clone();
             Supervisor::start_in_arbiter(&here, move |_| {
-                let handler = EventHandler::new(peers, outputs, spec, max_bytes);
+                let handler =
+                    EventHandler::new(peers, outputs, spec, max_bytes).recording_finishes(finishes);
                 KafkaIngressActor::new(
                     kafka,
                     bootstrap,
@@ -257,6 +266,13 @@ impl Daemon {
                 )
             })
         };
+        inspection.attach(InspectPeers {
+            listing: queue_addr.clone().recipient(),
+            lookup: queue_addr.clone().recipient(),
+            pool: resource.clone().recipient(),
+            allocation: resource.clone().recipient(),
+            scheduler: scheduler.clone().recipient(),
+        });
         info!(
             restored_queued = restored.queued,
             restored_allocated = restored.allocated,
@@ -270,6 +286,7 @@ impl Daemon {
             egress,
             restored,
             readiness,
+            inspection,
             shutdown,
             arbiter,
             egress_arbiter,
@@ -285,6 +302,7 @@ impl Daemon {
         config: &Config,
         bootstrap: &str,
         readiness: &Arc<Readiness>,
+        inspection: &Arc<Inspection>,
         mut tail: Option<StateTail>,
         stop: &Shutdown,
     ) -> Option<Daemon> {
@@ -294,6 +312,7 @@ impl Daemon {
                 config.clone(),
                 bootstrap.to_owned(),
                 readiness.clone(),
+                inspection.clone(),
                 tail.take(),
             );
             let failed = tokio::select! {
@@ -325,6 +344,7 @@ impl Daemon {
     /// instance's `init_transactions`), and no client outlives the broker it talks to. After
     /// [`Daemon::shutdown`] this ends the daemon; after a [`Failure`](crate::shutdown::Failure) it abandons the tree.
     pub fn stop_threads(self) {
+        self.inspection.detach();
         self.readiness
             .consumer_assigned
             .store(false, Ordering::Relaxed);

@@ -2,6 +2,7 @@
 //!
 //! - [`actors`]: the five actors, each with its messages at the top of its file.
 //! - [`daemon`]: builds the supervised tree, recovers it in process, shuts it down.
+//! - [`inspect`]: the read-only inspection API and the status page on the metrics listener.
 //! - [`shutdown`]: how anything is told to stop, and why.
 //! - [`kafka`]: the Kafka plumbing: client settings, topics, the broker check, ownership of
 //!   the queue and pool across instances, trace headers.
@@ -14,6 +15,7 @@
 pub mod actors;
 pub mod clock;
 pub mod daemon;
+pub mod inspect;
 pub mod kafka;
 pub mod misconfigured;
 pub mod shutdown;

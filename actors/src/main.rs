@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use coordinator_core::config::{Config, KafkaConfig, LogFormat};
 use coordinator_core::redact::Redactor;
 use execution_coordinator::daemon::{Daemon, Recoveries};
+use execution_coordinator::inspect::Inspection;
 use execution_coordinator::kafka::broker_check::check_brokers;
 use execution_coordinator::kafka::ensure_topics;
 use execution_coordinator::kafka::librdkafka;
@@ -277,10 +278,12 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
         }
         let grace = config.daemon.shutdown_grace;
         let kafka = config.kafka.clone();
-        // What outlives a recovery: readiness, the metrics listener, the signal.
+        // What outlives a recovery: readiness, what the inspection API answers from, the
+        // metrics listener, the signal.
         let readiness = Arc::new(Readiness::default());
+        let inspection = Arc::new(Inspection::default());
         if let Some(addr) = config.daemon.metrics_socket_addr() {
-            telemetry::serve(addr, readiness.clone())?;
+            telemetry::serve(addr, readiness.clone(), inspection.clone())?;
         }
         let signal = Shutdown::new();
         {
@@ -311,13 +314,13 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
             // The first start fails loudly; later ones (after a recovery or a takeover) retry.
             let started = if !started_once {
                 tokio::select! {
-                    daemon = Daemon::start(config.clone(), bootstrap.clone(), readiness.clone(), tail) => {
+                    daemon = Daemon::start(config.clone(), bootstrap.clone(), readiness.clone(), inspection.clone(), tail) => {
                         Some(daemon.context("starting the coordinator")?)
                     }
                     _ = signal.requested() => None,
                 }
             } else {
-                Daemon::restart(&config, &bootstrap, &readiness, tail, &signal).await
+                Daemon::restart(&config, &bootstrap, &readiness, &inspection, tail, &signal).await
             };
             started_once = true;
             let Some(daemon) = started else {

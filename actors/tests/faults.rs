@@ -83,9 +83,15 @@ async fn broker_outage_and_produce_errors_lose_and_duplicate_nothing() {
     config.daemon.metrics_addr = String::new();
     let broker = EmbeddedBroker::start(&config.kafka).expect("mock cluster");
     let bootstrap = broker.bootstrap_servers();
-    let daemon = Daemon::start(config.clone(), bootstrap.clone(), Default::default(), None)
-        .await
-        .expect("daemon starts on the mock cluster");
+    let daemon = Daemon::start(
+        config.clone(),
+        bootstrap.clone(),
+        Default::default(),
+        Default::default(),
+        None,
+    )
+    .await
+    .expect("daemon starts on the mock cluster");
     let client = |extra: &[(&str, &str)]| {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &bootstrap);

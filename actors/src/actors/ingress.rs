@@ -12,8 +12,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use coordinator_core::config::KafkaConfig;
 use coordinator_core::events::{
-    decode_input, ErrorType, EventMetadata, ExecutionRequested, InputEvent,
+    decode_input, ErrorType, EventMetadata, ExecutionCancelled, ExecutionRequested, InputEvent,
 };
+use coordinator_core::inspect::finished::Outcome;
 use coordinator_core::pool::{PoolSpec, RequestError, ResourceAsk};
 use coordinator_core::queue::{Cancelled, Rejection};
 use futures::future::{join_all, LocalBoxFuture};
@@ -28,6 +29,7 @@ use crate::actors::queue::{Cancel, Enqueue, IsDuplicate, RememberFinished};
 use crate::actors::resource::Release;
 use crate::actors::scheduler::Kick;
 use crate::actors::{InjectFault, RestartCount};
+use crate::inspect::Finishes;
 use crate::kafka::trace::TraceContext;
 use crate::kafka::{consumer_config, is_nothing_to_commit, CommitOnRevoke};
 use crate::shutdown::{Failure, Shutdown};
@@ -108,6 +110,8 @@ pub struct EventHandler {
     counters: Rc<RefCell<IngressCounters>>,
     /// The accepted counters (ours, Integr8sCode's `status="queued"`), looked up once.
     accepted: (metrics::Counter, metrics::Counter),
+    /// Where refusals, cancellations and completions are recorded for the inspection API.
+    finishes: Finishes,
 }
 
 /// The broker acks for one input event's effects.
@@ -131,7 +135,14 @@ impl EventHandler {
                 metrics::counter!(telemetry::name::ACCEPTED),
                 metrics::counter!(telemetry::integr8scode::SCHEDULED, "status" => "queued"),
             ),
+            finishes: Finishes::default(),
         }
+    }
+
+    /// Records how executions end in `finishes` (for the inspection API).
+    pub fn recording_finishes(mut self, finishes: Finishes) -> Self {
+        self.finishes = finishes;
+        self
     }
 
     /// The counters so far.
@@ -195,13 +206,16 @@ impl EventHandler {
                             .as_deref()
                             .cloned()
                             .unwrap_or_else(EventMetadata::coordinator);
+                        let message =
+                            format!("the execution request could not be read: {}", e.message);
                         out.push(self.outputs.failed(
                             id,
                             &metadata,
                             ErrorType::SystemError,
-                            &format!("the execution request could not be read: {}", e.message),
+                            &message,
                             trace.as_deref(),
                         ));
+                        self.finishes.record(id, Outcome::Rejected, Some(message));
                         out.push(self.outputs.state_finished(id));
                     }
                 }
@@ -210,10 +224,29 @@ impl EventHandler {
             Ok(InputEvent::Requested(request)) => {
                 self.on_requested(request, trace, bytes.len()).await
             }
-            Ok(InputEvent::Cancelled(event)) => self.on_cancelled(&event.execution_id).await,
-            Ok(InputEvent::Completed(event)) => self.on_finished(&event.execution_id).await,
-            Ok(InputEvent::Failed(event)) => self.on_finished(&event.execution_id).await,
-            Ok(InputEvent::TimedOut(event)) => self.on_finished(&event.execution_id).await,
+            Ok(InputEvent::Cancelled(event)) => self.on_cancelled(&event).await,
+            Ok(InputEvent::Completed(event)) => {
+                let said = format!("exit code {}", event.exit_code);
+                self.on_finished(&event.execution_id, Outcome::Completed, said)
+                    .await
+            }
+            Ok(InputEvent::Failed(event)) => {
+                let said = match event.error_message.trim() {
+                    "" => format!(
+                        "{} (exit code {})",
+                        event.error_type.as_str(),
+                        event.exit_code
+                    ),
+                    message => format!("{}: {message}", event.error_type.as_str()),
+                };
+                self.on_finished(&event.execution_id, Outcome::Failed, said)
+                    .await
+            }
+            Ok(InputEvent::TimedOut(event)) => {
+                let said = format!("ran past its timeout of {} s", event.timeout_seconds);
+                self.on_finished(&event.execution_id, Outcome::Timeout, said)
+                    .await
+            }
             Ok(InputEvent::Other { event_type }) => {
                 self.count(|c| c.skipped += 1);
                 debug!(%event_type, "Event of another type skipped.");
@@ -262,6 +295,11 @@ impl EventHandler {
         let error_type = why.error_type();
         info!(execution_id = %request.execution_id, error_type = ?error_type, reason = %message, "Execution rejected.");
         self.remember(&request.execution_id).await;
+        self.finishes.record(
+            &request.execution_id,
+            Outcome::Rejected,
+            Some(message.clone()),
+        );
         self.publish(vec![
             self.outputs.failed(
                 &request.execution_id,
@@ -371,6 +409,8 @@ impl EventHandler {
                     _ => Refusal::UserLimit,
                 });
                 info!(execution_id = %id, reason = %rejection, "Execution rejected.");
+                self.finishes
+                    .record(&id, Outcome::Rejected, Some(rejection.to_string()));
                 self.publish(vec![
                     self.outputs.failed(
                         &id,
@@ -389,7 +429,14 @@ impl EventHandler {
         }
     }
 
-    async fn on_cancelled(&self, id: &str) -> Acks {
+    async fn on_cancelled(&self, event: &ExecutionCancelled) -> Acks {
+        let id = event.execution_id.as_str();
+        let said = match (event.cancelled_by.as_deref(), event.reason.as_deref()) {
+            (Some(by), Some(why)) => Some(format!("cancelled by {by}: {why}")),
+            (Some(by), None) => Some(format!("cancelled by {by}")),
+            (None, Some(why)) => Some(format!("cancelled: {why}")),
+            (None, None) => None,
+        };
         let queued = self
             .peers
             .cancel
@@ -401,11 +448,13 @@ impl EventHandler {
             Ok(Cancelled::Queued(_)) => {
                 self.count(|c| c.cancelled_queued += 1);
                 info!(execution_id = %id, "Queued execution cancelled.");
+                self.finishes.record(id, Outcome::Cancelled, said);
                 return self.publish(Vec::new());
             }
             Ok(Cancelled::Leased) => {
                 self.count(|c| c.cancelled_queued += 1);
                 info!(execution_id = %id, "Execution cancelled while being scheduled; it will not be commanded.");
+                self.finishes.record(id, Outcome::Cancelled, said);
                 return self.publish(Vec::new());
             }
             Ok(Cancelled::NotFound) | Err(_) => {}
@@ -414,16 +463,21 @@ impl EventHandler {
         if released {
             self.count(|c| c.cancelled_active += 1);
             info!(execution_id = %id, "Active execution cancelled; resources released.");
+            self.finishes.record(id, Outcome::Cancelled, said);
             return self.publish(vec![self.outputs.state_finished(id)]);
         }
         // Unknown id: remember it, so a request arriving after its cancellation is not run.
+        // An execution that ended before keeps the end it had.
         self.remember(id).await;
+        self.finishes.record_first(id, Outcome::Cancelled, said);
         self.publish(vec![self.outputs.state_finished(id)])
     }
 
-    async fn on_finished(&self, id: &str) -> Acks {
+    /// A completion, failure or timeout: the resources go back, and how it ended is recorded.
+    async fn on_finished(&self, id: &str, outcome: Outcome, said: String) -> Acks {
         if self.release(id).await {
             self.count(|c| c.released += 1);
+            self.finishes.record(id, outcome, Some(said));
             debug!(execution_id = %id, "Execution finished; resources released.");
             self.publish(vec![self.outputs.state_finished(id)])
         } else {

@@ -5,6 +5,10 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use coordinator_core::config::MaxWait;
 use coordinator_core::events::{ErrorType, EventMetadata};
+use coordinator_core::inspect::finished::Outcome;
+use coordinator_core::inspect::view::WaitingExecution;
+use coordinator_core::inspect::{self, Listing, NoEstimate};
+use coordinator_core::pool::Resources;
 use coordinator_core::queue::{Cancelled, ExecutionQueue, QueueStats, QueuedExecution, Rejection};
 use coordinator_core::Priority;
 use tracing::{info, warn};
@@ -12,6 +16,7 @@ use tracing::{info, warn};
 use crate::actors::egress::Publish;
 use crate::actors::{InjectFault, RestartCount};
 use crate::clock::now_millis;
+use crate::inspect::Finishes;
 use crate::state::outputs::Outputs;
 use crate::state::pending::Pending;
 use crate::telemetry;
@@ -163,6 +168,38 @@ pub struct QueueStatsQuery;
 #[rtype(result = "Vec<String>")]
 pub struct QueuedIds;
 
+/// The head of the queue, for the inspection API: the first `limit` executions in dispatch
+/// order, each with why it waits on a pool with `free` allocatable.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Listing")]
+pub struct QueueListing {
+    /// At most this many executions.
+    pub limit: usize,
+    /// What the pool has allocatable now.
+    pub free: Resources,
+}
+
+/// Where one execution is in the queue, for the inspection API.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "InQueue")]
+pub struct QueueLookup {
+    /// The execution asked about.
+    pub execution_id: String,
+    /// What the pool has allocatable now (for its reason).
+    pub free: Resources,
+}
+
+/// The answer to [`QueueLookup`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum InQueue {
+    /// Queued: where, and why it waits.
+    Queued(Box<WaitingExecution>),
+    /// Taken by the scheduling pass running now.
+    BeingScheduled,
+    /// Neither.
+    Absent,
+}
+
 /// The queue actor.
 pub struct QueueActor {
     queue: ExecutionQueue<Pending>,
@@ -174,6 +211,8 @@ pub struct QueueActor {
     outputs: Outputs,
     expired_total: u64,
     depth_gauges: telemetry::QueueDepthGauges,
+    /// Where expiries are recorded for the inspection API.
+    finishes: Finishes,
 }
 
 impl QueueActor {
@@ -195,7 +234,14 @@ impl QueueActor {
             outputs,
             expired_total: 0,
             depth_gauges: telemetry::QueueDepthGauges::new(),
+            finishes: Finishes::default(),
         }
+    }
+
+    /// Records the executions that expire in `finishes` (for the inspection API).
+    pub fn recording_finishes(mut self, finishes: Finishes) -> Self {
+        self.finishes = finishes;
+        self
     }
 
     /// Expires stale entries: each gets `execution_failed` (timeout) and a state tombstone.
@@ -217,6 +263,8 @@ impl QueueActor {
                 humantime::format_duration(Duration::from_secs(waited.as_secs())),
                 humantime::format_duration(timeout)
             );
+            self.finishes
+                .record(&e.execution_id, Outcome::Expired, Some(message.clone()));
             // Our own encoding: it decodes; if not, the failure still goes out, as ours.
             let metadata = e
                 .payload
@@ -486,6 +534,36 @@ impl Handler<QueuedIds> for QueueActor {
             .collect();
         entries.sort();
         entries.into_iter().map(|(_, _, id)| id).collect()
+    }
+}
+
+impl Handler<QueueListing> for QueueActor {
+    type Result = MessageResult<QueueListing>;
+
+    fn handle(&mut self, msg: QueueListing, _ctx: &mut Self::Context) -> Self::Result {
+        // No wait estimator yet: every estimate is null.
+        let now = now_millis();
+        MessageResult(inspect::listing(
+            &self.queue,
+            msg.limit,
+            msg.free,
+            now,
+            &NoEstimate,
+        ))
+    }
+}
+
+impl Handler<QueueLookup> for QueueActor {
+    type Result = MessageResult<QueueLookup>;
+
+    fn handle(&mut self, msg: QueueLookup, _ctx: &mut Self::Context) -> Self::Result {
+        let id = &msg.execution_id;
+        let found = inspect::locate(&self.queue, id, msg.free, now_millis(), &NoEstimate);
+        MessageResult(match found {
+            Some(waiting) => InQueue::Queued(Box::new(waiting)),
+            None if self.queue.is_leased(id) => InQueue::BeingScheduled,
+            None => InQueue::Absent,
+        })
     }
 }
 

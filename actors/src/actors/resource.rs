@@ -10,6 +10,7 @@ use coordinator_core::queue::Millis;
 use tracing::{info, warn};
 
 use crate::actors::{InjectFault, RestartCount};
+use crate::clock::now_millis;
 use crate::telemetry;
 use crate::telemetry::stats::ActorStats;
 
@@ -78,11 +79,39 @@ pub struct PoolStatsQuery;
 #[rtype(result = "Vec<Allocation>")]
 pub struct AllocationsQuery;
 
+/// What one execution holds, for the inspection API.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<Held>")]
+pub struct AllocationLookup {
+    /// The execution asked about.
+    pub execution_id: String,
+}
+
+/// What an execution holds, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The amounts.
+    pub resources: Resources,
+    /// When it was allocated; `None` when restored from the state topic.
+    pub since: Option<Millis>,
+    /// When it will have ended at the latest (its start plus its timeout); `None` when
+    /// restored.
+    pub ends_by: Option<Millis>,
+}
+
+/// When an allocation made here began, and when it ends at the latest.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    since: Millis,
+    ends_by: Millis,
+}
+
 /// The pool actor.
 pub struct ResourceActor {
     pool: ResourcePool,
-    /// When each allocation made here ends at the latest; restored ones are not in it.
-    ends_by: HashMap<String, Millis>,
+    /// When each allocation made here began and ends at the latest; restored ones are not in
+    /// it.
+    spans: HashMap<String, Span>,
     gauges: telemetry::PoolGauges,
     stats: ActorStats,
     stats_interval: Duration,
@@ -93,7 +122,7 @@ impl ResourceActor {
     pub fn new(pool: ResourcePool, stats_interval: Duration) -> Self {
         Self {
             pool,
-            ends_by: HashMap::new(),
+            spans: HashMap::new(),
             gauges: telemetry::PoolGauges::new(),
             stats: ActorStats::new("resource"),
             stats_interval,
@@ -169,10 +198,9 @@ impl Handler<ViewPool> for ResourceActor {
                     resources: a.resources,
                     // Restored from the state topic: its end is not known.
                     ends_by: self
-                        .ends_by
+                        .spans
                         .get(&a.execution_id)
-                        .copied()
-                        .unwrap_or(Millis::MAX),
+                        .map_or(Millis::MAX, |s| s.ends_by),
                 })
                 .collect();
             // The planner is cheapest on what runs in the order it ends.
@@ -195,13 +223,18 @@ impl Handler<Reserve> for ResourceActor {
 
     fn handle(&mut self, msg: Reserve, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
+        let now = now_millis();
         let answers = msg
             .0
             .into_iter()
             .map(|r| {
                 let allocation = self.pool.allocate(&r.execution_id, r.resources);
                 if allocation.is_ok() {
-                    self.ends_by.insert(r.execution_id, r.ends_by);
+                    let span = Span {
+                        since: now,
+                        ends_by: r.ends_by,
+                    };
+                    self.spans.insert(r.execution_id, span);
                 }
                 allocation
             })
@@ -218,7 +251,7 @@ impl Handler<Release> for ResourceActor {
     fn handle(&mut self, msg: Release, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let released = self.pool.release(&msg.execution_id);
-        self.ends_by.remove(&msg.execution_id);
+        self.spans.remove(&msg.execution_id);
         if released.is_some() {
             self.gauges.set(&self.pool.stats());
         }
@@ -240,6 +273,20 @@ impl Handler<AllocationsQuery> for ResourceActor {
 
     fn handle(&mut self, _msg: AllocationsQuery, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.pool.allocations().collect())
+    }
+}
+
+impl Handler<AllocationLookup> for ResourceActor {
+    type Result = Option<Held>;
+
+    fn handle(&mut self, msg: AllocationLookup, _ctx: &mut Self::Context) -> Option<Held> {
+        let allocation = self.pool.allocation(&msg.execution_id)?;
+        let span = self.spans.get(&msg.execution_id);
+        Some(Held {
+            resources: allocation.resources,
+            since: span.map(|s| s.since),
+            ends_by: span.map(|s| s.ends_by),
+        })
     }
 }
 

@@ -791,3 +791,27 @@ impl Handler<InjectFault> for SchedulerActor {
         ctx.stop();
     }
 }
+
+/// The scheduler's policy and mode, for the inspection API.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "coordinator_core::inspect::view::SchedulerState")]
+pub struct SchedulerStateQuery;
+
+impl Handler<SchedulerStateQuery> for SchedulerActor {
+    type Result = MessageResult<SchedulerStateQuery>;
+
+    fn handle(&mut self, _msg: SchedulerStateQuery, _ctx: &mut Self::Context) -> Self::Result {
+        use coordinator_core::inspect::view::{SchedulerMode, SchedulerState};
+        let mode = match self.mode {
+            Mode::Running => SchedulerMode::Running,
+            Mode::Probing => SchedulerMode::Probing,
+            Mode::Idle => SchedulerMode::Idle,
+            Mode::Blocked => SchedulerMode::Blocked,
+            Mode::Draining => SchedulerMode::Draining,
+        };
+        MessageResult(SchedulerState {
+            policy: self.policy.name().to_owned(),
+            mode,
+        })
+    }
+}

@@ -6,6 +6,7 @@ use coordinator_core::events::{
 };
 use std::time::Duration;
 
+use coordinator_core::inspect::Waiting;
 use coordinator_core::pool::Resources;
 use coordinator_core::Priority;
 use serde::{Deserialize, Serialize};
@@ -123,6 +124,16 @@ impl Pending {
             priority: WirePriority::Number(kept.priority),
             gpu_request: kept.gpu_request,
         })
+    }
+}
+
+impl Waiting for Pending {
+    fn asked(&self) -> Priority {
+        self.asked
+    }
+
+    fn resources(&self) -> Resources {
+        self.resources
     }
 }
 

@@ -1,5 +1,6 @@
 //! Prometheus metrics and the health endpoints on `metrics_addr`: `/metrics`, `/healthz`
-//! (process alive) and `/readyz` (consumer assigned and producer connected).
+//! (process alive) and `/readyz` (consumer assigned and producer connected). The same listener
+//! serves the inspection API and the status page ([`crate::inspect`]).
 
 pub mod log_output;
 pub mod sample;
@@ -19,6 +20,9 @@ use rdkafka::client::ClientContext;
 use rdkafka::producer::ProducerContext;
 use rdkafka::statistics::Statistics;
 use tracing::{info, warn};
+
+use crate::inspect::api::Api;
+use crate::inspect::Inspection;
 
 /// Metric names, all prefixed `execution_coordinator_` (Prometheus conventions).
 pub mod name {
@@ -364,9 +368,15 @@ pub fn recorder() -> anyhow::Result<PrometheusHandle> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` from a thread of its own.
-pub fn serve(addr: SocketAddr, readiness: Arc<Readiness>) -> anyhow::Result<SocketAddr> {
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` from a thread of its own, and the
+/// inspection API and the status page from what `inspection` holds.
+pub fn serve(
+    addr: SocketAddr,
+    readiness: Arc<Readiness>,
+    inspection: Arc<Inspection>,
+) -> anyhow::Result<SocketAddr> {
     let handle = recorder()?;
+    let api = Api::start(inspection, readiness.clone())?;
     let server = tiny_http::Server::http(addr)
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for metrics: {e}"))?;
     let bound = server
@@ -374,10 +384,11 @@ pub fn serve(addr: SocketAddr, readiness: Arc<Readiness>) -> anyhow::Result<Sock
         .to_ip()
         .context("metrics listener address")?;
     info!(addr = %bound, "Metrics and health endpoints listening.");
+    info!(url = %format!("http://{bound}/"), "Status page and inspection API (/v1/queue, /v1/executions/{{id}}, /v1/history) served.");
     std::thread::Builder::new()
         .name("metrics-http".into())
         .spawn(move || {
-            for request in server.incoming_requests() {
+            for mut request in server.incoming_requests() {
                 let (status, body, content_type) = match request.url() {
                     "/metrics" => {
                         handle.run_upkeep();
@@ -395,7 +406,13 @@ pub fn serve(addr: SocketAddr, readiness: Arc<Readiness>) -> anyhow::Result<Sock
                         );
                         (503, why, "text/plain")
                     }
-                    _ => (404, "not found\n".to_owned(), "text/plain"),
+                    _ => match api.serve(request) {
+                        None => continue,
+                        Some(unknown) => {
+                            request = unknown;
+                            (404, "not found\n".to_owned(), "text/plain")
+                        }
+                    },
                 };
                 let header = tiny_http::Header::from_bytes("Content-Type", content_type)
                     .expect("static header is valid");
