@@ -6,34 +6,14 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use coordinator_core::events::EventType;
 use support::daemon::{DaemonProcess, TestConfig};
 use support::deadline;
 use support::golden::{golden, request};
+use support::http::get;
 use support::kafka::{bootstrap_servers, produce_event, producer};
-
-/// GET `path` from `addr`: (status, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {response:?}"));
-    let body = response
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    (status, body)
-}
 
 /// The value of the sample `series` (name with labels, as rendered) in a scrape.
 fn sample(body: &str, series: &str) -> Option<f64> {

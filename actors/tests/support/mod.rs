@@ -1,6 +1,6 @@
 //! What the integration tests share: one wait budget, the golden events, the Kafka helpers
-//! (`kafka`), the daemon binary as a child process with a config of its own (`daemon`), and
-//! the fakes of the actor-level tests (`actors`). Every test file takes it with `mod support;`.
+//! (`kafka`), the daemon binary as a child process with a config of its own (`daemon`), GETs
+//! against its metrics listener (`http`), and the fakes of the actor-level tests (`actors`). Every test file takes it with `mod support;`.
 //!
 //! Tests wait by polling against a deadline ([`deadline`]), never by sleeping before an
 //! assertion.
@@ -9,6 +9,7 @@
 pub mod actors;
 pub mod daemon;
 pub mod golden;
+pub mod http;
 pub mod kafka;
 
 use std::path::{Path, PathBuf};
