@@ -1,12 +1,14 @@
 //! What the integration tests share: one wait budget, the golden events, the Kafka helpers
 //! (`kafka`), the daemon binary as a child process with a config of its own (`daemon`), GETs
-//! against its metrics listener (`http`), and the fakes of the actor-level tests (`actors`). Every test file takes it with `mod support;`.
+//! against its metrics listener (`http`), a headless browser (`browser`), and the fakes of the
+//! actor-level tests (`actors`). Every test file takes it with `mod support;`.
 //!
 //! Tests wait by polling against a deadline ([`deadline`]), never by sleeping before an
 //! assertion.
 #![allow(dead_code)]
 
 pub mod actors;
+pub mod browser;
 pub mod daemon;
 pub mod golden;
 pub mod http;
