@@ -135,7 +135,11 @@ function renderNow(queue) {
   meter("cpu", pool.used.cpu_millis, pool.total.cpu_millis, pool.reserve.cpu_millis, cores);
   $("cpu-unit").textContent = pool.total.cpu_millis === 1000 ? "core" : "cores";
   $("cpu-note").textContent = `${cores(pool.free.cpu_millis)} free · ${cores(pool.reserve.cpu_millis)} reserved`;
-  meter("memory", pool.used.memory_mib, pool.total.memory_mib, pool.reserve.memory_mib, mib);
+  // Used and total in the total's unit, the unit once: "35.3 / 76.8 GiB".
+  const gib = pool.total.memory_mib >= 1024;
+  const inUnit = (n) => (gib ? (n / 1024).toFixed(1).replace(/\.0$/, "") : String(n));
+  meter("memory", pool.used.memory_mib, pool.total.memory_mib, pool.reserve.memory_mib, inUnit);
+  $("memory-unit").textContent = gib ? "GiB" : "MiB";
   $("memory-note").textContent = `${mib(pool.free.memory_mib)} free · ${mib(pool.reserve.memory_mib)} reserved`;
   meter("gpu", pool.used.gpu, pool.total.gpu, 0, String);
   $("gpu-note").textContent = pool.total.gpu > 0 ? `${pool.free.gpu} free` : "no GPUs in the pool";
