@@ -78,6 +78,15 @@ fn reasons(queue: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// A `/v1/queue` answer with `queued` executions between two passes. A pass holds the head for
+/// a moment on every tick (it is being scheduled then, not queued, and the scheduler probing),
+/// so the tests wait for the queue as it stands between them.
+fn settled(queued: u64) -> impl Fn(&Value) -> bool {
+    move |q| {
+        q["queued"] == queued && q["being_scheduled"] == 0 && q["scheduler"]["mode"] == "blocked"
+    }
+}
+
 /// Polls `/v1/executions/{id}` until it says `state`.
 fn wait_for_state(addr: &str, id: &str, state: &str) -> Value {
     poll_json(addr, &format!("/v1/executions/{id}"), |j| {
@@ -123,7 +132,7 @@ async fn the_queue_and_each_execution_are_shown_where_they_are_and_why() {
     ] {
         produce_event(&p, &events, &request(id, user, level)).await;
     }
-    let queue = poll_json(&addr, "/v1/queue", |q| q["queued"] == 3);
+    let queue = poll_json(&addr, "/v1/queue", settled(3));
     schemas.check(Answer::Queue, &queue);
     assert_eq!(ids(&queue), ["n1", "n2", "l1"]);
     assert_eq!(
@@ -144,12 +153,11 @@ async fn the_queue_and_each_execution_are_shown_where_they_are_and_why() {
     assert_eq!(queue["depth"]["low"], 1);
     assert_eq!(queue["pool"]["used"]["cpu_millis"], 500);
     assert_eq!(queue["pool"]["active_allocations"], 1);
-    assert_eq!(queue["scheduler"]["mode"], "blocked");
 
     // A critical arrival goes ahead of them all: every position moves, and the others now
     // wait behind a higher level.
     produce_event(&p, &events, &request("c1", "u4", "critical")).await;
-    let queue = poll_json(&addr, "/v1/queue", |q| q["queued"] == 4);
+    let queue = poll_json(&addr, "/v1/queue", settled(4));
     schemas.check(Answer::Queue, &queue);
     assert_eq!(ids(&queue), ["c1", "n1", "n2", "l1"]);
     let positions: Vec<u64> = queue["executions"]
@@ -176,8 +184,7 @@ async fn the_queue_and_each_execution_are_shown_where_they_are_and_why() {
     assert_eq!(queue["executions"][3]["level_now"], "low");
 
     // The limit; bad limits are refused with a sentence.
-    let (status, two) = get_json(&addr, "/v1/queue?limit=2");
-    assert_eq!(status, 200);
+    let two = poll_json(&addr, "/v1/queue?limit=2", settled(4));
     schemas.check(Answer::Queue, &two);
     assert_eq!(ids(&two), ["c1", "n1"]);
     assert_eq!(two["queued"], 4);
@@ -191,13 +198,14 @@ async fn the_queue_and_each_execution_are_shown_where_they_are_and_why() {
         );
     }
 
-    // One queued execution says what the listing says of it.
-    let (status, n2) = get_json(&addr, "/v1/executions/n2");
-    assert_eq!(status, 200);
+    // One queued execution says what the listing says of it (c1, ahead of it, not being
+    // scheduled at that moment).
+    let n2 = poll_json(&addr, "/v1/executions/n2", |e| {
+        e["reason"]["kind"] == "behind_higher_priority"
+    });
     schemas.check(Answer::Execution, &n2);
     assert_eq!(n2["state"], "queued");
     assert_eq!(n2["position"], 2);
-    assert_eq!(n2["reason"]["kind"], "behind_higher_priority");
     assert_eq!(n2["level_asked"], "normal");
 
     // The blocker completes: it is finished, and the critical one runs.
@@ -208,7 +216,7 @@ async fn the_queue_and_each_execution_are_shown_where_they_are_and_why() {
     assert!(finished["finished_at"].is_string());
     let c1 = wait_for_state(&addr, "c1", "active");
     schemas.check(Answer::Execution, &c1);
-    let queue = poll_json(&addr, "/v1/queue", |q| q["queued"] == 3);
+    let queue = poll_json(&addr, "/v1/queue", settled(3));
     assert_eq!(ids(&queue), ["n1", "n2", "l1"]);
     assert_eq!(
         reasons(&queue),
@@ -279,7 +287,9 @@ async fn under_demote_a_blocked_head_shows_the_level_it_asked_and_the_one_it_is_
     assert_eq!(h1["level_asked"], "high");
     assert!(h1["requeues"].as_u64().is_some_and(|r| r >= 3), "{h1}");
     assert_eq!(h1["reason"]["kind"], "pool_full");
-    let queue = poll_json(&addr, "/v1/queue", |q| q["queued"] == 1);
+    let queue = poll_json(&addr, "/v1/queue", |q| {
+        q["queued"] == 1 && q["executions"][0]["level_now"] == "background"
+    });
     schemas.check(Answer::Queue, &queue);
     assert_eq!(queue["scheduler"]["policy"], "demote");
     assert_eq!(queue["executions"][0]["level_asked"], "high");
