@@ -233,5 +233,7 @@ fn demo_on_the_embedded_broker_closes_the_loop_and_prints_a_summary() {
         summary.contains("accepted      100") && summary.contains("commanded      100"),
         "{summary}"
     );
-    assert!(output.iter().any(|l| l.contains("queue wait per priority")));
+    assert!(output
+        .iter()
+        .any(|l| l.contains("queue wait by the level asked for")));
 }
