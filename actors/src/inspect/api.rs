@@ -40,13 +40,8 @@ pub enum Route {
     Page(Asset),
     /// `GET /v1/history`.
     History,
-    /// `GET /v1/queue?limit=N`.
-    Queue {
-        /// How many executions to list.
-        limit: usize,
-    },
-    /// `GET /v1/executions/{id}`.
-    Execution(String),
+    /// A question for the actors.
+    Ask(Question),
     /// A question the API does not take: its status and why.
     Refused {
         /// 400, 404 or 405.
@@ -56,6 +51,18 @@ pub enum Route {
     },
     /// Nothing of the API's (the listener answers its plain 404).
     NotFound,
+}
+
+/// What the `inspect-http` thread asks the actors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Question {
+    /// `GET /v1/queue?limit=N`.
+    Queue {
+        /// How many executions to list.
+        limit: usize,
+    },
+    /// `GET /v1/executions/{id}`.
+    Execution(String),
 }
 
 fn refused(status: u16, error: impl Into<String>) -> Route {
@@ -141,14 +148,14 @@ pub fn route(method: &tiny_http::Method, url: &str) -> Route {
     match path.trim_end_matches('/') {
         "/v1/history" => no_query().err().unwrap_or(Route::History),
         "/v1/queue" => match queue_limit(query) {
-            Ok(limit) => Route::Queue { limit },
+            Ok(limit) => Route::Ask(Question::Queue { limit }),
             Err(error) => refused(400, error),
         },
         "/v1/executions" => refused(400, "name the execution: /v1/executions/{id}"),
         p => match p.strip_prefix("/v1/executions/") {
             Some(id) if !id.contains('/') => match (percent_decode(id), no_query()) {
                 (_, Err(refusal)) => refusal,
-                (Some(id), Ok(())) => Route::Execution(id),
+                (Some(id), Ok(())) => Route::Ask(Question::Execution(id)),
                 (None, Ok(())) => refused(400, format!("{id:?} is not a valid escaped id")),
             },
             _ => refused(
@@ -212,7 +219,7 @@ impl Answered {
 /// thread for the rest.
 pub struct Api {
     inspection: Arc<Inspection>,
-    questions: mpsc::Sender<(Route, tiny_http::Request)>,
+    questions: mpsc::Sender<(Question, tiny_http::Request)>,
 }
 
 impl Api {
@@ -251,7 +258,7 @@ impl Api {
                 Answered::ok(&history).send(request);
             }
             Route::Refused { status, error } => Answered::error(status, error).send(request),
-            question => {
+            Route::Ask(question) => {
                 if let Err(e) = self.questions.try_send((question, request)) {
                     let (request, why) = match e {
                         mpsc::error::TrySendError::Full((_, r)) => {
@@ -303,13 +310,13 @@ struct Answers {
 impl Answers {
     /// Answers questions as they come and samples the history every second, until the
     /// listener is gone.
-    async fn run(self, mut pending: mpsc::Receiver<(Route, tiny_http::Request)>) {
+    async fn run(self, mut pending: mpsc::Receiver<(Question, tiny_http::Request)>) {
         let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 question = pending.recv() => match question {
-                    Some((route, request)) => self.answer(route).await.send(request),
+                    Some((question, request)) => self.answer(question).await.send(request),
                     None => break,
                 },
                 _ = tick.tick() => self.sample().await,
@@ -333,14 +340,10 @@ impl Answers {
         })
     }
 
-    async fn answer(&self, route: Route) -> Answered {
-        let answered = match route {
-            Route::Queue { limit } => self.queue(limit).await,
-            Route::Execution(id) => self.execution(id).await,
-            _ => Err(Answered::error(
-                500,
-                "not a question for the actors".to_owned(),
-            )),
+    async fn answer(&self, question: Question) -> Answered {
+        let answered = match question {
+            Question::Queue { limit } => self.queue(limit).await,
+            Question::Execution(id) => self.execution(id).await,
         };
         answered.unwrap_or_else(|refusal| refusal)
     }
@@ -447,26 +450,15 @@ mod tests {
 
     #[test]
     fn routes_take_the_limit_an_id_and_nothing_else() {
-        assert_eq!(
-            get("/v1/queue"),
-            Route::Queue {
-                limit: DEFAULT_LIMIT
-            }
-        );
-        assert_eq!(get("/v1/queue?limit=7"), Route::Queue { limit: 7 });
-        assert_eq!(get("/v1/queue?limit=0"), Route::Queue { limit: 0 });
-        assert_eq!(
-            get("/v1/queue/"),
-            Route::Queue {
-                limit: DEFAULT_LIMIT
-            }
-        );
+        let queue = |limit| Route::Ask(Question::Queue { limit });
+        let execution = |id: &str| Route::Ask(Question::Execution(id.into()));
+        assert_eq!(get("/v1/queue"), queue(DEFAULT_LIMIT));
+        assert_eq!(get("/v1/queue?limit=7"), queue(7));
+        assert_eq!(get("/v1/queue?limit=0"), queue(0));
+        assert_eq!(get("/v1/queue/"), queue(DEFAULT_LIMIT));
         assert_eq!(get("/v1/history"), Route::History);
-        assert_eq!(get("/v1/executions/e-1"), Route::Execution("e-1".into()));
-        assert_eq!(
-            get("/v1/executions/a%20b%2Fc"),
-            Route::Execution("a b/c".into())
-        );
+        assert_eq!(get("/v1/executions/e-1"), execution("e-1"));
+        assert_eq!(get("/v1/executions/a%20b%2Fc"), execution("a b/c"));
         assert_eq!(get("/metrics"), Route::NotFound);
         assert_eq!(get("/nothing"), Route::NotFound);
         assert!(matches!(get("/"), Route::Page(_)));
