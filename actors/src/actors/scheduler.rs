@@ -810,7 +810,7 @@ impl Handler<SchedulerStateQuery> for SchedulerActor {
             Mode::Draining => SchedulerMode::Draining,
         };
         MessageResult(SchedulerState {
-            policy: self.policy.name().to_owned(),
+            policy: self.rules.policy.name().to_owned(),
             mode,
         })
     }
