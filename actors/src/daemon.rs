@@ -131,6 +131,13 @@ impl Daemon {
         inspection: Arc<Inspection>,
         tail: Option<StateTail>,
     ) -> anyhow::Result<Daemon> {
+        if !config.scheduler.fair_share_half_life.is_zero() {
+            warn!(
+                half_life = %humantime::format_duration(config.scheduler.fair_share_half_life),
+                "scheduler.fair_share_half_life is set, but the daemon does not apply fair share yet \
+                 (the simulator does); executions are served FIFO within a level."
+            );
+        }
         // The topics were made once, before this instance joined the ownership group; a
         // recovery or a takeover does not make them again.
         let kafka = config.kafka.clone();

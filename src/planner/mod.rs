@@ -38,12 +38,12 @@ use crate::Priority;
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// The first candidate that does not fit is demoted one level and the pass ends.
-    #[default]
     Demote,
     /// The first candidate that does not fit blocks everything behind it, at its level.
     Strict,
     /// The first candidate that does not fit gets a reservation; the ones behind it start when
     /// they do not delay it. The one longest past its level's `max_wait` goes first.
+    #[default]
     Backfill,
 }
 
