@@ -250,6 +250,25 @@ impl Default for MaxWait {
 }
 
 impl MaxWait {
+    /// These waits with every level not in `given` (left at its default) lowered to half of
+    /// `stale_timeout` when it is not below it: a shorter stale timeout alone never makes the
+    /// defaults invalid, while a `max_wait` set by hand is validated as written.
+    pub fn below_stale_timeout(mut self, stale_timeout: Duration, given: &[Priority]) -> Self {
+        for level in Priority::ALL {
+            let wait = match level {
+                Priority::Critical => &mut self.critical,
+                Priority::High => &mut self.high,
+                Priority::Normal => &mut self.normal,
+                Priority::Low => &mut self.low,
+                Priority::Background => &mut self.background,
+            };
+            if !given.contains(&level) && *wait >= stale_timeout {
+                *wait = stale_timeout / 2;
+            }
+        }
+        self
+    }
+
     /// The same wait for every level.
     pub fn all(wait: Duration) -> Self {
         Self {
@@ -915,7 +934,17 @@ impl Config {
         let redactor = Redactor::new(secret_values(&table).iter().map(String::as_str));
 
         let mut de_errors = Vec::new();
-        let config = Config {
+        let max_wait_given: Vec<Priority> = Priority::ALL
+            .into_iter()
+            .filter(|level| {
+                table
+                    .get("scheduler")
+                    .and_then(|s| s.get("max_wait"))
+                    .and_then(|m| m.get(level.name()))
+                    .is_some()
+            })
+            .collect();
+        let mut config = Config {
             queue: take_section(&mut table, "queue", &mut de_errors),
             scheduler: take_section(&mut table, "scheduler", &mut de_errors),
             resources: take_section(&mut table, "resources", &mut de_errors),
@@ -926,6 +955,10 @@ impl Config {
         for key in table.keys() {
             de_errors.push(unknown_top_level_key(key));
         }
+        config.scheduler.max_wait = config
+            .scheduler
+            .max_wait
+            .below_stale_timeout(config.queue.stale_timeout, &max_wait_given);
         for error in de_errors {
             errors.push(attribute_to_env(error, &applied));
         }

@@ -733,7 +733,7 @@ fn warnings_flag_valid_but_odd_settings() {
 #[test]
 fn backfill_knobs_have_defaults_and_max_wait_stays_below_the_stale_timeout() {
     let s = Config::default().scheduler;
-    assert_eq!(s.policy, Policy::Demote);
+    assert_eq!(s.policy, Policy::Backfill);
     assert_eq!((s.backfill_depth, s.reservations), (100, 1));
     assert_eq!(s.fair_share_half_life, Duration::ZERO);
     assert_eq!(s.max_wait, MaxWait::default());
@@ -753,10 +753,11 @@ fn backfill_knobs_have_defaults_and_max_wait_stays_below_the_stale_timeout() {
     // Unset levels keep their defaults.
     assert_eq!(c.scheduler.max_wait.normal, Duration::from_secs(900));
 
-    // Every level at or over the stale timeout is named, each on its own line.
+    // Every level set at or over the stale timeout is named, each on its own line; levels
+    // left at their defaults are lowered to half the stale timeout instead.
     let text = error_text(
         "[queue]\nstale_timeout = \"10m\"\n[scheduler]\npolicy = \"backfill\"\n\
-         max_wait = { critical = \"10m\", normal = \"9m\" }\n",
+         max_wait = { critical = \"10m\", normal = \"9m\", low = \"30m\", background = \"45m\" }\n",
     );
     assert!(
         text.contains(
@@ -828,7 +829,7 @@ fn backfill_knobs_take_env_overrides_and_odd_values_warn() {
         warnings.contains("scheduler.reservations (200) exceeds"),
         "{warnings}"
     );
-    let c = parse("[scheduler]\nfair_share_half_life = \"1h\"\n");
+    let c = parse("[scheduler]\npolicy = \"strict\"\nfair_share_half_life = \"1h\"\n");
     assert!(
         c.warnings()
             .join("\n")
@@ -839,4 +840,26 @@ fn backfill_knobs_take_env_overrides_and_odd_values_warn() {
     assert!(parse("[scheduler]\npolicy = \"backfill\"\n")
         .warnings()
         .is_empty());
+}
+
+#[test]
+fn a_short_stale_timeout_lowers_the_default_max_waits_but_not_those_set_by_hand() {
+    let config = parse("[queue]\nstale_timeout = \"30s\"\n");
+    assert_eq!(config.scheduler.policy, Policy::Backfill);
+    let max_wait = config.scheduler.max_wait;
+    assert_eq!(
+        max_wait.critical,
+        Duration::from_secs(15),
+        "half the stale timeout"
+    );
+    assert_eq!(max_wait.background, Duration::from_secs(15));
+
+    let text = "[queue]\nstale_timeout = \"30s\"\n[scheduler.max_wait]\ncritical = \"2m\"\n";
+    let error = error_text(text);
+    assert!(
+        error.contains("scheduler.max_wait.critical")
+            && error.contains("below queue.stale_timeout"),
+        "{error}"
+    );
+    assert!(!error.contains("scheduler.max_wait.high"), "{error}");
 }
