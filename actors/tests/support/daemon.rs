@@ -78,6 +78,11 @@ impl TestConfig {
     fn text(&self, bootstrap: Option<&str>) -> String {
         let mut table: toml::Table = toml::from_str(&self.base(bootstrap).to_toml_string())
             .expect("Config::to_toml_string renders TOML");
+        // The max waits are left to their defaults (and so below a short stale timeout) unless
+        // a test sets them.
+        if let Some(scheduler) = table.get_mut("scheduler").and_then(|s| s.as_table_mut()) {
+            scheduler.remove("max_wait");
+        }
         for (section, line) in &self.extra {
             let entries: toml::Table = toml::from_str(line)
                 .unwrap_or_else(|e| panic!("[{section}] {line:?} is not a TOML key = value: {e}"));
