@@ -14,15 +14,6 @@ use support::kafka::{
 };
 use support::{deadline, WAIT};
 
-/// A pool that holds exactly one 500m request at a time: 1 core, no overcommit, reserve 100m.
-fn one_slot_pool(config: TestConfig) -> TestConfig {
-    config
-        .set("resources", "total_cpu_cores = 1.0")
-        .set("resources", "overcommit_factor = 1.0")
-        .set("resources", "total_memory_mb = 4096")
-        .set("resources", "min_available_cpu_cores = 0.1")
-}
-
 /// The JSON of a message, or Null when it is not JSON (the bad-input test writes such).
 fn json(m: &Received) -> Value {
     serde_json::from_slice(m.payload.as_deref().unwrap_or_default()).unwrap_or(Value::Null)
@@ -73,7 +64,8 @@ async fn wait_commands(config: &TestConfig, ids: &[&str]) -> Vec<Received> {
 #[tokio::test]
 async fn admission_order_rejections_completion_and_cancellation() {
     let bootstrap = bootstrap_servers();
-    let config = one_slot_pool(TestConfig::fresh())
+    let config = TestConfig::fresh()
+        .one_slot_pool()
         .set("queue", "max_queue_size = 7")
         .set("queue", "max_executions_per_user = 3")
         .set("queue", "requeue_demotes = false")
@@ -197,7 +189,8 @@ async fn admission_order_rejections_completion_and_cancellation() {
 #[tokio::test]
 async fn stale_executions_expire_with_a_timeout_failure() {
     let bootstrap = bootstrap_servers();
-    let config = one_slot_pool(TestConfig::fresh())
+    let config = TestConfig::fresh()
+        .one_slot_pool()
         .set("queue", "stale_timeout = \"1s\"")
         .set("queue", "stale_sweep_interval = \"100ms\"");
     let mut daemon = DaemonProcess::start(&config, &bootstrap);
@@ -378,7 +371,8 @@ async fn duplicate_detection_survives_a_restart() {
 #[tokio::test]
 async fn a_second_instance_waits_as_a_hot_standby_and_takes_over_when_the_owner_dies() {
     let bootstrap = bootstrap_servers();
-    let config = one_slot_pool(TestConfig::fresh())
+    let config = TestConfig::fresh()
+        .one_slot_pool()
         .set("kafka", "exactly_once = true")
         .set("queue", "requeue_demotes = false");
     let events = config.events_topic();

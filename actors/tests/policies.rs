@@ -29,10 +29,7 @@ const ARRIVALS: [(&str, &str); 7] = [
 /// One execution (500m) at a time: 1 core, no overcommit, 100m held back.
 fn one_slot(config: TestConfig) -> TestConfig {
     config
-        .set("resources", "total_cpu_cores = 1.0")
-        .set("resources", "overcommit_factor = 1.0")
-        .set("resources", "total_memory_mb = 4096")
-        .set("resources", "min_available_cpu_cores = 0.1")
+        .one_slot_pool()
         .set("scheduler", "scheduling_interval = \"100ms\"")
 }
 

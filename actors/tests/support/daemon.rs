@@ -39,6 +39,15 @@ impl TestConfig {
         }
     }
 
+    /// A pool that holds exactly one 500m request at a time: 1 core, no overcommit, 100m held
+    /// back.
+    pub fn one_slot_pool(self) -> Self {
+        self.set("resources", "total_cpu_cores = 1.0")
+            .set("resources", "overcommit_factor = 1.0")
+            .set("resources", "total_memory_mb = 4096")
+            .set("resources", "min_available_cpu_cores = 0.1")
+    }
+
     /// Sets `line` (`key = value`, TOML) in `[section]` (`kafka`, or a sub-table such as
     /// `kafka.properties`), over the default and any earlier line for the same key.
     pub fn set(mut self, section: &'static str, line: &str) -> Self {
