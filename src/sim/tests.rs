@@ -47,11 +47,11 @@ fn trace() -> String {
     .join("\n")
 }
 
-fn starts(policy: Policy) -> (Vec<u64>, engine::Outcome) {
-    let config = SimConfig::from_toml_str(CONFIG).unwrap();
-    let records = swf::parse(trace().as_bytes(), None).unwrap();
-    let (jobs, skipped) = map_all(&records, &config);
-    assert_eq!(skipped, 0);
+/// Replays `trace` under `config` and `policy`: each job's start in seconds, the outcome, and
+/// how many records were skipped.
+fn run_trace(config: &SimConfig, trace: &str, policy: Policy) -> (Vec<u64>, engine::Outcome, u64) {
+    let records = swf::parse(trace.as_bytes(), None).unwrap();
+    let (jobs, skipped) = map_all(&records, config);
     let outcome = engine::run(&jobs, &config.config, policy, &mut |_, _| {});
     let starts = outcome
         .jobs
@@ -61,6 +61,13 @@ fn starts(policy: Policy) -> (Vec<u64>, engine::Outcome) {
             other => panic!("not started: {other:?}"),
         })
         .collect();
+    (starts, outcome, skipped)
+}
+
+fn starts(policy: Policy) -> (Vec<u64>, engine::Outcome) {
+    let config = SimConfig::from_toml_str(CONFIG).unwrap();
+    let (starts, outcome, skipped) = run_trace(&config, &trace(), policy);
+    assert_eq!(skipped, 0);
     (starts, outcome)
 }
 
@@ -270,22 +277,7 @@ fn config_with(scheduler: &str, simulate: &str) -> SimConfig {
 }
 
 fn replay(config: &SimConfig, trace: &str) -> (Vec<u64>, engine::Outcome) {
-    let records = swf::parse(trace.as_bytes(), None).unwrap();
-    let (jobs, _) = map_all(&records, config);
-    let outcome = engine::run(
-        &jobs,
-        &config.config,
-        config.config.scheduler.policy,
-        &mut |_, _| {},
-    );
-    let starts = outcome
-        .jobs
-        .iter()
-        .map(|o| match o {
-            JobOutcome::Started { start, .. } => *start / 1000,
-            other => panic!("not started: {other:?}"),
-        })
-        .collect();
+    let (starts, outcome, _) = run_trace(config, trace, config.config.scheduler.policy);
     (starts, outcome)
 }
 
