@@ -4,6 +4,7 @@
 //! decisions back, so every rule is unit-, property- and bench-testable.
 
 pub mod config;
+pub mod estimate;
 pub mod events;
 pub mod fair_share;
 pub mod inspect;
