@@ -29,6 +29,10 @@ pub struct Forecast {
     walked: u64,
     /// Resource × milliseconds of the executions walked, per cpu, memory and gpu.
     work: [f64; 3],
+    /// What is free now plus what runs: the pool before anything holds it.
+    base: Resources,
+    /// Every interval something is expected to hold resources: (from, until, what).
+    held: Vec<(Millis, Millis, Resources)>,
 }
 
 impl Forecast {
@@ -40,10 +44,18 @@ impl Forecast {
         running: impl IntoIterator<Item = Release>,
         capacity: Resources,
     ) -> Self {
+        let mut base = available;
+        let mut held = Vec::new();
         let releases = running
             .into_iter()
             .map(|r| {
                 let x = r.resources;
+                base = Resources::new(
+                    base.cpu_millis + x.cpu_millis,
+                    base.memory_mib + x.memory_mib,
+                    base.gpu + x.gpu,
+                );
+                held.push((now, r.at.max(now), x));
                 Reverse((r.at.max(now), x.cpu_millis, x.memory_mib, x.gpu))
             })
             .collect();
@@ -54,6 +66,8 @@ impl Forecast {
             capacity,
             walked: 0,
             work: [0.0; 3],
+            base,
+            held,
         }
     }
 
@@ -78,11 +92,64 @@ impl Forecast {
             resources.gpu,
         )));
         self.walked += 1;
+        self.held.push((self.t, end, resources));
         let r = runtime_ms as f64;
         self.work[0] += resources.cpu_millis as f64 * r;
         self.work[1] += resources.memory_mib as f64 * r;
         self.work[2] += resources.gpu as f64 * r;
         Some(self.t)
+    }
+
+    /// The earliest time from now at which `resources` fit for `runtime_ms` around everything
+    /// walked so far, each where the walk placed it: where an execution that backfills would
+    /// start. `None` when it never fits.
+    pub fn gap(&self, resources: Resources, runtime_ms: u64) -> Option<Millis> {
+        // Free resources as a step function of time.
+        let mut events: Vec<(Millis, i8, Resources)> = Vec::with_capacity(2 * self.held.len());
+        for &(from, until, r) in &self.held {
+            if until > from {
+                events.push((from, -1, r));
+                events.push((until, 1, r));
+            }
+        }
+        events.sort_unstable_by_key(|e| (e.0, e.1));
+        let mut steps: Vec<(Millis, Resources)> = Vec::with_capacity(events.len() + 1);
+        let now = self.held.first().map_or(self.t, |h| h.0).min(self.t);
+        let (mut used, mut i) = ([0i128; 3], 0);
+        let mut at = now;
+        loop {
+            while i < events.len() && events[i].0 <= at {
+                let (_, sign, r) = events[i];
+                let d = [r.cpu_millis, r.memory_mib, r.gpu].map(i128::from);
+                for k in 0..3 {
+                    used[k] -= i128::from(sign) * d[k];
+                }
+                i += 1;
+            }
+            let base = [self.base.cpu_millis, self.base.memory_mib, self.base.gpu].map(i128::from);
+            let free = |k: usize| u64::try_from((base[k] - used[k]).max(0)).unwrap_or(0);
+            steps.push((at, Resources::new(free(0), free(1), free(2))));
+            match events.get(i) {
+                Some(e) => at = e.0,
+                None => break,
+            }
+        }
+        // The first step from which it fits through `runtime_ms`: a step it does not fit in
+        // rules out every start before that step's end.
+        let mut start = 0;
+        'search: while start < steps.len() {
+            let from = steps[start].0;
+            let mut j = start;
+            while j < steps.len() && steps[j].0 < from.saturating_add(runtime_ms) {
+                if !resources.fits_in(&steps[j].1) {
+                    start = j + 1;
+                    continue 'search;
+                }
+                j += 1;
+            }
+            return Some(from);
+        }
+        None
     }
 
     /// When an execution reserving `resources` for `runtime_ms` is expected to start with

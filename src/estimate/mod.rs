@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::queue::Millis;
 use crate::LEVELS;
-use calibration::Calibration;
+use calibration::{Calibrated, Calibration};
 pub use forecast::{Forecast, Release};
 use runtimes::Runtimes;
 
@@ -60,7 +60,7 @@ pub struct Estimate {
 pub struct Guess {
     level: usize,
     point_ms: f64,
-    bound_ms: f64,
+    told: Calibrated,
     basis: Basis,
 }
 
@@ -140,13 +140,10 @@ impl<K: Hash + Eq, G: Hash + Eq> Estimator<K, G> {
         start: Option<Millis>,
         now: Millis,
     ) -> Estimate {
-        let drain = self.gap_ms.map(|gap| gap * position as f64);
+        let drain = self.drain_ms(position);
         let plan = start.map(|s| s.saturating_sub(now) as f64);
         let (basis, point_ms) = match (plan, drain) {
-            (Some(p), Some(d)) if self.runtimes.observed() < PLAN_AFTER => {
-                let _ = p;
-                (Basis::Drain, d)
-            }
+            (Some(_), Some(d)) if self.runtimes.observed() < PLAN_AFTER => (Basis::Drain, d),
             (Some(p), _) => (Basis::Plan, p),
             (None, Some(d)) => (Basis::Drain, d),
             (None, None) => (Basis::Drain, 0.0),
@@ -162,10 +159,16 @@ impl<K: Hash + Eq, G: Hash + Eq> Estimator<K, G> {
             guess: Guess {
                 level,
                 point_ms,
-                bound_ms: c.bound_ms,
+                told: c,
                 basis,
             },
         }
+    }
+
+    /// Position × the mean time between starts: the wait the drain rate alone gives an
+    /// execution at `position`; `None` before two starts.
+    pub fn drain_ms(&self, position: usize) -> Option<f64> {
+        self.gap_ms.map(|gap| gap * position as f64)
     }
 
     /// The execution estimated by `guess` started at `now` after waiting `waited_ms`.
@@ -174,12 +177,7 @@ impl<K: Hash + Eq, G: Hash + Eq> Estimator<K, G> {
             Basis::Plan => &mut self.plan,
             Basis::Drain => &mut self.drain,
         };
-        calibration.learn(
-            guess.level,
-            guess.point_ms,
-            guess.bound_ms,
-            waited_ms as f64,
-        );
+        calibration.learn(guess.level, guess.point_ms, &guess.told, waited_ms as f64);
         self.dispatched(now);
     }
 

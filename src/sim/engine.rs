@@ -50,6 +50,7 @@ use crate::planner::{self, Candidate, Fate, Policy, PoolView, Rules, Running};
 use crate::pool::{PoolSpec, RequestError, ResourceAsk, ResourcePool, Resources};
 use crate::queue::{ExecutionQueue, Millis, QueueLimits, QueuedExecution, Rejection};
 use crate::sim::bound::{Bounds, Checks};
+use crate::sim::eta::{Eta, JobEta, Scene};
 use crate::sim::settings::SimJob;
 use crate::sim::timeline::{self, Timeline};
 use crate::Priority;
@@ -97,6 +98,9 @@ pub struct Outcome {
     pub timeline: Timeline,
     /// The wait bound and the reservations, as checked during the replay.
     pub checks: Checks,
+    /// What each job's wait was estimated at when it was queued; empty unless the replay
+    /// estimated ([`run_estimating`]).
+    pub told: Vec<Option<JobEta>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -146,6 +150,7 @@ struct Engine<'a> {
     end_ms: Millis,
     dispatch_order: Vec<u32>,
     timeline: Timeline,
+    eta: Option<Box<Eta>>,
 }
 
 /// Replays `jobs` under `config` and `policy`. `progress` is called now and then with the
@@ -154,6 +159,28 @@ pub fn run(
     jobs: &[SimJob],
     config: &Config,
     policy: Policy,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Outcome {
+    replay(jobs, config, policy, false, progress)
+}
+
+/// As [`run`], estimating every execution's wait when it is queued ([`super::eta`]): the
+/// outcome's `told` holds the estimates. Each estimate walks the queue ahead of the execution
+/// (at most [`super::eta::HORIZON`] of it), so this is slower on deep queues.
+pub fn run_estimating(
+    jobs: &[SimJob],
+    config: &Config,
+    policy: Policy,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Outcome {
+    replay(jobs, config, policy, true, progress)
+}
+
+fn replay(
+    jobs: &[SimJob],
+    config: &Config,
+    policy: Policy,
+    estimate: bool,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Outcome {
     let q = &config.queue;
@@ -225,6 +252,7 @@ pub fn run(
         end_ms: 0,
         dispatch_order: Vec::new(),
         timeline: Timeline::default(),
+        eta: estimate.then(|| Box::new(Eta::new(jobs.len()))),
     };
     e.run(progress)
 }
@@ -300,6 +328,7 @@ impl Engine<'_> {
             dispatch_order: self.dispatch_order,
             timeline: self.timeline,
             checks: self.bounds.checks,
+            told: self.eta.map(|e| e.told).unwrap_or_default(),
         }
     }
 
@@ -342,6 +371,17 @@ impl Engine<'_> {
                     fair.insert(j.priority, &self.user_of[job as usize], arrival as u64);
                 }
                 self.bounds.admitted(j.priority.index(), job);
+                if let Some(eta) = &mut self.eta {
+                    let scene = Scene {
+                        queue: &self.queue,
+                        running: &self.view.running,
+                        running_jobs: &self.running_jobs,
+                        resources: &self.resources,
+                        available: self.pool.available(),
+                        capacity: self.pool.spec().usable(),
+                    };
+                    eta.queued(self.jobs, job, now, &scene);
+                }
             }
             Err(Rejection::QueueFull { .. } | Rejection::UserLimit { .. }) => {
                 self.outcomes[job as usize] = JobOutcome::Rejected;
@@ -362,6 +402,10 @@ impl Engine<'_> {
             self.running_jobs.remove(pos);
         }
         self.end_ms = self.end_ms.max(now);
+        if let Some(eta) = &mut self.eta {
+            let j = &self.jobs[job as usize];
+            eta.ended(j, j.held_ms());
+        }
     }
 
     /// Whether `job` is queued (admitted, not started or expired yet).
@@ -652,6 +696,9 @@ impl Engine<'_> {
         };
         let deadline = self.rules.deadline(j.priority, j.submit_ms);
         self.bounds.started(job, deadline, now, ends_by, ends);
+        if let Some(eta) = &mut self.eta {
+            eta.started(job, j.priority, now.saturating_sub(j.submit_ms), now);
+        }
     }
 }
 

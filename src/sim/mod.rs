@@ -7,6 +7,7 @@
 //!   trace record becomes an execution.
 //! - [`engine`]: the event-driven replay.
 //! - [`timeline`]: queue depth and resources in use over the replay, in bounded memory.
+//! - [`eta`]: wait estimates made as executions are queued, and how good they were.
 //! - [`bound`]: the wait bound and reservations, checked on every execution.
 //! - [`report`]: the measures, as a text table or JSON.
 //! - [`synth`]: a seeded synthetic workload for scale runs.
@@ -15,6 +16,7 @@
 
 pub mod bound;
 pub mod engine;
+pub mod eta;
 pub mod report;
 pub mod settings;
 pub mod swf;
@@ -64,7 +66,11 @@ pub fn replay(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Replay {
     let policy = policy.unwrap_or(config.config.scheduler.policy);
-    let outcome = engine::run(&jobs, &config.config, policy, progress);
+    let outcome = if config.settings.estimate {
+        engine::run_estimating(&jobs, &config.config, policy, progress)
+    } else {
+        engine::run(&jobs, &config.config, policy, progress)
+    };
     let half_life = match policy {
         Policy::Backfill => config.config.scheduler.fair_share_half_life.as_secs_f64(),
         _ => 0.0,

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::sim::bound::Checks;
 use crate::sim::engine::{JobOutcome, Outcome};
+use crate::sim::eta::{self, EtaError};
 use crate::sim::settings::SimJob;
 use crate::Priority;
 
@@ -116,6 +117,9 @@ pub struct Report {
     pub recorded: Option<Waits>,
     /// The wait bound and the reservations, as checked during the replay.
     pub checks: Checks,
+    /// How good the wait estimates were, when the replay estimated (`[simulate] estimate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eta: Option<EtaError>,
 }
 
 impl Report {
@@ -227,6 +231,12 @@ impl Report {
             demotions: outcome.demotions,
             recorded: (!recorded.is_empty()).then(|| Waits::of(&mut recorded)),
             checks: outcome.checks,
+            eta: (!outcome.told.is_empty()).then(|| {
+                // Learn on the first half of the workload, score on the second.
+                let last = jobs.iter().map(|j| j.submit_ms).max().unwrap_or(0);
+                let from = first_submit + last.saturating_sub(first_submit) / 2;
+                eta::score(jobs, outcome, &outcome.told, from)
+            }),
         }
     }
 
@@ -312,6 +322,9 @@ impl Report {
             self.ticks,
             self.demotions
         ));
+        if let Some(eta) = &self.eta {
+            out.extend(eta_lines(eta));
+        }
         let width = out.iter().map(|l| l.chars().count()).max().unwrap_or(0);
         out.into_iter()
             .map(|l| {
@@ -330,6 +343,40 @@ impl Report {
         }
         s
     }
+}
+
+/// The ETA error table: per level, ours (coverage of the 90% bound, median absolute error,
+/// pinball loss) beside the baselines' loss, raw and calibrated.
+fn eta_lines(eta: &EtaError) -> Vec<String> {
+    let mut out = vec![
+        "ETA error (second half; loss = pinball at 0.5 and 0.9, mean)".to_owned(),
+        format!(
+            "{:<10} {:>6} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6}",
+            "level", "jobs", "cover", "mae", "loss", "tmo", "tmo+c", "drain", "drn+c", "ratio"
+        ),
+    ];
+    let levels = Priority::ALL.iter().map(|p| p.name()).chain(["all"]);
+    for (name, s) in levels.zip(eta.levels.iter().chain([&eta.all])) {
+        let best = s.best_baseline();
+        out.push(format!(
+            "{:<10} {:>6} {:>5.1}% {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6}",
+            name,
+            s.n,
+            s.ours.coverage * 100.0,
+            duration(s.ours.median_abs_error_s),
+            duration(s.ours.pinball_s),
+            duration(s.timeouts.pinball_s),
+            duration(s.timeouts_calibrated.pinball_s),
+            duration(s.drain.pinball_s),
+            duration(s.drain_calibrated.pinball_s),
+            if s.n == 0 || best == 0.0 {
+                "-".to_owned()
+            } else {
+                format!("{:.2}", s.ours.pinball_s / best)
+            },
+        ));
+    }
+    out
 }
 
 /// Reports side by side, one column each.

@@ -60,6 +60,10 @@ pub struct SimSettings {
     /// A job that ran longer than it requested: `kill` at its timeout, or let it `run`.
     /// Default `kill`.
     pub overruns: Overruns,
+    /// Estimate every execution's wait when it is queued, as the daemon does, and report how
+    /// good the estimates were (learned on the first half, scored on the second). Slower on
+    /// deep queues. Default false.
+    pub estimate: bool,
 }
 
 impl Default for SimSettings {
@@ -73,6 +77,7 @@ impl Default for SimSettings {
             default_procs: 1,
             cpu_millis_per_proc: 1000,
             overruns: Overruns::Kill,
+            estimate: false,
         }
     }
 }

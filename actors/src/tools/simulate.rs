@@ -47,6 +47,11 @@ pub struct SimulateOptions {
     /// over time) and the table to this file.
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
+    /// Estimate every execution's wait when it is queued, as the daemon does, and add the
+    /// estimates' error to the table: the daemon's estimator against position × drain rate
+    /// and a plan on timeouts, per level (over the config's `[simulate] estimate`).
+    #[arg(long)]
+    pub estimate: bool,
     /// Replay this many synthetic jobs instead of a trace.
     #[arg(long)]
     pub synthetic: Option<usize>,
@@ -204,6 +209,11 @@ pub fn run_simulate(
     let mut configs = vec![(config_path.to_path_buf(), read_config(config_path)?)];
     for other in &options.compare {
         configs.push((other.clone(), read_config(other)?));
+    }
+    if options.estimate {
+        for (_, config) in &mut configs {
+            config.settings.estimate = true;
+        }
     }
     let report_file = options
         .report
