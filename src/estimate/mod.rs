@@ -19,6 +19,7 @@ pub mod runtimes;
 use std::hash::Hash;
 use std::time::Duration;
 
+use crate::pool::Resources;
 use crate::queue::Millis;
 use crate::LEVELS;
 use calibration::{Calibrated, Calibration};
@@ -197,6 +198,48 @@ impl<K: Hash + Eq, G: Hash + Eq> Estimator<K, G> {
     pub fn finished(&mut self, key: K, group: G, ran_ms: u64, timeout_ms: u64) {
         self.runtimes.observe(key, group, ran_ms, timeout_ms);
     }
+}
+
+/// Executions ahead walked one by one before the rest are counted by their mean work: the
+/// cost of an estimate stays bounded however deep the queue.
+pub const HORIZON: usize = 1_000;
+
+/// The forecast start of an execution reserving `wants` for `runtime_ms`, `position` in
+/// dispatch order behind `ahead` (the executions before it, in order, with what each reserves
+/// and its expected run time; at most [`HORIZON`] of them are walked), on a pool of
+/// `capacity` with `available` free at `now` and `running` to end as given. Where it fits in
+/// a gap before its turn, as backfilling would start it, the gap's start. `None` when what runs
+/// never frees enough for it.
+#[allow(clippy::too_many_arguments)]
+pub fn forecast_start(
+    now: Millis,
+    available: Resources,
+    running: impl IntoIterator<Item = Release>,
+    capacity: Resources,
+    ahead: impl IntoIterator<Item = (Resources, u64)>,
+    position: usize,
+    wants: Resources,
+    runtime_ms: u64,
+) -> Option<Millis> {
+    let mut forecast = Forecast::new(now, available, running, capacity);
+    let mut walked = 0;
+    for (resources, runtime) in ahead.into_iter().take(HORIZON.min(position)) {
+        forecast.next(resources, runtime);
+        walked += 1;
+    }
+    let skipped = position.saturating_sub(walked);
+    let gap = (skipped == 0)
+        .then(|| forecast.gap(wants, runtime_ms))
+        .flatten();
+    let turn = forecast.after(skipped, wants, runtime_ms)?;
+    Some(gap.map_or(turn, |g| g.min(turn)))
+}
+
+/// The keys run times are learned under: one per language and user, and one per language.
+pub fn runtime_keys(language: &str, user: &str) -> (u64, u64) {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    let hasher = BuildHasherDefault::<rustc_hash::FxHasher>::default();
+    (hasher.hash_one((language, user)), hasher.hash_one(language))
 }
 
 fn millis(ms: f64) -> Duration {

@@ -166,7 +166,7 @@ pub fn run(
 
 /// As [`run`], estimating every execution's wait when it is queued ([`super::eta`]): the
 /// outcome's `told` holds the estimates. Each estimate walks the queue ahead of the execution
-/// (at most [`super::eta::HORIZON`] of it), so this is slower on deep queues.
+/// (at most [`crate::estimate::HORIZON`] of it), so this is slower on deep queues.
 pub fn run_estimating(
     jobs: &[SimJob],
     config: &Config,

@@ -16,16 +16,13 @@
 use serde::Serialize;
 
 use crate::estimate::calibration::{Calibrated, Calibration, COVERAGE};
-use crate::estimate::{Basis, Estimator, Forecast, Guess, Release};
+use crate::estimate::{forecast_start, Basis, Estimator, Guess, Release};
 use crate::planner::Running;
 use crate::pool::Resources;
 use crate::queue::{ExecutionQueue, Millis};
 use crate::sim::engine::{JobOutcome, Outcome};
 use crate::sim::settings::SimJob;
 use crate::{Priority, LEVELS};
-
-/// Executions walked exactly before the rest are counted by their mean work.
-pub const HORIZON: usize = 1_000;
 
 /// What one execution was told when it was queued, in milliseconds from then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,22 +89,40 @@ impl Eta {
             return;
         };
         let j = &jobs[job as usize];
-        let mut learned = Forecast::new(
+        let wants = scene.resources[job as usize];
+        let ahead = || {
+            scene
+                .queue
+                .in_dispatch_order()
+                .take_while(|e| e.payload != job)
+                .map(|e| {
+                    (
+                        scene.resources[e.payload as usize],
+                        &jobs[e.payload as usize],
+                    )
+                })
+        };
+        let learned_running = scene.running.iter().zip(scene.running_jobs).map(|(r, &k)| {
+            let k = &jobs[k as usize];
+            let since = r.ends_by.saturating_sub(k.timeout_ms);
+            Release {
+                at: self
+                    .ours
+                    .expected_end(&k.user, &(), Some((since, r.ends_by)), now),
+                resources: r.resources,
+            }
+        });
+        let start = forecast_start(
             now,
             scene.available,
-            scene.running.iter().zip(scene.running_jobs).map(|(r, &k)| {
-                let k = &jobs[k as usize];
-                let since = r.ends_by.saturating_sub(k.timeout_ms);
-                Release {
-                    at: self
-                        .ours
-                        .expected_end(&k.user, &(), Some((since, r.ends_by)), now),
-                    resources: r.resources,
-                }
-            }),
+            learned_running,
             scene.capacity,
+            ahead().map(|(r, a)| (r, self.ours.runtime_ms(&a.user, &(), a.timeout_ms))),
+            position,
+            wants,
+            self.ours.runtime_ms(&j.user, &(), j.timeout_ms),
         );
-        let mut planned = Forecast::new(
+        let planned = forecast_start(
             now,
             scene.available,
             scene.running.iter().map(|r| Release {
@@ -115,32 +130,14 @@ impl Eta {
                 resources: r.resources,
             }),
             scene.capacity,
+            ahead().map(|(r, a)| (r, a.timeout_ms)),
+            position,
+            wants,
+            j.timeout_ms,
         );
-        let mut walked = 0;
-        for entry in scene.queue.in_dispatch_order() {
-            if entry.payload == job || walked == HORIZON {
-                break;
-            }
-            let a = &jobs[entry.payload as usize];
-            let wants = scene.resources[entry.payload as usize];
-            learned.next(wants, self.ours.runtime_ms(&a.user, &(), a.timeout_ms));
-            planned.next(wants, a.timeout_ms);
-            walked += 1;
-        }
-        let skipped = position.saturating_sub(walked);
-        let wants = scene.resources[job as usize];
-        let runtime = self.ours.runtime_ms(&j.user, &(), j.timeout_ms);
-        let gap = (skipped == 0)
-            .then(|| learned.gap(wants, runtime))
-            .flatten();
-        let start = learned
-            .after(skipped, wants, runtime)
-            .map(|s| gap.map_or(s, |g| g.min(s)));
         let level = j.priority.index();
         let ours = self.ours.estimate(level, position, start, now);
-        let timeouts_point = planned
-            .after(skipped, wants, j.timeout_ms)
-            .map_or(0.0, |s| s.saturating_sub(now) as f64);
+        let timeouts_point = planned.map_or(0.0, |s| s.saturating_sub(now) as f64);
         let drain_point = self.ours.drain_ms(position).unwrap_or(0.0);
         let t = self.timeouts.calibrate(level, timeouts_point);
         let d = self.drain.calibrate(level, drain_point);
