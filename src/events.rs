@@ -671,9 +671,15 @@ pub struct ExecutionAccepted {
     pub execution_id: String,
     /// Rank in dispatch order when queued; 0 is the next to dispatch.
     pub queue_position: u64,
-    /// Rough wait until dispatch, in seconds; null when unknown.
+    /// Expected wait until dispatch, in seconds: the median, half the executions in its
+    /// place are dispatched sooner; null when unknown.
     #[serde(default)]
     pub estimated_wait_seconds: Option<f64>,
+    /// Nine executions in ten in its place are dispatched within this many seconds. An
+    /// addition of this coordinator's: readers that do not know it ignore it (Integr8sCode's
+    /// event model does); absent when there is no estimate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_wait_bound_seconds: Option<f64>,
     /// Priority level the execution was queued at, in the configured format.
     #[serde(default)]
     pub priority: WirePriority,
@@ -685,7 +691,7 @@ impl ExecutionAccepted {
     pub fn for_request(
         req: &ExecutionRequested,
         queue_position: u64,
-        estimated_wait_seconds: Option<f64>,
+        (estimated_wait_seconds, estimated_wait_bound_seconds): (Option<f64>, Option<f64>),
         (priority, format): (Priority, PriorityFormat),
         event_id: String,
         timestamp: String,
@@ -700,6 +706,7 @@ impl ExecutionAccepted {
             execution_id: req.execution_id.clone(),
             queue_position,
             estimated_wait_seconds,
+            estimated_wait_bound_seconds,
             priority: WirePriority::of(priority, format),
         }
     }
@@ -1611,7 +1618,7 @@ mod tests {
         let a: OutputEvent = ExecutionAccepted::for_request(
             &r,
             3,
-            None,
+            (None, None),
             (Priority::Low, PriorityFormat::Name),
             "ev".into(),
             "t".into(),
@@ -1633,7 +1640,7 @@ mod tests {
         let a = ExecutionAccepted::for_request(
             &r,
             0,
-            Some(f64::NAN),
+            (Some(f64::NAN), None),
             (Priority::Normal, PriorityFormat::Number),
             "ev".into(),
             "t".into(),

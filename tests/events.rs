@@ -154,7 +154,7 @@ fn execution_accepted_matches_the_constructor() {
     let accepted = ExecutionAccepted::for_request(
         &request,
         2,
-        Some(1.5),
+        (Some(1.5), Some(4.0)),
         (Priority::Normal, PriorityFormat::Name),
         "9b2d4f6a-1c3e-4a5b-8d7f-0e2c4a6b8d1f".to_owned(),
         "2025-06-01T12:00:00.131072Z".to_owned(),
@@ -244,7 +244,7 @@ fn every_produced_event_carries_its_event_type() {
         ExecutionAccepted::for_request(
             &request,
             0,
-            None,
+            (None, None),
             (Priority::High, PriorityFormat::Name),
             "a".into(),
             "t".into(),
@@ -381,7 +381,7 @@ fn what_the_coordinator_writes_for_a_2026_request_is_its_golden_shape() {
     let accepted = ExecutionAccepted::for_request(
         &request,
         0,
-        None,
+        (None, None),
         (level, PriorityFormat::Name),
         "16b0a3d2-5f8e-4c71-9b06-2e4d8a1c7f35".into(),
         "2026-02-20T10:00:00.311Z".into(),

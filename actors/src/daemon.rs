@@ -214,13 +214,19 @@ impl Daemon {
             let outputs = outputs.clone();
             let sweep = config.queue.stale_sweep_interval;
             let finishes = finishes.clone();
+            let capacity = spec.usable();
             Supervisor::start_in_arbiter(&here, move |_| {
                 QueueActor::new(queue, publish, outputs, stats_interval, sweep)
                     .recording_finishes(finishes)
+                    .estimating_on(capacity)
             })
         };
-        let resource =
-            Supervisor::start_in_arbiter(&here, move |_| ResourceActor::new(pool, stats_interval));
+        let resource = {
+            let changes = queue_addr.clone().recipient();
+            Supervisor::start_in_arbiter(&here, move |_| {
+                ResourceActor::new(pool, stats_interval).telling(changes)
+            })
+        };
         let scheduler = {
             let peers = SchedulerPeers {
                 take: queue_addr.clone().recipient(),

@@ -124,6 +124,15 @@ async fn admission_order_rejections_completion_and_cancellation() {
     ] {
         assert_eq!(position(id), want, "position of {id}");
     }
+    // Every acceptance carries an estimate, and a bound no shorter than it.
+    for (id, events) in &accepted {
+        let median = events[0]["estimated_wait_seconds"].as_f64();
+        let bound = events[0]["estimated_wait_bound_seconds"].as_f64();
+        match (median, bound) {
+            (Some(m), Some(b)) => assert!(m >= 0.0 && b >= m, "{id}: {m} {b}"),
+            _ => panic!("{id} was accepted without an estimate: {}", events[0]),
+        }
+    }
     let failed = by_id(&seen, "execution_failed");
     let error = |id: &str| {
         let f = &failed

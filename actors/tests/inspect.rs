@@ -145,7 +145,23 @@ async fn the_queue_and_each_execution_are_shown_where_they_are_and_why() {
     assert_eq!(head["reason"]["short_by"], 100);
     assert_eq!(head["user_id"], "u1");
     assert_eq!(head["resources"]["cpu_millis"], 500);
-    assert!(head["estimated_wait_seconds"].is_null());
+    // Every one has an estimate and a bound at least as long; the same request further
+    // down the queue is not expected sooner.
+    let estimates: Vec<(f64, f64)> = queue["executions"]
+        .as_array()
+        .expect("executions")
+        .iter()
+        .map(|e| {
+            let median = e["estimated_wait_seconds"].as_f64().expect("an estimate");
+            let bound = e["estimated_wait_bound_seconds"].as_f64().expect("a bound");
+            assert!(median >= 0.0 && bound >= median, "{e}");
+            (median, bound)
+        })
+        .collect();
+    assert!(
+        estimates.windows(2).all(|w| w[0].0 <= w[1].0),
+        "{estimates:?}"
+    );
     assert_eq!(queue["depth"]["normal"], 2);
     assert_eq!(queue["depth"]["low"], 1);
     assert_eq!(queue["pool"]["used"]["cpu_millis"], 500);

@@ -64,6 +64,21 @@ async fn the_status_page_lists_the_waiting_executions_and_follows_the_queue() {
     page.wait_for("the three waiting executions", SHOWN, |shown| {
         *shown == want
     });
+    // Each has an estimate, with its bound when that is longer.
+    page.wait_for(
+        "an estimate for each",
+        "[...document.querySelectorAll('#waiting tr[data-execution-id] td:nth-child(6)')]\
+            .map(td => td.textContent)",
+        |cells| {
+            cells.as_array().is_some_and(|cells| {
+                cells.len() == 3
+                    && cells.iter().all(|c| {
+                        c.as_str()
+                            .is_some_and(|c| c.ends_with('s') && !c.contains('—'))
+                    })
+            })
+        },
+    );
     // The history chart draws once it has two samples.
     page.wait_for(
         "the depth chart",

@@ -8,6 +8,7 @@
 //!   arrival order gives).
 //! - [`calibration`]: what the forecast's recent errors make of its next estimate: a median and
 //!   a bound that nine waits in ten stay within, per level.
+//! - [`waits`]: the estimator as the daemon keeps it beside its queue.
 //!
 //! Until a few completions have been seen, the estimate is the queue position times the mean
 //! time between starts (the drain rate), calibrated the same way. Pure: callers pass the time.
@@ -15,6 +16,7 @@
 pub mod calibration;
 pub mod forecast;
 pub mod runtimes;
+pub mod waits;
 
 use std::hash::Hash;
 use std::time::Duration;

@@ -31,6 +31,15 @@ pub trait Waiting {
     fn resources(&self) -> Resources;
 }
 
+/// The wait still ahead of a queued execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remaining {
+    /// Half the executions in its place start sooner.
+    pub median: Duration,
+    /// Nine in ten start sooner.
+    pub bound: Duration,
+}
+
 /// Estimates how much longer a queued execution waits, for `estimated_wait_seconds`.
 pub trait WaitEstimate<T> {
     /// The wait still ahead of `entry`, at `position` in dispatch order, at `now`; `None` when
@@ -40,7 +49,7 @@ pub trait WaitEstimate<T> {
         entry: &QueuedExecution<T>,
         position: usize,
         now: Millis,
-    ) -> Option<Duration>;
+    ) -> Option<Remaining>;
 }
 
 /// No estimate at all: every `estimated_wait_seconds` is null.
@@ -48,7 +57,7 @@ pub trait WaitEstimate<T> {
 pub struct NoEstimate;
 
 impl<T> WaitEstimate<T> for NoEstimate {
-    fn remaining(&self, _: &QueuedExecution<T>, _: usize, _: Millis) -> Option<Duration> {
+    fn remaining(&self, _: &QueuedExecution<T>, _: usize, _: Millis) -> Option<Remaining> {
         None
     }
 }
@@ -123,6 +132,7 @@ fn describe<T: Waiting>(
     estimate: &impl WaitEstimate<T>,
 ) -> WaitingExecution {
     let position = queue.position(&entry.execution_id).unwrap_or_default();
+    let remaining = estimate.remaining(entry, position, now);
     WaitingExecution {
         execution_id: entry.execution_id.clone(),
         user_id: entry.user_id.clone(),
@@ -131,7 +141,8 @@ fn describe<T: Waiting>(
         level_now: entry.priority.into(),
         queued_at: rfc3339(entry.enqueued_at),
         waited_seconds: seconds(entry.waited(now)),
-        estimated_wait_seconds: estimate.remaining(entry, position, now).map(seconds),
+        estimated_wait_seconds: remaining.map(|r| seconds(r.median)),
+        estimated_wait_bound_seconds: remaining.map(|r| seconds(r.bound)),
         requeues: entry.requeues,
         resources: entry.payload.resources().into(),
         reason,

@@ -117,8 +117,12 @@ fn the_estimate_is_whatever_the_estimator_says() {
             _: &QueuedExecution<Ask>,
             position: usize,
             _: Millis,
-        ) -> Option<Duration> {
-            Some(Duration::from_millis(1_500 * position as u64))
+        ) -> Option<Remaining> {
+            let median = Duration::from_millis(1_500 * position as u64);
+            Some(Remaining {
+                median,
+                bound: 2 * median,
+            })
         }
     }
     let q = queue(&[("a", Normal, HALF), ("b", Normal, HALF)]);
@@ -129,6 +133,12 @@ fn the_estimate_is_whatever_the_estimator_says() {
         .map(|e| e.estimated_wait_seconds)
         .collect();
     assert_eq!(estimates, [Some(0.0), Some(1.5)]);
+    let bounds: Vec<Option<f64>> = listing
+        .executions
+        .iter()
+        .map(|e| e.estimated_wait_bound_seconds)
+        .collect();
+    assert_eq!(bounds, [Some(0.0), Some(3.0)]);
 }
 
 #[test]

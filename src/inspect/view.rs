@@ -159,8 +159,12 @@ pub struct WaitingExecution {
     pub queued_at: String,
     /// How long it has waited so far.
     pub waited_seconds: f64,
-    /// How long it is expected to wait still; null when there is no estimate.
+    /// How long it is expected to wait still: the median, half the executions in its place
+    /// start sooner; null when there is no estimate.
     pub estimated_wait_seconds: Option<f64>,
+    /// Nine executions in ten in its place start sooner than this; null when there is no
+    /// estimate.
+    pub estimated_wait_bound_seconds: Option<f64>,
     /// How often a pass gave it back for lack of resources.
     pub requeues: u32,
     /// What it will reserve.

@@ -391,6 +391,7 @@ impl EventHandler {
                     &request,
                     priority,
                     admitted.position,
+                    Some(admitted.estimate),
                     trace.as_deref(),
                 )]);
                 self.peers.kick.do_send(Kick);

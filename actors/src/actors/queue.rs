@@ -4,12 +4,16 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use coordinator_core::config::MaxWait;
+use coordinator_core::estimate::waits::{Estimates, Ongoing, Waits};
 use coordinator_core::events::{ErrorType, EventMetadata};
 use coordinator_core::inspect::finished::Outcome;
 use coordinator_core::inspect::view::WaitingExecution;
-use coordinator_core::inspect::{self, Listing, NoEstimate};
+use coordinator_core::inspect::{self, Listing, Remaining};
 use coordinator_core::pool::Resources;
-use coordinator_core::queue::{Cancelled, ExecutionQueue, QueueStats, QueuedExecution, Rejection};
+use coordinator_core::queue::{
+    Cancelled, ExecutionQueue, Millis, QueueStats, QueuedExecution, Rejection,
+};
+use coordinator_core::reason::{self, WaitReason};
 use coordinator_core::Priority;
 use tracing::{info, warn};
 
@@ -36,10 +40,13 @@ pub struct Enqueue {
     pub pending: Pending,
 }
 
-/// A queued request: its position, and the broker's ack of its state record.
+/// A queued request: its position, its estimated wait, and the broker's ack of its state
+/// record.
 pub struct Admitted {
     /// True position in dispatch order (0 = next).
     pub position: usize,
+    /// How long it is expected to wait.
+    pub estimate: Remaining,
     /// Resolves when the `queued` state record is acknowledged.
     pub state_ack: RecipientRequest<Publish>,
 }
@@ -122,6 +129,36 @@ pub struct Return {
     pub leases: Vec<Lease>,
     /// Why.
     pub why: Why,
+}
+
+/// What the pool holds changed (sent by the resource actor): the wait estimator follows what
+/// runs, learns run times from what ends and its own errors from what starts.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub enum PoolChanged {
+    /// The pool holds exactly these (at the resource actor's start).
+    Is {
+        /// Free now.
+        available: Resources,
+        /// Every allocation.
+        running: Vec<(String, Ongoing)>,
+    },
+    /// These started.
+    Started {
+        /// Free now.
+        available: Resources,
+        /// The allocations made.
+        started: Vec<(String, Ongoing)>,
+    },
+    /// One ended.
+    Ended {
+        /// Free now.
+        available: Resources,
+        /// The execution that released what it held.
+        execution_id: String,
+        /// When.
+        at: Millis,
+    },
 }
 
 /// Cancel an execution: removed if queued, stopped if being scheduled.
@@ -213,6 +250,8 @@ pub struct QueueActor {
     depth_gauges: telemetry::QueueDepthGauges,
     /// Where expiries are recorded for the inspection API.
     finishes: Finishes,
+    /// The wait estimator.
+    waits: Waits,
 }
 
 impl QueueActor {
@@ -235,7 +274,14 @@ impl QueueActor {
             expired_total: 0,
             depth_gauges: telemetry::QueueDepthGauges::new(),
             finishes: Finishes::default(),
+            waits: Waits::default(),
         }
+    }
+
+    /// Estimates waits on a pool of `capacity` allocatable (what an empty pool can give).
+    pub fn estimating_on(mut self, capacity: Resources) -> Self {
+        self.waits = Waits::new(capacity);
+        self
     }
 
     /// Records the executions that expire in `finishes` (for the inspection API).
@@ -255,6 +301,7 @@ impl QueueActor {
         }
         let timeout = self.queue.limits().stale_timeout;
         for e in &expired {
+            self.waits.forget(&e.execution_id);
             let waited = e.waited(now);
             info!(execution_id = %e.execution_id, waited_ms = waited.as_millis() as u64, "Execution expired in the queue.");
             let message = format!(
@@ -322,6 +369,7 @@ impl QueueActor {
             .map(|p| format!("{}={}", p.name(), s.depth[p.index()]))
             .collect::<Vec<_>>()
             .join(",");
+        let reasons = self.reason_counts();
         info!(
             target: "actor_stats",
             actor = "queue",
@@ -330,8 +378,61 @@ impl QueueActor {
             oldest_wait_ms = s.oldest_wait.map_or(0, |d| d.as_millis() as u64),
             expired = self.expired_total,
             top_users = %top_users,
+            reasons = %reasons,
+            running_known = self.waits.running(),
             "Queue stats."
         );
+    }
+}
+
+impl QueueActor {
+    /// How many queued executions wait for each reason, as `kind=n,…` (kinds with none left
+    /// out), on the pool as last reported.
+    fn reason_counts(&self) -> String {
+        let order = self
+            .queue
+            .in_dispatch_order()
+            .map(|e| (e.priority, e.payload.resources));
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        for r in reason::reasons(order, self.waits.available()) {
+            let kind = match r {
+                WaitReason::Starting => "starting",
+                WaitReason::PoolFull { .. } => "pool_full",
+                WaitReason::BehindHigherPriority => "behind_higher_priority",
+                WaitReason::BehindEarlierArrivals => "behind_earlier_arrivals",
+            };
+            match counts.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((kind, 1)),
+            }
+        }
+        counts
+            .iter()
+            .map(|(k, n)| format!("{k}={n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Handler<PoolChanged> for QueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PoolChanged, _ctx: &mut Self::Context) {
+        let started = Instant::now();
+        match msg {
+            PoolChanged::Is { available, running } => self.waits.pool_is(available, running),
+            PoolChanged::Started { available, started } => {
+                for (id, ongoing) in started {
+                    self.waits.started(id, ongoing, available);
+                }
+            }
+            PoolChanged::Ended {
+                available,
+                execution_id,
+                at,
+            } => self.waits.ended(&execution_id, at, available),
+        }
+        self.stats.record(started);
     }
 }
 
@@ -375,6 +476,20 @@ impl Handler<Enqueue> for QueueActor {
                 now_millis(),
             )
             .map(|position| {
+                let now = now_millis();
+                let estimate = match self.queue.get(&id) {
+                    Some(entry) => {
+                        let e = self.waits.estimate_new(&self.queue, entry, position, now);
+                        Remaining {
+                            median: e.median,
+                            bound: e.bound.max(e.median),
+                        }
+                    }
+                    None => Remaining {
+                        median: Duration::ZERO,
+                        bound: Duration::ZERO,
+                    },
+                };
                 // Sent before any Dequeue is handled, so the state topic holds `queued`
                 // before `allocated` for this execution.
                 let record = self
@@ -387,6 +502,7 @@ impl Handler<Enqueue> for QueueActor {
                 };
                 Admitted {
                     position,
+                    estimate,
                     state_ack,
                 }
             });
@@ -473,6 +589,7 @@ impl Handler<Cancel> for QueueActor {
     fn handle(&mut self, msg: Cancel, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let removed = self.queue.cancel(&msg.execution_id);
+        self.waits.forget(&msg.execution_id);
         if matches!(removed, Cancelled::Queued(_)) {
             self.send_logged(self.outputs.state_finished(&msg.execution_id));
         }
@@ -541,14 +658,17 @@ impl Handler<QueueListing> for QueueActor {
     type Result = MessageResult<QueueListing>;
 
     fn handle(&mut self, msg: QueueListing, _ctx: &mut Self::Context) -> Self::Result {
-        // No wait estimator yet: every estimate is null.
         let now = now_millis();
+        let estimates = Estimates {
+            waits: &self.waits,
+            queue: &self.queue,
+        };
         MessageResult(inspect::listing(
             &self.queue,
             msg.limit,
             msg.free,
             now,
-            &NoEstimate,
+            &estimates,
         ))
     }
 }
@@ -558,7 +678,11 @@ impl Handler<QueueLookup> for QueueActor {
 
     fn handle(&mut self, msg: QueueLookup, _ctx: &mut Self::Context) -> Self::Result {
         let id = &msg.execution_id;
-        let found = inspect::locate(&self.queue, id, msg.free, now_millis(), &NoEstimate);
+        let estimates = Estimates {
+            waits: &self.waits,
+            queue: &self.queue,
+        };
+        let found = inspect::locate(&self.queue, id, msg.free, now_millis(), &estimates);
         MessageResult(match found {
             Some(waiting) => InQueue::Queued(Box::new(waiting)),
             None if self.queue.is_leased(id) => InQueue::BeingScheduled,

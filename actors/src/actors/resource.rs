@@ -4,11 +4,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use coordinator_core::estimate::waits::Ongoing;
 use coordinator_core::planner::{PoolView, Running};
 use coordinator_core::pool::{Allocation, Insufficient, PoolStats, ResourcePool, Resources};
 use coordinator_core::queue::Millis;
 use tracing::{info, warn};
 
+use crate::actors::queue::PoolChanged;
 use crate::actors::{InjectFault, RestartCount};
 use crate::clock::now_millis;
 use crate::telemetry;
@@ -59,6 +61,8 @@ pub struct Reservation {
     pub resources: Resources,
     /// When it will have ended at the latest (its start plus its timeout).
     pub ends_by: Millis,
+    /// What the wait estimator learns its run time under.
+    pub runtime_keys: (u64, u64),
 }
 
 /// Return an execution's resources to the pool; answers what was released, if anything.
@@ -99,11 +103,12 @@ pub struct Held {
     pub ends_by: Option<Millis>,
 }
 
-/// When an allocation made here began, and when it ends at the latest.
+/// When an allocation made here began, when it ends at the latest, and its run-time keys.
 #[derive(Debug, Clone, Copy)]
 struct Span {
     since: Millis,
     ends_by: Millis,
+    keys: (u64, u64),
 }
 
 /// The pool actor.
@@ -115,6 +120,8 @@ pub struct ResourceActor {
     gauges: telemetry::PoolGauges,
     stats: ActorStats,
     stats_interval: Duration,
+    /// Told of every change: the queue's wait estimator.
+    changes: Option<Recipient<PoolChanged>>,
 }
 
 impl ResourceActor {
@@ -126,6 +133,28 @@ impl ResourceActor {
             gauges: telemetry::PoolGauges::new(),
             stats: ActorStats::new("resource"),
             stats_interval,
+            changes: None,
+        }
+    }
+
+    /// Tells `changes` of every allocation made and released (and of all of them at start).
+    pub fn telling(mut self, changes: Recipient<PoolChanged>) -> Self {
+        self.changes = Some(changes);
+        self
+    }
+
+    fn tell(&self, change: PoolChanged) {
+        if let Some(changes) = &self.changes {
+            changes.do_send(change);
+        }
+    }
+
+    fn ongoing(&self, execution_id: &str, resources: Resources) -> Ongoing {
+        let span = self.spans.get(execution_id);
+        Ongoing {
+            resources,
+            span: span.map(|s| (s.since, s.ends_by)),
+            keys: span.map(|s| s.keys),
         }
     }
 
@@ -152,6 +181,18 @@ impl Actor for ResourceActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.gauges.set(&self.pool.stats());
+        let running = self
+            .pool
+            .allocations()
+            .map(|a| {
+                let ongoing = self.ongoing(&a.execution_id, a.resources);
+                (a.execution_id, ongoing)
+            })
+            .collect();
+        self.tell(PoolChanged::Is {
+            available: self.pool.available(),
+            running,
+        });
         ctx.run_interval(self.stats_interval, |act, _| act.report());
     }
 }
@@ -224,6 +265,7 @@ impl Handler<Reserve> for ResourceActor {
     fn handle(&mut self, msg: Reserve, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let now = now_millis();
+        let mut made = Vec::new();
         let answers = msg
             .0
             .into_iter()
@@ -233,12 +275,21 @@ impl Handler<Reserve> for ResourceActor {
                     let span = Span {
                         since: now,
                         ends_by: r.ends_by,
+                        keys: r.runtime_keys,
                     };
-                    self.spans.insert(r.execution_id, span);
+                    self.spans.insert(r.execution_id.clone(), span);
+                    let ongoing = self.ongoing(&r.execution_id, r.resources);
+                    made.push((r.execution_id, ongoing));
                 }
                 allocation
             })
             .collect();
+        if !made.is_empty() {
+            self.tell(PoolChanged::Started {
+                available: self.pool.available(),
+                started: made,
+            });
+        }
         self.gauges.set(&self.pool.stats());
         self.stats.record(started);
         MessageResult(answers)
@@ -254,6 +305,11 @@ impl Handler<Release> for ResourceActor {
         self.spans.remove(&msg.execution_id);
         if released.is_some() {
             self.gauges.set(&self.pool.stats());
+            self.tell(PoolChanged::Ended {
+                available: self.pool.available(),
+                execution_id: msg.execution_id.clone(),
+                at: now_millis(),
+            });
         }
         self.stats.record(started);
         released

@@ -472,6 +472,7 @@ async fn hand_commands(
                 execution_id: entry.execution_id.clone(),
                 resources: entry.payload.resources,
                 ends_by: now.saturating_add(entry.payload.timeout.as_millis() as u64),
+                runtime_keys: entry.payload.runtime_keys,
             }
         })
         .collect();

@@ -3,10 +3,12 @@
 //! brokers take.
 
 use coordinator_core::config::{KafkaConfig, OUTPUT_ENVELOPE};
+use coordinator_core::estimate::waits::seconds;
 use coordinator_core::events::{
     CreatePodCommand, ErrorType, EventMetadata, EventType, ExecutionAccepted, ExecutionFailed,
     ExecutionRequested,
 };
+use coordinator_core::inspect::Remaining;
 use coordinator_core::pool::Allocation;
 use coordinator_core::priority::PriorityFormat;
 use coordinator_core::queue::QueuedExecution;
@@ -113,18 +115,22 @@ impl Outputs {
         publish
     }
 
-    /// `execution_accepted` with the true queue position.
+    /// `execution_accepted` with the true queue position and the wait estimated.
     pub fn accepted(
         &self,
         request: &ExecutionRequested,
         priority: Priority,
         position: usize,
+        estimate: Option<Remaining>,
         trace: Option<&TraceContext>,
     ) -> Publish {
         let event = ExecutionAccepted::for_request(
             request,
             position as u64,
-            None,
+            (
+                estimate.map(|e| seconds(e.median)),
+                estimate.map(|e| seconds(e.bound)),
+            ),
             (priority, self.priority_format),
             event_id(),
             timestamp(),
@@ -304,6 +310,8 @@ fn truncated_bytes(bytes: &[u8], max: usize) -> &[u8] {
 pub(crate) mod tests {
     use coordinator_core::pool::Resources;
 
+    use std::time::Duration;
+
     use super::*;
 
     pub(crate) fn golden() -> ExecutionRequested {
@@ -391,7 +399,7 @@ pub(crate) mod tests {
             ..KafkaConfig::default()
         };
         let outputs = Outputs::new(&kafka, PriorityFormat::Name);
-        let accepted = outputs.accepted(&request, Priority::Normal, 0, entry.payload.trace());
+        let accepted = outputs.accepted(&request, Priority::Normal, 0, None, entry.payload.trace());
         let failed = outputs.failed(
             &entry.execution_id,
             &request.metadata,
@@ -429,12 +437,18 @@ pub(crate) mod tests {
             ..KafkaConfig::default()
         };
         let outputs = Outputs::new(&shared, PriorityFormat::Number);
-        let accepted = outputs.accepted(&request, Priority::Low, 3, None);
+        let estimate = Remaining {
+            median: Duration::from_millis(2_340),
+            bound: Duration::from_secs(9),
+        };
+        let accepted = outputs.accepted(&request, Priority::Low, 3, Some(estimate), None);
         assert_eq!(accepted.topic, "execution_events");
         assert_eq!(header(&accepted, "traceparent"), None);
         let event: serde_json::Value =
             serde_json::from_slice(accepted.payload.as_deref().unwrap_or_default()).expect("JSON");
         assert_eq!(event["priority"], 8);
+        assert_eq!(event["estimated_wait_seconds"], 2.3);
+        assert_eq!(event["estimated_wait_bound_seconds"], 9.0);
         let command = outputs
             .create_pod_command(&entry, &allocation)
             .expect("the kept request decodes");

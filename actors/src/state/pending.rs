@@ -6,6 +6,8 @@ use coordinator_core::events::{
 };
 use std::time::Duration;
 
+use coordinator_core::estimate::runtime_keys;
+use coordinator_core::estimate::waits::Runs;
 use coordinator_core::inspect::Waiting;
 use coordinator_core::pool::Resources;
 use coordinator_core::Priority;
@@ -28,6 +30,8 @@ pub struct Pending {
     pub timeout: Duration,
     /// The level the request asked for (a demotion lowers the queue entry's, not this).
     pub asked: Priority,
+    /// Its language and user, and its language, as the wait estimator learns run times by.
+    pub runtime_keys: (u64, u64),
     /// The request's trace context, carried onto its command.
     trace: Option<Box<TraceContext>>,
 }
@@ -42,6 +46,7 @@ impl Pending {
     ) -> Self {
         let timeout = Duration::from_secs(request.timeout_seconds);
         let asked = request.priority_level().unwrap_or(DEFAULT_PRIORITY);
+        let runtime_keys = runtime_keys(&request.language, request.metadata.user_key());
         let kept = Kept {
             metadata: KeptMetadata {
                 service_name: &request.metadata.service_name,
@@ -70,6 +75,7 @@ impl Pending {
             resources,
             timeout,
             asked,
+            runtime_keys,
             trace,
         }
     }
@@ -124,6 +130,20 @@ impl Pending {
             priority: WirePriority::Number(kept.priority),
             gpu_request: kept.gpu_request,
         })
+    }
+}
+
+impl Runs for Pending {
+    fn reserves(&self) -> Resources {
+        self.resources
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn runtime_keys(&self) -> (u64, u64) {
+        self.runtime_keys
     }
 }
 

@@ -161,7 +161,17 @@ function renderWaiting(queue) {
     row.append(level);
     row.append(el("td", { class: "num" }, duration(e.waited_seconds)));
     const estimate = e.estimated_wait_seconds;
-    row.append(el("td", { class: estimate === null ? "num muted" : "num", title: estimate === null ? "no estimate yet" : "" }, duration(estimate)));
+    const bound = e.estimated_wait_bound_seconds;
+    const guess = el("td", {
+      class: estimate === null ? "num muted" : "num",
+      title: estimate === null
+        ? "no estimate yet"
+        : `half the executions in its place start within ${duration(estimate)}, nine in ten within ${duration(bound)}`,
+    }, duration(estimate));
+    if (estimate !== null && bound !== null && bound > estimate) {
+      guess.append(el("span", { class: "bound" }, ` ≤ ${duration(bound)}`));
+    }
+    row.append(guess);
     const [tag, why] = reasonText(e.reason);
     const reason = el("span", { class: `reason ${e.reason.kind}` });
     reason.append(el("span", { class: "tag" }, tag));
