@@ -12,6 +12,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use coordinator_core::config::ResourcesConfig;
+use coordinator_core::estimate::runtime_keys;
+use coordinator_core::estimate::waits::{Ongoing, Runs, Waits};
 use coordinator_core::planner::{plan, Candidate, Policy, PoolView, Rules, Running};
 use coordinator_core::pool::{PoolSpec, ResourcePool, Resources};
 use coordinator_core::queue::{ExecutionQueue, QueueLimits};
@@ -391,11 +393,94 @@ fn planner_benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the wait estimator reads of a queued request, for its benchmarks.
+struct Job {
+    resources: Resources,
+    timeout_ms: u64,
+    keys: (u64, u64),
+}
+
+impl Runs for Job {
+    fn reserves(&self) -> Resources {
+        self.resources
+    }
+    fn timeout_ms(&self) -> u64 {
+        self.timeout_ms
+    }
+    fn runtime_keys(&self) -> (u64, u64) {
+        self.keys
+    }
+}
+
+/// The estimate of an execution just queued at the back of NORMAL, with `n` queued, 64
+/// running and run times learned for 50 users: what the daemon computes for every accepted
+/// request.
+fn estimate_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("estimate");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for n in [10usize, 100, 10_000] {
+        let mut rng = Lcg(n as u64 + 7);
+        let mut queue = ExecutionQueue::new(QueueLimits {
+            max_queue_size: n + 1,
+            max_executions_per_user: n + 1,
+            ..QueueLimits::default()
+        });
+        let mut last = String::new();
+        for i in 0..n {
+            let user = format!("u{}", rng.below(50));
+            let job = Job {
+                resources: Resources::new(100 + rng.below(900) as u64, 128, 0),
+                timeout_ms: 30_000 + rng.below(300_000) as u64,
+                keys: runtime_keys("python", &user),
+            };
+            let level = if i + 1 == n {
+                Priority::Normal
+            } else {
+                Priority::ALL[rng.below(5)]
+            };
+            last = format!("e{i}");
+            let _ = queue.enqueue(last.clone(), user, level, job, i as u64);
+        }
+        let mut waits = Waits::new(Resources::new(32_000, 1 << 20, 0));
+        let running = (0..64u64)
+            .map(|i| {
+                let ongoing = Ongoing {
+                    resources: Resources::new(500, 512, 0),
+                    span: Some((0, 30_000 + i * 997 % 60_000)),
+                    keys: Some(runtime_keys("python", &format!("u{}", i % 50))),
+                };
+                (format!("r{i}"), ongoing)
+            })
+            .collect();
+        waits.pool_is(Resources::default(), running);
+        for i in 0..500u64 {
+            let id = format!("done{i}");
+            let ongoing = Ongoing {
+                resources: Resources::new(100, 128, 0),
+                span: Some((0, 60_000)),
+                keys: Some(runtime_keys("python", &format!("u{}", i % 50))),
+            };
+            waits.started(id.clone(), ongoing, Resources::default());
+            waits.ended(&id, 5_000 + i * 37 % 50_000, Resources::default());
+        }
+        let entry = queue.get(&last).expect("queued");
+        let position = queue.position(&last).expect("queued");
+        group.bench_function(format!("accepted/{n}"), |b| {
+            b.iter(|| black_box(waits.estimate(&queue, black_box(entry), position, 1_000)))
+        });
+    }
+    group.finish();
+}
+
 fn main() {
     let quick = std::env::var_os("CORE_BENCH_QUICK").is_some_and(|v| v != "0");
     let mut c = Criterion::default().configure_from_args();
     queue_benches(&mut c, quick);
     pool_benches(&mut c);
     planner_benches(&mut c);
+    estimate_benches(&mut c);
     c.final_summary();
 }

@@ -45,6 +45,12 @@ pub enum WaitReason {
     BehindHigherPriority,
     /// An execution of its own level that arrived earlier does not fit, and holds it back.
     BehindEarlierArrivals,
+    /// It fits what is free, but starting it would delay the start the pool is reserved for
+    /// an execution ahead of it (under `backfill`).
+    ReservedFor {
+        /// The execution the pool is reserved for.
+        execution_id: String,
+    },
 }
 
 /// The first of cpu, memory and gpu of which `wanted` needs more than `free` has, and by how

@@ -215,10 +215,12 @@ impl Daemon {
             let sweep = config.queue.stale_sweep_interval;
             let finishes = finishes.clone();
             let capacity = spec.usable();
+            let rules = Rules::from_config(&config.scheduler);
             Supervisor::start_in_arbiter(&here, move |_| {
                 QueueActor::new(queue, publish, outputs, stats_interval, sweep)
                     .recording_finishes(finishes)
                     .estimating_on(capacity)
+                    .judging_by(rules)
             })
         };
         let resource = {

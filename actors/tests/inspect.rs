@@ -309,3 +309,41 @@ async fn under_demote_a_blocked_head_shows_the_level_it_asked_and_the_one_it_is_
     assert_eq!(queue["executions"][0]["level_now"], "background");
     assert!(daemon.terminate().success());
 }
+
+#[tokio::test]
+async fn under_backfill_what_would_delay_a_reservation_waits_reserved_for_it() {
+    let config = one_slot(TestConfig::fresh()).set("scheduler", "policy = \"backfill\"");
+    let mut daemon = DaemonProcess::start(&config, &bootstrap_servers());
+    let addr = daemon.metrics_addr();
+    let schemas = Schemas::load();
+    let events = config.events_topic();
+    let p = producer();
+    // 900m allocatable; the blocker holds 500m for up to 300 s.
+    produce_event(&p, &events, &request("blocker", "u0", "normal")).await;
+    wait_for_state(&addr, "blocker", "active");
+    let sized = |id: &str, user: &str, cpu: &str, timeout: u64| {
+        let mut r = request(id, user, "normal");
+        r["cpu_request"] = Value::from(cpu);
+        r["cpu_limit"] = Value::from(cpu);
+        r["timeout_seconds"] = Value::from(timeout);
+        r
+    };
+    // `big` needs all 900m: the pool is reserved for it when the blocker ends. `short` ends
+    // well before then, so it backfills; `long` fits the 300m left but would still run then.
+    produce_event(&p, &events, &sized("big", "u1", "900m", 300)).await;
+    produce_event(&p, &events, &sized("short", "u3", "100m", 5)).await;
+    wait_for_state(&addr, "short", "active");
+    produce_event(&p, &events, &sized("long", "u2", "300m", 3_600)).await;
+    let queue = poll_json(&addr, "/v1/queue", |q| {
+        q["queued"] == 2 && q["being_scheduled"] == 0
+    });
+    schemas.check(Answer::Queue, &queue);
+    assert_eq!(ids(&queue), ["big", "long"]);
+    assert_eq!(reasons(&queue), ["pool_full", "reserved_for"]);
+    assert_eq!(queue["executions"][1]["reason"]["execution_id"], "big");
+    let long = poll_json(&addr, "/v1/executions/long", |e| e["state"] == "queued");
+    schemas.check(Answer::Execution, &long);
+    assert_eq!(long["reason"]["kind"], "reserved_for");
+    assert_eq!(long["reason"]["execution_id"], "big");
+    assert!(daemon.terminate().success());
+}

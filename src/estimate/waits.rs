@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 
 use super::{forecast_start, Estimate, Estimator, Guess, Release};
 use crate::inspect::{Remaining, WaitEstimate};
+use crate::planner::Running;
 use crate::pool::Resources;
 use crate::queue::{ExecutionQueue, Millis, QueuedExecution};
 
@@ -103,9 +104,24 @@ impl Waits {
         self.available
     }
 
-    /// What runs, as last reported, with when each is expected to end.
+    /// How many run, as last reported.
     pub fn running(&self) -> usize {
         self.running.len()
+    }
+
+    /// What runs, as a pass plans on it: with when each ends at the latest (never, when not
+    /// known), in that order.
+    pub fn running_view(&self) -> Vec<Running> {
+        let mut running: Vec<Running> = self
+            .running
+            .values()
+            .map(|r| Running {
+                resources: r.resources,
+                ends_by: r.span.map_or(Millis::MAX, |(_, ends_by)| ends_by),
+            })
+            .collect();
+        running.sort_unstable_by_key(|r| r.ends_by);
+        running
     }
 
     /// Estimates `entry`, queued now at `position`, remembers the estimate to learn from it,

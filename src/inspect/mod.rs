@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use schemars::Schema;
 
+use crate::planner::{self, Candidate, Fate, PoolView, Rules, Running};
 use crate::pool::Resources;
 use crate::queue::{ExecutionQueue, Millis, QueuedExecution};
-use crate::reason::{Reasons, WaitReason};
+use crate::reason::{shortfall, Reasons, WaitReason};
 use crate::{Priority, LEVELS};
 use view::{rfc3339, seconds, WaitingExecution};
 
@@ -29,6 +30,25 @@ pub trait Waiting {
     fn asked(&self) -> Priority;
     /// What it will reserve.
     fn resources(&self) -> Resources;
+    /// How long it may run at most.
+    fn timeout(&self) -> Duration;
+}
+
+/// How reasons are worked out.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Judge {
+    /// By walking the dispatch order: what fits starts, the first that does not holds back
+    /// the rest (`demote` and `strict`).
+    #[default]
+    Walk,
+    /// By the planner's pass under `rules` (`backfill`), with what runs and when it ends at
+    /// the latest: an execution behind a reservation may start, or be held for it.
+    Plan {
+        /// The policy and its knobs.
+        rules: Rules,
+        /// What runs.
+        running: Vec<Running>,
+    },
 }
 
 /// The wait still ahead of a queued execution.
@@ -83,16 +103,33 @@ pub fn listing<T: Waiting>(
     free: Resources,
     now: Millis,
     estimate: &impl WaitEstimate<T>,
+    judge: &Judge,
 ) -> Listing {
-    let mut reasons = Reasons::new(free);
-    let executions = queue
-        .in_dispatch_order()
-        .take(limit)
-        .map(|entry| {
-            let reason = reasons.next(entry.priority, entry.payload.resources());
-            describe(queue, entry, reason, now, estimate)
-        })
-        .collect();
+    let executions = match judge {
+        Judge::Walk => {
+            let mut reasons = Reasons::new(free);
+            queue
+                .in_dispatch_order()
+                .take(limit)
+                .map(|entry| {
+                    let reason = reasons.next(entry.priority, entry.payload.resources());
+                    describe(queue, entry, reason, now, estimate)
+                })
+                .collect()
+        }
+        Judge::Plan { rules, running } => {
+            let window = rules.backfill_depth.max(1).max(limit);
+            let entries: Vec<&QueuedExecution<T>> =
+                queue.in_dispatch_order().take(window).collect();
+            let reasons = planned(&entries, free, rules, running, now);
+            entries
+                .iter()
+                .zip(reasons)
+                .take(limit)
+                .map(|(entry, reason)| describe(queue, entry, reason, now, estimate))
+                .collect()
+        }
+    };
     Listing {
         depth: queue.depth(),
         queued: queue.len(),
@@ -111,8 +148,26 @@ pub fn locate<T: Waiting>(
     free: Resources,
     now: Millis,
     estimate: &impl WaitEstimate<T>,
+    judge: &Judge,
 ) -> Option<WaitingExecution> {
     let entry = queue.get(execution_id)?;
+    if let Judge::Plan { rules, running } = judge {
+        // The pass looks at `backfill_depth` executions; the target, if further down, is
+        // behind what the pass holds.
+        let depth = rules.backfill_depth.max(1);
+        let mut entries: Vec<&QueuedExecution<T>> = Vec::with_capacity(depth + 1);
+        for ahead in queue.in_dispatch_order() {
+            if ahead.execution_id == execution_id || entries.len() == depth {
+                break;
+            }
+            entries.push(ahead);
+        }
+        entries.push(entry);
+        let reason = planned(&entries, free, rules, running, now)
+            .pop()
+            .unwrap_or(WaitReason::Starting);
+        return Some(describe(queue, entry, reason, now, estimate));
+    }
     let mut reasons = Reasons::new(free);
     for ahead in queue.in_dispatch_order() {
         if reasons.blocked() || ahead.execution_id == execution_id {
@@ -122,6 +177,92 @@ pub fn locate<T: Waiting>(
     }
     let reason = reasons.next(entry.priority, entry.payload.resources());
     Some(describe(queue, entry, reason, now, estimate))
+}
+
+/// The reason of every queued execution, in dispatch order: for counting them.
+pub fn all_reasons<T: Waiting>(
+    queue: &ExecutionQueue<T>,
+    free: Resources,
+    now: Millis,
+    judge: &Judge,
+) -> Vec<WaitReason> {
+    match judge {
+        Judge::Walk => crate::reason::reasons(
+            queue
+                .in_dispatch_order()
+                .map(|e| (e.priority, e.payload.resources())),
+            free,
+        ),
+        Judge::Plan { rules, running } => {
+            let entries: Vec<&QueuedExecution<T>> = queue.in_dispatch_order().collect();
+            let window = rules.backfill_depth.max(1).min(entries.len());
+            let mut reasons = planned(&entries[..window], free, rules, running, now);
+            let holder = reasons
+                .iter()
+                .zip(&entries)
+                .find(|(r, _)| matches!(r, WaitReason::PoolFull { .. }))
+                .map(|(_, e)| e.priority);
+            reasons.extend(entries[window..].iter().map(|e| match holder {
+                Some(first) if first < e.priority => WaitReason::BehindHigherPriority,
+                _ => WaitReason::BehindEarlierArrivals,
+            }));
+            reasons
+        }
+    }
+}
+
+/// The reasons of `entries` (the head of the queue, in dispatch order, the last one possibly
+/// from further down) as the planner's pass under `rules` decides them, on a pool with `free`
+/// allocatable and `running`.
+fn planned<T: Waiting>(
+    entries: &[&QueuedExecution<T>],
+    free: Resources,
+    rules: &Rules,
+    running: &[Running],
+    now: Millis,
+) -> Vec<WaitReason> {
+    let candidates: Vec<Candidate> = entries
+        .iter()
+        .map(|e| Candidate {
+            priority: e.priority,
+            resources: e.payload.resources(),
+            timeout: e.payload.timeout(),
+            enqueued_at: e.enqueued_at,
+        })
+        .collect();
+    let pool = PoolView {
+        available: free,
+        running: running.to_vec(),
+    };
+    let plan = planner::plan(&candidates, &pool, *rules, now);
+    // The first that cannot start holds the others back.
+    let holder = plan.fates.iter().position(|f| {
+        matches!(
+            f,
+            Fate::Reserved { .. } | Fate::Blocked { .. } | Fate::Demote
+        )
+    });
+    let behind = |level: Priority| match holder.map(|h| candidates[h].priority) {
+        Some(first) if first < level => WaitReason::BehindHigherPriority,
+        _ => WaitReason::BehindEarlierArrivals,
+    };
+    plan.fates
+        .iter()
+        .zip(&candidates)
+        .map(|(fate, c)| match fate {
+            Fate::Start => WaitReason::Starting,
+            Fate::Reserved { .. } | Fate::Blocked { .. } | Fate::Demote => {
+                match shortfall(c.resources, free) {
+                    Some((resource, short_by)) => WaitReason::PoolFull { resource, short_by },
+                    None => behind(c.priority),
+                }
+            }
+            Fate::Held { reservation } => WaitReason::ReservedFor {
+                execution_id: entries[*reservation].execution_id.clone(),
+            },
+            Fate::Waits | Fate::Stay => behind(c.priority),
+        })
+        .collect()
 }
 
 fn describe<T: Waiting>(

@@ -19,6 +19,9 @@ impl Waiting for Ask {
     fn resources(&self) -> Resources {
         self.1
     }
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(60)
+    }
 }
 
 const HALF: Resources = Resources::new(500, 256, 0);
@@ -51,7 +54,7 @@ fn the_listing_is_in_dispatch_order_with_true_positions_levels_and_reasons() {
     let c1 = q.dequeue().unwrap();
     assert_eq!(c1.execution_id, "c1");
     let free = Resources::new(1_000, 4_096, 0);
-    let listing = listing(&q, 10, free, 10_000, &NoEstimate);
+    let listing = listing(&q, 10, free, 10_000, &NoEstimate, &Judge::Walk);
     assert_eq!(listing.queued, 4);
     assert_eq!(listing.being_scheduled, 1);
     assert_eq!(listing.depth, [0, 1, 2, 0, 1]);
@@ -95,7 +98,7 @@ fn a_demoted_execution_shows_the_level_it_asked_and_the_one_it_is_at() {
         .unwrap();
     let a = q.dequeue().unwrap();
     q.requeue(a);
-    let a = locate(&q, "a", Resources::default(), 0, &NoEstimate).unwrap();
+    let a = locate(&q, "a", Resources::default(), 0, &NoEstimate, &Judge::Walk).unwrap();
     assert_eq!((a.level_asked, a.level_now), (Level::High, Level::Normal));
     assert_eq!(a.requeues, 1);
     assert_eq!(
@@ -105,7 +108,10 @@ fn a_demoted_execution_shows_the_level_it_asked_and_the_one_it_is_at() {
             short_by: 500
         }
     );
-    assert_eq!(locate(&q, "b", Resources::default(), 0, &NoEstimate), None);
+    assert_eq!(
+        locate(&q, "b", Resources::default(), 0, &NoEstimate, &Judge::Walk),
+        None
+    );
 }
 
 #[test]
@@ -126,7 +132,7 @@ fn the_estimate_is_whatever_the_estimator_says() {
         }
     }
     let q = queue(&[("a", Normal, HALF), ("b", Normal, HALF)]);
-    let listing = listing(&q, 10, Resources::default(), 0, &ByPosition);
+    let listing = listing(&q, 10, Resources::default(), 0, &ByPosition, &Judge::Walk);
     let estimates: Vec<Option<f64>> = listing
         .executions
         .iter()
@@ -144,7 +150,15 @@ fn the_estimate_is_whatever_the_estimator_says() {
 #[test]
 fn a_queued_answer_carries_its_state_beside_the_fields_of_the_listing() {
     let q = queue(&[("a", Low, HALF)]);
-    let a = locate(&q, "a", Resources::new(500, 256, 0), 0, &NoEstimate).unwrap();
+    let a = locate(
+        &q,
+        "a",
+        Resources::new(500, 256, 0),
+        0,
+        &NoEstimate,
+        &Judge::Walk,
+    )
+    .unwrap();
     assert_eq!(a.reason, WaitReason::Starting);
     let json = serde_json::to_value(ExecutionAnswer::Queued(a)).unwrap();
     assert_eq!(json["state"], "queued");
@@ -170,11 +184,11 @@ proptest! {
             q.dequeue();
         }
         let free = Resources::new(free, 100, 0);
-        let listing = listing(&q, usize::MAX, free, 5, &NoEstimate);
+        let listing = listing(&q, usize::MAX, free, 5, &NoEstimate, &Judge::Walk);
         prop_assert_eq!(listing.executions.len(), q.len());
         for (i, listed) in listing.executions.iter().enumerate() {
             prop_assert_eq!(listed.position, i + q.leased());
-            let found = locate(&q, &listed.execution_id, free, 5, &NoEstimate);
+            let found = locate(&q, &listed.execution_id, free, 5, &NoEstimate, &Judge::Walk);
             prop_assert_eq!(found.as_ref(), Some(listed));
         }
     }
@@ -189,4 +203,75 @@ fn every_answer_has_a_schema_of_its_own() {
         let schema = serde_json::to_value(answer.json_schema()).unwrap();
         assert!(schema["title"].is_string(), "{answer:?}: {schema}");
     }
+}
+
+/// A request of the backfill tests: its level, what it reserves, its timeout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Timed(Priority, Resources, Duration);
+
+impl Waiting for Timed {
+    fn asked(&self) -> Priority {
+        self.0
+    }
+    fn resources(&self) -> Resources {
+        self.1
+    }
+    fn timeout(&self) -> Duration {
+        self.2
+    }
+}
+
+#[test]
+fn under_backfill_what_would_delay_the_reservation_is_reserved_for_it_and_the_rest_starts() {
+    // One core: half held until 60 s, half free.
+    let mut q = ExecutionQueue::new(QueueLimits::default());
+    let core = Resources::new(1_000, 256, 0);
+    for (i, (id, wants, timeout)) in [
+        ("a", core, 60),
+        ("b", HALF, 120),
+        ("c", HALF, 30),
+        ("d", core, 60),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ask = Timed(Normal, wants, Duration::from_secs(timeout));
+        q.enqueue(id.into(), format!("u{i}"), Normal, ask, i as u64)
+            .unwrap();
+    }
+    let judge = Judge::Plan {
+        rules: Rules::from(crate::planner::Policy::Backfill),
+        running: vec![Running {
+            resources: HALF,
+            ends_by: 60_000,
+        }],
+    };
+    let free = HALF;
+    let listing = listing(&q, 10, free, 0, &NoEstimate, &judge);
+    let reasons: Vec<WaitReason> = listing.executions.into_iter().map(|e| e.reason).collect();
+    assert_eq!(
+        reasons,
+        [
+            WaitReason::PoolFull {
+                resource: Resource::Cpu,
+                short_by: 500
+            },
+            WaitReason::ReservedFor {
+                execution_id: "a".into()
+            },
+            WaitReason::Starting,
+            WaitReason::BehindEarlierArrivals,
+        ]
+    );
+    let b = locate(&q, "b", free, 0, &NoEstimate, &judge).unwrap();
+    assert_eq!(
+        b.reason,
+        WaitReason::ReservedFor {
+            execution_id: "a".into()
+        }
+    );
+    // Walking instead, everything behind the first that does not fit waits behind it.
+    let walked = locate(&q, "c", free, 0, &NoEstimate, &Judge::Walk).unwrap();
+    assert_eq!(walked.reason, WaitReason::BehindEarlierArrivals);
+    assert_eq!(all_reasons(&q, free, 0, &judge).len(), 4);
 }

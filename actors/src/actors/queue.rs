@@ -8,12 +8,13 @@ use coordinator_core::estimate::waits::{Estimates, Ongoing, Waits};
 use coordinator_core::events::{ErrorType, EventMetadata};
 use coordinator_core::inspect::finished::Outcome;
 use coordinator_core::inspect::view::WaitingExecution;
-use coordinator_core::inspect::{self, Listing, Remaining};
+use coordinator_core::inspect::{self, Judge, Listing, Remaining};
+use coordinator_core::planner::{Policy, Rules};
 use coordinator_core::pool::Resources;
 use coordinator_core::queue::{
     Cancelled, ExecutionQueue, Millis, QueueStats, QueuedExecution, Rejection,
 };
-use coordinator_core::reason::{self, WaitReason};
+use coordinator_core::reason::WaitReason;
 use coordinator_core::Priority;
 use tracing::{info, warn};
 
@@ -252,6 +253,8 @@ pub struct QueueActor {
     finishes: Finishes,
     /// The wait estimator.
     waits: Waits,
+    /// The scheduler's rules, which the reasons follow.
+    rules: Option<Rules>,
 }
 
 impl QueueActor {
@@ -275,6 +278,25 @@ impl QueueActor {
             depth_gauges: telemetry::QueueDepthGauges::new(),
             finishes: Finishes::default(),
             waits: Waits::default(),
+            rules: None,
+        }
+    }
+
+    /// Works out why executions wait as a pass under `rules` decides it.
+    pub fn judging_by(mut self, rules: Rules) -> Self {
+        self.rules = Some(rules);
+        self
+    }
+
+    /// How reasons are worked out: the planner's pass under `backfill`, a walk of the order
+    /// otherwise.
+    fn judge(&self) -> Judge {
+        match self.rules {
+            Some(rules) if rules.policy == Policy::Backfill => Judge::Plan {
+                rules,
+                running: self.waits.running_view(),
+            },
+            _ => Judge::Walk,
         }
     }
 
@@ -389,17 +411,20 @@ impl QueueActor {
     /// How many queued executions wait for each reason, as `kind=n,…` (kinds with none left
     /// out), on the pool as last reported.
     fn reason_counts(&self) -> String {
-        let order = self
-            .queue
-            .in_dispatch_order()
-            .map(|e| (e.priority, e.payload.resources));
         let mut counts: Vec<(&'static str, usize)> = Vec::new();
-        for r in reason::reasons(order, self.waits.available()) {
+        let all = inspect::all_reasons(
+            &self.queue,
+            self.waits.available(),
+            now_millis(),
+            &self.judge(),
+        );
+        for r in all {
             let kind = match r {
                 WaitReason::Starting => "starting",
                 WaitReason::PoolFull { .. } => "pool_full",
                 WaitReason::BehindHigherPriority => "behind_higher_priority",
                 WaitReason::BehindEarlierArrivals => "behind_earlier_arrivals",
+                WaitReason::ReservedFor { .. } => "reserved_for",
             };
             match counts.iter_mut().find(|(k, _)| *k == kind) {
                 Some((_, n)) => *n += 1,
@@ -669,6 +694,7 @@ impl Handler<QueueListing> for QueueActor {
             msg.free,
             now,
             &estimates,
+            &self.judge(),
         ))
     }
 }
@@ -682,7 +708,8 @@ impl Handler<QueueLookup> for QueueActor {
             waits: &self.waits,
             queue: &self.queue,
         };
-        let found = inspect::locate(&self.queue, id, msg.free, now_millis(), &estimates);
+        let judge = self.judge();
+        let found = inspect::locate(&self.queue, id, msg.free, now_millis(), &estimates, &judge);
         MessageResult(match found {
             Some(waiting) => InQueue::Queued(Box::new(waiting)),
             None if self.queue.is_leased(id) => InQueue::BeingScheduled,

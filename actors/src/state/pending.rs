@@ -155,6 +155,10 @@ impl Waiting for Pending {
     fn resources(&self) -> Resources {
         self.resources
     }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
 }
 
 /// What a queued execution keeps of its request: the fields of its command and of the metadata
