@@ -444,7 +444,7 @@ fn estimate_benches(c: &mut Criterion) {
             last = format!("e{i}");
             let _ = queue.enqueue(last.clone(), user, level, job, i as u64);
         }
-        let mut waits = Waits::new(Resources::new(32_000, 1 << 20, 0));
+        let mut waits = Waits::new(Resources::new(32_000, 1 << 20, 0), 100);
         let running = (0..64u64)
             .map(|i| {
                 let ongoing = Ongoing {

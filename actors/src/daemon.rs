@@ -219,7 +219,7 @@ impl Daemon {
             Supervisor::start_in_arbiter(&here, move |_| {
                 QueueActor::new(queue, publish, outputs, stats_interval, sweep)
                     .recording_finishes(finishes)
-                    .estimating_on(capacity)
+                    .estimating_on(capacity, &rules)
                     .judging_by(rules)
             })
         };

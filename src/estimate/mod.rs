@@ -209,9 +209,10 @@ pub const HORIZON: usize = 1_000;
 /// The forecast start of an execution reserving `wants` for `runtime_ms`, `position` in
 /// dispatch order behind `ahead` (the executions before it, in order, with what each reserves
 /// and its expected run time; at most [`HORIZON`] of them are walked), on a pool of
-/// `capacity` with `available` free at `now` and `running` to end as given. Where it fits in
-/// a gap before its turn, as backfilling would start it, the gap's start. `None` when what runs
-/// never frees enough for it.
+/// `capacity` with `available` free at `now` and `running` to end as given. When its position
+/// is within `backfills_within` (the executions a backfill pass looks at; 0 when the policy does
+/// not backfill) and it fits in a gap before its turn, the gap's start, as backfilling would
+/// start it there. `None` when what runs never frees enough for it.
 #[allow(clippy::too_many_arguments)]
 pub fn forecast_start(
     now: Millis,
@@ -222,6 +223,7 @@ pub fn forecast_start(
     position: usize,
     wants: Resources,
     runtime_ms: u64,
+    backfills_within: usize,
 ) -> Option<Millis> {
     let mut forecast = Forecast::new(now, available, running, capacity);
     let mut walked = 0;
@@ -230,7 +232,7 @@ pub fn forecast_start(
         walked += 1;
     }
     let skipped = position.saturating_sub(walked);
-    let gap = (skipped == 0)
+    let gap = (skipped == 0 && position < backfills_within)
         .then(|| forecast.gap(wants, runtime_ms))
         .flatten();
     let turn = forecast.after(skipped, wants, runtime_ms)?;

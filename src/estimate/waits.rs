@@ -42,14 +42,18 @@ pub struct Waits {
     available: Resources,
     running: FxHashMap<String, Ongoing>,
     told: FxHashMap<String, (Guess, Millis)>,
+    /// Executions a backfill pass looks at; 0 when the policy does not backfill.
+    backfills_within: usize,
 }
 
 impl Waits {
-    /// Nothing known yet, on a pool of `capacity` allocatable.
-    pub fn new(capacity: Resources) -> Self {
+    /// Nothing known yet, on a pool of `capacity` allocatable, under a policy that backfills
+    /// within the first `backfills_within` executions (0: it does not).
+    pub fn new(capacity: Resources, backfills_within: usize) -> Self {
         Self {
             capacity,
             available: capacity,
+            backfills_within,
             ..Self::default()
         }
     }
@@ -174,6 +178,7 @@ impl Waits {
             position,
             entry.payload.reserves(),
             runtime(&entry.payload),
+            self.backfills_within,
         );
         e.estimate(entry.priority.index(), position, start, now)
     }

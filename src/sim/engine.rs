@@ -252,7 +252,13 @@ fn replay(
         end_ms: 0,
         dispatch_order: Vec::new(),
         timeline: Timeline::default(),
-        eta: estimate.then(|| Box::new(Eta::new(jobs.len()))),
+        eta: estimate.then(|| {
+            let within = match policy {
+                Policy::Backfill => rules.backfill_depth,
+                _ => 0,
+            };
+            Box::new(Eta::new(jobs.len(), within))
+        }),
     };
     e.run(progress)
 }

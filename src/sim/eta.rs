@@ -53,6 +53,8 @@ pub struct Eta {
     open: Vec<Option<Open>>,
     /// One per job, once estimated.
     pub told: Vec<Option<JobEta>>,
+    /// Executions a backfill pass looks at; 0 when the policy does not backfill.
+    backfills_within: usize,
 }
 
 /// What the replay looks like when an execution is queued.
@@ -72,9 +74,11 @@ pub struct Scene<'a> {
 }
 
 impl Eta {
-    /// Estimators for `jobs` jobs, knowing nothing yet.
-    pub fn new(jobs: usize) -> Self {
+    /// Estimators for `jobs` jobs, knowing nothing yet, under a policy that backfills within
+    /// the first `backfills_within` executions (0: it does not).
+    pub fn new(jobs: usize, backfills_within: usize) -> Self {
         Self {
+            backfills_within,
             ours: Estimator::default(),
             timeouts: Calibration::new(LEVELS),
             drain: Calibration::new(LEVELS),
@@ -121,6 +125,7 @@ impl Eta {
             position,
             wants,
             self.ours.runtime_ms(&j.user, &(), j.timeout_ms),
+            self.backfills_within,
         );
         let planned = forecast_start(
             now,
@@ -134,6 +139,7 @@ impl Eta {
             position,
             wants,
             j.timeout_ms,
+            self.backfills_within,
         );
         let level = j.priority.index();
         let ours = self.ours.estimate(level, position, start, now);

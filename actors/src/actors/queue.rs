@@ -300,9 +300,14 @@ impl QueueActor {
         }
     }
 
-    /// Estimates waits on a pool of `capacity` allocatable (what an empty pool can give).
-    pub fn estimating_on(mut self, capacity: Resources) -> Self {
-        self.waits = Waits::new(capacity);
+    /// Estimates waits on a pool of `capacity` allocatable (what an empty pool can give), as
+    /// passes under `rules` start executions.
+    pub fn estimating_on(mut self, capacity: Resources, rules: &Rules) -> Self {
+        let within = match rules.policy {
+            Policy::Backfill => rules.backfill_depth,
+            _ => 0,
+        };
+        self.waits = Waits::new(capacity, within);
         self
     }
 
