@@ -7,6 +7,7 @@
 mod support;
 
 use coordinator_core::inspect::Answer;
+use rdkafka::producer::FutureProducer;
 use serde_json::Value;
 use support::daemon::{DaemonProcess, TestConfig};
 use support::golden::{golden, request};
@@ -281,16 +282,41 @@ async fn the_queue_and_each_execution_are_shown_where_they_are_and_why() {
     assert!(daemon.terminate().success());
 }
 
-#[tokio::test]
-async fn under_demote_a_blocked_head_shows_the_level_it_asked_and_the_one_it_is_at() {
-    let config = one_slot(TestConfig::fresh()).set("scheduler", "policy = \"demote\"");
-    let mut daemon = DaemonProcess::start(&config, &bootstrap_servers());
+/// A daemon on the one-slot pool under `policy`, with the blocker running.
+struct Running {
+    daemon: DaemonProcess,
+    addr: String,
+    schemas: Schemas,
+    events: String,
+    p: FutureProducer,
+}
+
+async fn blocked_one_slot(policy: &str) -> Running {
+    let config = one_slot(TestConfig::fresh()).set("scheduler", &format!("policy = \"{policy}\""));
+    let daemon = DaemonProcess::start(&config, &bootstrap_servers());
     let addr = daemon.metrics_addr();
-    let schemas = Schemas::load();
     let events = config.events_topic();
     let p = producer();
     produce_event(&p, &events, &request("blocker", "u0", "normal")).await;
     wait_for_state(&addr, "blocker", "active");
+    Running {
+        daemon,
+        addr,
+        schemas: Schemas::load(),
+        events,
+        p,
+    }
+}
+
+#[tokio::test]
+async fn under_demote_a_blocked_head_shows_the_level_it_asked_and_the_one_it_is_at() {
+    let Running {
+        mut daemon,
+        addr,
+        schemas,
+        events,
+        p,
+    } = blocked_one_slot("demote").await;
     produce_event(&p, &events, &request("h1", "u1", "high")).await;
     // Every tick refuses the head and demotes it one level, down to background.
     let h1 = poll_json(&addr, "/v1/executions/h1", |e| {
@@ -312,15 +338,14 @@ async fn under_demote_a_blocked_head_shows_the_level_it_asked_and_the_one_it_is_
 
 #[tokio::test]
 async fn under_backfill_what_would_delay_a_reservation_waits_reserved_for_it() {
-    let config = one_slot(TestConfig::fresh()).set("scheduler", "policy = \"backfill\"");
-    let mut daemon = DaemonProcess::start(&config, &bootstrap_servers());
-    let addr = daemon.metrics_addr();
-    let schemas = Schemas::load();
-    let events = config.events_topic();
-    let p = producer();
     // 900m allocatable; the blocker holds 500m for up to 300 s.
-    produce_event(&p, &events, &request("blocker", "u0", "normal")).await;
-    wait_for_state(&addr, "blocker", "active");
+    let Running {
+        mut daemon,
+        addr,
+        schemas,
+        events,
+        p,
+    } = blocked_one_slot("backfill").await;
     let sized = |id: &str, user: &str, cpu: &str, timeout: u64| {
         let mut r = request(id, user, "normal");
         r["cpu_request"] = Value::from(cpu);
