@@ -1,9 +1,11 @@
 //! End-to-end benchmarks through a real Apache Kafka broker (the targets are in BENCHMARKS.md).
 //!
-//! The daemon (release binary, a child process) and a passthrough baseline (this binary again,
-//! `E2E_BENCH_ROLE=passthrough`: consume the same `execution_requested` messages and produce a
-//! same-sized message per input with the daemon's own consumer and producer settings) run
-//! against the broker of `KAFKA_BOOTSTRAP_SERVERS`, one after the other, each on fresh topics:
+//! The daemon (release binary, a child process) and two reference pipes (this binary again,
+//! `E2E_BENCH_ROLE=passthrough`, with the daemon's own consumer and producer settings) run
+//! against the broker of `KAFKA_BOOTSTRAP_SERVERS`, one after the other, each on fresh topics,
+//! the order reversed every round. The **equivalent** pipe consumes and writes per request what
+//! the daemon does (accepted, command, state records, its own echo in the `shared` layout;
+//! `shape.rs`), the **1-in-1-out** pipe one same-sized message per input:
 //!
 //! - **throughput**: N requests preloaded, requests/s from the first to the last command
 //!   appended (the commands topic uses LogAppendTime), daemon and passthrough alternating;
@@ -40,6 +42,7 @@ mod passthrough;
 mod procs;
 mod report;
 mod scenarios;
+mod shape;
 mod stats;
 
 use std::process::ExitCode;

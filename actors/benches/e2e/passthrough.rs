@@ -1,15 +1,16 @@
-//! The passthrough baseline: the physical limit of this broker and machine for the daemon's
-//! job. Consumes the input topics of the config's `topic_layout` and, per message, produces a
-//! message of the same size (the input's key and bytes) to the layout's commands topic, with
-//! the daemon's own consumer and producer settings and client contexts, on a single-threaded
-//! runtime like the daemon's actix System, and with the daemon's delivery guarantee:
+//! The reference pipes: the limit of this broker and machine for the daemon's job. They consume
+//! the input topics of the config's `topic_layout` and write what their [`Shape`] says per
+//! input (`E2E_PIPE_SHAPE`): one same-sized message to the commands topic, or the daemon's own
+//! traffic per request (accepted, command, state records). They use the daemon's own consumer
+//! and producer settings and client contexts, on a single-threaded runtime like the daemon's
+//! actix System, and the daemon's delivery guarantee:
 //!
 //! - `exactly_once = true`: outputs go into a transaction with the offsets of their inputs; the
 //!   open transaction is committed every `transaction_interval`, as the daemon's egress does;
-//! - `exactly_once = false`: each offset is stored once its output is acknowledged, in order,
+//! - `exactly_once = false`: each offset is stored once its outputs are acknowledged, in order,
 //!   and offsets are committed every `commit_interval`, as the daemon's ingress does.
 //!
-//! Nothing else: no decoding, no queue, no state topic.
+//! Nothing else: no decoding, no queue, no scheduling.
 //!
 //! Run as `E2E_BENCH_ROLE=passthrough <this binary> CONFIG`; SIGTERM stops it cleanly.
 
@@ -30,10 +31,13 @@ use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
+use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::signal::unix::{signal, SignalKind};
+
+use crate::shape::{Output, Shape, Topics};
 
 /// Outputs in flight, at most; the daemon's ingress allows as many unacknowledged events.
 const MAX_UNACKED: usize = 10_000;
@@ -53,12 +57,12 @@ pub fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(pipe(config))
+    runtime.block_on(pipe(config, Shape::from_env()?))
 }
 
 type Ack = LocalBoxFuture<'static, (String, i32, i64, bool)>;
 
-async fn pipe(config: Config) -> anyhow::Result<()> {
+async fn pipe(config: Config, shape: Shape) -> anyhow::Result<()> {
     let kafka = config.kafka;
     let bootstrap = kafka
         .bootstrap_servers
@@ -83,7 +87,11 @@ async fn pipe(config: Config) -> anyhow::Result<()> {
     let topics = kafka.input_topics_full();
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs).context("subscribing")?;
-    let commands = kafka.topic_of(coordinator_core::events::EventType::CreatePodCommand);
+    let outputs_to = Topics {
+        commands: kafka.topic_of(coordinator_core::events::EventType::CreatePodCommand),
+        accepted: kafka.topic_of(coordinator_core::events::EventType::ExecutionAccepted),
+        state: kafka.state_topic_full(),
+    };
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut unacked: FuturesOrdered<Ack> = FuturesOrdered::new();
     let mut commit_tick = tokio::time::interval(kafka.commit_interval);
@@ -116,16 +124,22 @@ async fn pipe(config: Config) -> anyhow::Result<()> {
                         continue;
                     }
                 };
+                let outputs = shape.outputs(&m, &outputs_to, txn.is_some());
                 if let Some(txn) = txn.as_mut() {
-                    txn.produce(&producer, &consumer, &commands, m.key(), m.payload(), kafka.delivery_timeout)?;
+                    for output in outputs {
+                        txn.produce(&producer, &consumer, output, kafka.delivery_timeout)?;
+                    }
                     txn.offsets.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
                     continue;
                 }
                 let source = (m.topic().to_owned(), m.partition(), m.offset());
-                let ack = forward(&producer, &commands, m.key(), m.payload(), kafka.delivery_timeout);
+                let acks: Vec<_> = outputs
+                    .into_iter()
+                    .map(|output| forward(&producer, output, kafka.delivery_timeout))
+                    .collect();
                 unacked.push_back(
                     async move {
-                        let ok = ack.await;
+                        let ok = futures::future::join_all(acks).await.into_iter().all(|ok| ok);
                         (source.0, source.1, source.2, ok)
                     }
                     .boxed_local(),
@@ -163,16 +177,10 @@ impl Transaction {
         &mut self,
         producer: &FutureProducer<ProducerHealth>,
         consumer: &StreamConsumer<CommitOnRevoke>,
-        topic: &str,
-        key: Option<&[u8]>,
-        payload: Option<&[u8]>,
+        output: Output<'_>,
         timeout: Duration,
     ) -> anyhow::Result<()> {
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(topic).payload(payload.unwrap_or_default());
-        if let Some(key) = key {
-            record = record.key(key);
-        }
+        let mut record = record(&output);
         loop {
             if !self.open {
                 producer.begin_transaction()?;
@@ -223,34 +231,42 @@ impl Transaction {
     }
 }
 
+/// The record of `output`.
+fn record<'a>(output: &'a Output<'_>) -> FutureRecord<'a, [u8], [u8]> {
+    let mut record: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(output.topic).payload(output.payload.as_ref());
+    if let Some(key) = output.key {
+        record = record.key(key);
+    }
+    if let Some(headers) = &output.headers {
+        record = record.headers(headers.clone());
+    }
+    record
+}
+
 /// Enqueues one output now (librdkafka copies key and payload) and returns its ack. When the
 /// producer's queue is full, copies the message and retries like the daemon's egress does.
 fn forward(
     producer: &FutureProducer<ProducerHealth>,
-    topic: &str,
-    key: Option<&[u8]>,
-    payload: Option<&[u8]>,
+    output: Output<'_>,
     timeout: std::time::Duration,
 ) -> LocalBoxFuture<'static, bool> {
-    let mut record: FutureRecord<'_, [u8], [u8]> =
-        FutureRecord::to(topic).payload(payload.unwrap_or_default());
-    if let Some(key) = key {
-        record = record.key(key);
-    }
-    match producer.send_result(record) {
+    match producer.send_result(record(&output)) {
         Ok(delivery) => async move { matches!(delivery.await, Ok(Ok(_))) }.boxed_local(),
         Err(_) => {
             let producer = producer.clone();
-            let topic = topic.to_owned();
-            let key = key.map(<[u8]>::to_vec);
-            let payload = payload.unwrap_or_default().to_vec();
+            let topic = output.topic.to_owned();
+            let key = output.key.map(<[u8]>::to_vec);
+            let payload = output.payload.into_owned();
+            let headers: Option<OwnedHeaders> = output.headers;
             async move {
-                let mut record: FutureRecord<'_, [u8], [u8]> =
-                    FutureRecord::to(&topic).payload(&payload);
-                if let Some(key) = &key {
-                    record = record.key(key);
-                }
-                producer.send(record, timeout).await.is_ok()
+                let owned = Output {
+                    topic: &topic,
+                    key: key.as_deref(),
+                    payload: payload.into(),
+                    headers,
+                };
+                producer.send(record(&owned), timeout).await.is_ok()
             }
             .boxed_local()
         }

@@ -1,4 +1,4 @@
-//! The pipes under test as child processes: the daemon's release binary and the passthrough;
+//! The pipes under test as child processes: the daemon's release binary and the reference pipes;
 //! their config, log, CPU time, resident memory and (for the daemon) `/metrics`.
 
 use std::fs::File;
@@ -13,6 +13,7 @@ use anyhow::Context as _;
 
 use crate::kafka_io::RunTopics;
 use crate::layout_name;
+use crate::shape::Shape;
 
 /// The daemon binary, built by `cargo bench` with the bench (release) profile.
 const BUILT_DAEMON: &str = env!("CARGO_BIN_EXE_execution-coordinator");
@@ -32,8 +33,10 @@ fn daemon() -> &'static Path {
 pub enum Program {
     /// `execution-coordinator run`: the pipe under test.
     Daemon,
-    /// The passthrough baseline.
+    /// The 1-in-1-out reference pipe.
     Passthrough,
+    /// The reference pipe that moves what the daemon moves per request.
+    Equivalent,
     /// `execution-coordinator worker-sim`: completes each command after `RUN_TIME_MS`.
     WorkerSim,
 }
@@ -47,6 +50,7 @@ impl Program {
         match self {
             Program::Daemon => "daemon",
             Program::Passthrough => "passthrough",
+            Program::Equivalent => "equivalent",
             Program::WorkerSim => "worker-sim",
         }
     }
@@ -142,9 +146,16 @@ impl Proc {
                 c.arg("run").arg("--config").arg(file.path());
                 c
             }
-            Program::Passthrough => {
+            Program::Passthrough | Program::Equivalent => {
+                let shape = if pipe == Program::Equivalent {
+                    Shape::Equivalent
+                } else {
+                    Shape::OneToOne
+                };
                 let mut c = Command::new(std::env::current_exe()?);
-                c.env("E2E_BENCH_ROLE", "passthrough").arg(file.path());
+                c.env("E2E_BENCH_ROLE", "passthrough")
+                    .env("E2E_PIPE_SHAPE", shape.name())
+                    .arg(file.path());
                 c
             }
             Program::WorkerSim => {

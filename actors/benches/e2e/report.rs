@@ -42,6 +42,15 @@ pub struct ThroughputResult {
     pub ratios: Vec<f64>,
     /// Median of `ratios`.
     pub median_ratio: f64,
+    /// Equivalent-pipe runs, in order.
+    #[serde(default)]
+    pub equivalent: Vec<ThroughputRun>,
+    /// daemon / equivalent pipe per round.
+    #[serde(default)]
+    pub equivalent_ratios: Vec<f64>,
+    /// Median of `equivalent_ratios`.
+    #[serde(default)]
+    pub median_equivalent_ratio: f64,
 }
 
 /// One latency run.
@@ -76,6 +85,12 @@ pub struct LatencyResult {
     pub daemon_runs: Vec<LatencyRun>,
     /// Passthrough runs.
     pub passthrough_runs: Vec<LatencyRun>,
+    /// Equivalent pipe, pooled.
+    #[serde(default)]
+    pub equivalent: Percentiles,
+    /// Equivalent-pipe runs.
+    #[serde(default)]
+    pub equivalent_runs: Vec<LatencyRun>,
 }
 
 /// The saturation bench.
@@ -201,50 +216,57 @@ impl Results {
                 .iter()
                 .map(|r| thousands(r.commanded as f64))
                 .collect();
-            rows.push(Row::new(
-                "throughput",
-                format!(
-                    "{}: {} preloaded, req/s, median of {}{}",
-                    label(t.layout, t.mode),
-                    thousands(t.n as f64),
-                    t.ratios.len(),
-                    if capped {
-                        format!(
-                            " (capped: daemon measured on {} commands)",
-                            measured.join(", ")
-                        )
-                    } else {
-                        String::new()
-                    }
-                ),
-                thousands(rate(&t.daemon)),
-                thousands(rate(&t.passthrough)),
-                format!(
-                    "{} (rounds {})",
-                    ratio(t.median_ratio),
-                    t.ratios
-                        .iter()
-                        .map(|r| ratio(*r))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                "≥ 0.70".into(),
-                verdict(t.median_ratio >= 0.70),
-            ));
-            let (dc, pc) = (cpu(&t.daemon), cpu(&t.passthrough));
-            rows.push(Row::new(
-                "throughput",
-                format!(
-                    "{}: {} preloaded, CPU ms per 1,000 requests",
-                    label(t.layout, t.mode),
-                    thousands(t.n as f64)
-                ),
-                format!("{dc:.0}"),
-                format!("{pc:.0}"),
-                format!("{:.0}×", dc / pc),
-                String::new(),
-                String::new(),
-            ));
+            rows.push(
+                Row::new(
+                    "throughput",
+                    format!(
+                        "{}: {} preloaded, req/s, median of {}{}",
+                        label(t.layout, t.mode),
+                        thousands(t.n as f64),
+                        t.ratios.len(),
+                        if capped {
+                            format!(
+                                " (capped: daemon measured on {} commands)",
+                                measured.join(", ")
+                            )
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    thousands(rate(&t.daemon)),
+                    thousands(rate(&t.passthrough)),
+                    format!(
+                        "{} of equivalent (rounds {}); {} of 1-in-1-out",
+                        ratio(t.median_equivalent_ratio),
+                        rounds(&t.equivalent_ratios),
+                        ratio(t.median_ratio),
+                    ),
+                    "≥ 0.70 of equivalent".into(),
+                    verdict(t.median_equivalent_ratio >= 0.70),
+                )
+                .with_equivalent(format!(
+                    "{} (spread {})",
+                    thousands(rate(&t.equivalent)),
+                    spread(&t.equivalent)
+                )),
+            );
+            let (dc, pc, ec) = (cpu(&t.daemon), cpu(&t.passthrough), cpu(&t.equivalent));
+            rows.push(
+                Row::new(
+                    "throughput",
+                    format!(
+                        "{}: {} preloaded, CPU ms per 1,000 requests",
+                        label(t.layout, t.mode),
+                        thousands(t.n as f64)
+                    ),
+                    format!("{dc:.0}"),
+                    format!("{pc:.0}"),
+                    format!("{:.1}× equivalent; {:.1}× 1-in-1-out", dc / ec, dc / pc),
+                    String::new(),
+                    String::new(),
+                )
+                .with_equivalent(format!("{ec:.0}")),
+            );
         }
         for l in &self.latency {
             let cpu = |runs: &[LatencyRun]| med(runs.iter().map(|r| r.cpu_percent).collect());
@@ -266,45 +288,80 @@ impl Results {
             let complete = |runs: &[LatencyRun]| runs.iter().all(|r| r.received >= r.measured);
             let (target, met) = if l.rate == 1_000 {
                 (
-                    "p99 ≤ 5 ms".to_owned(),
-                    verdict(l.daemon.p99_us <= 5_000 && complete(&l.daemon_runs)),
+                    "p99 ≤ 1.3× equivalent; ≤ 5 ms".to_owned(),
+                    format!(
+                        "{}; {}",
+                        verdict(
+                            l.daemon.p99_us as f64 <= 1.3 * l.equivalent.p99_us as f64
+                                && complete(&l.daemon_runs)
+                        ),
+                        verdict(l.daemon.p99_us <= 5_000 && complete(&l.daemon_runs))
+                    ),
                 )
             } else {
                 (String::new(), String::new())
             };
-            rows.push(Row::new(
-                "latency",
-                format!(
-                    "{}: {}/s steady, request → command p50 / p99 / p99.9",
-                    label(l.layout, l.mode),
-                    thousands(l.rate as f64),
-                ),
-                format!("{}{}", summary(&l.daemon), behind(&l.daemon_runs)),
-                format!("{}{}", summary(&l.passthrough), behind(&l.passthrough_runs)),
-                if l.daemon.count > 0 && l.passthrough.count > 0 {
+            rows.push(
+                Row::new(
+                    "latency",
                     format!(
-                        "p99 {:.1}×",
-                        l.daemon.p99_us as f64 / l.passthrough.p99_us.max(1) as f64
-                    )
-                } else {
-                    String::new()
-                },
-                target,
-                met,
-            ));
-            rows.push(Row::new(
-                "latency",
-                format!(
-                    "{}: {}/s steady, CPU of the pipe's process (% of one core)",
-                    label(l.layout, l.mode),
-                    thousands(l.rate as f64)
-                ),
-                format!("{:.0}%", cpu(&l.daemon_runs)),
-                format!("{:.0}%", cpu(&l.passthrough_runs)),
-                String::new(),
-                String::new(),
-                String::new(),
-            ));
+                        "{}: {}/s steady, request → command p50 / p99 / p99.9",
+                        label(l.layout, l.mode),
+                        thousands(l.rate as f64),
+                    ),
+                    format!("{}{}", summary(&l.daemon), behind(&l.daemon_runs)),
+                    format!("{}{}", summary(&l.passthrough), behind(&l.passthrough_runs)),
+                    if l.daemon.count > 0 && l.passthrough.count > 0 {
+                        format!(
+                            "p99 {:.1}× equivalent; {:.1}× 1-in-1-out",
+                            l.daemon.p99_us as f64 / l.equivalent.p99_us.max(1) as f64,
+                            l.daemon.p99_us as f64 / l.passthrough.p99_us.max(1) as f64
+                        )
+                    } else {
+                        String::new()
+                    },
+                    target,
+                    met,
+                )
+                .with_equivalent(format!(
+                    "{}{}",
+                    summary(&l.equivalent),
+                    behind(&l.equivalent_runs)
+                )),
+            );
+            rows.push(
+                Row::new(
+                    "latency",
+                    format!(
+                        "{}: {}/s steady, CPU of the pipe's process (% of one core)",
+                        label(l.layout, l.mode),
+                        thousands(l.rate as f64)
+                    ),
+                    format!("{:.0}%", cpu(&l.daemon_runs)),
+                    format!("{:.0}%", cpu(&l.passthrough_runs)),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                )
+                .with_equivalent(format!("{:.0}%", cpu(&l.equivalent_runs))),
+            );
+            let per_1k = |runs: &[LatencyRun]| cpu(runs) * 10.0 / l.rate as f64 * 1000.0;
+            rows.push(
+                Row::new(
+                    "latency",
+                    format!(
+                        "{}: {}/s steady, CPU ms per 1,000 requests",
+                        label(l.layout, l.mode),
+                        thousands(l.rate as f64)
+                    ),
+                    format!("{:.0}", per_1k(&l.daemon_runs)),
+                    format!("{:.0}", per_1k(&l.passthrough_runs)),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                )
+                .with_equivalent(format!("{:.0}", per_1k(&l.equivalent_runs))),
+            );
         }
         for s in &self.saturation {
             rows.push(Row::new(
@@ -410,7 +467,7 @@ impl Results {
 }
 
 /// One line of the table.
-pub struct Row([String; 7]);
+pub struct Row([String; 8]);
 
 impl Row {
     #[allow(clippy::too_many_arguments)]
@@ -427,6 +484,7 @@ impl Row {
             bench.to_owned(),
             case,
             coordinator,
+            String::new(),
             baseline,
             ratio,
             target,
@@ -435,12 +493,21 @@ impl Row {
     }
 }
 
+impl Row {
+    /// The equivalent pipe's figure.
+    fn with_equivalent(mut self, equivalent: String) -> Self {
+        self.0[3] = equivalent;
+        self
+    }
+}
+
 fn table(rows: &[Row]) -> String {
     let header = [
         "bench",
         "case",
         "coordinator",
-        "passthrough / payload",
+        "equivalent pipe",
+        "1-in-1-out pipe / payload",
         "ratio",
         "target",
         "met",
@@ -465,6 +532,22 @@ fn summary(p: &Percentiles) -> String {
     } else {
         p.summary()
     }
+}
+
+/// Per-round ratios, comma-separated.
+fn rounds(ratios: &[f64]) -> String {
+    ratios
+        .iter()
+        .map(|r| ratio(*r))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Lowest–highest rate of `runs`.
+fn spread(runs: &[ThroughputRun]) -> String {
+    let lo = runs.iter().map(|r| r.rate).fold(f64::INFINITY, f64::min);
+    let hi = runs.iter().map(|r| r.rate).fold(0.0, f64::max);
+    format!("{}–{}", thousands(lo), thousands(hi))
 }
 
 fn ratio(r: f64) -> String {

@@ -46,12 +46,13 @@ fn config(topics: &RunTopics, plan: &Plan, mode: Mode, knobs: &[(&str, &str)]) -
     config_toml(topics, &plan.bootstrap, &lines)
 }
 
-fn programs_for_round(round: usize) -> [Program; 2] {
-    if round % 2 == 0 {
-        [Program::Daemon, Program::Passthrough]
-    } else {
-        [Program::Passthrough, Program::Daemon]
+/// The daemon and the two reference pipes, in an order that reverses every round.
+fn programs_for_round(round: usize) -> [Program; 3] {
+    let mut order = [Program::Daemon, Program::Equivalent, Program::Passthrough];
+    if round % 2 == 1 {
+        order.reverse();
     }
+    order
 }
 
 /// Throughput with `n` preloaded requests: `rounds` pairs, alternating which pipe goes first.
@@ -84,17 +85,21 @@ pub async fn throughput(
                 run.cpu_ms_per_1k
             );
             rates.insert(pipe, run.rate);
-            if pipe == Program::Daemon {
-                result.daemon.push(run);
-            } else {
-                result.passthrough.push(run);
+            match pipe {
+                Program::Daemon => result.daemon.push(run),
+                Program::Equivalent => result.equivalent.push(run),
+                _ => result.passthrough.push(run),
             }
         }
         result
             .ratios
             .push(rates[&Program::Daemon] / rates[&Program::Passthrough]);
+        result
+            .equivalent_ratios
+            .push(rates[&Program::Daemon] / rates[&Program::Equivalent]);
     }
     result.median_ratio = median(&result.ratios);
+    result.median_equivalent_ratio = median(&result.equivalent_ratios);
     Ok(result)
 }
 
@@ -199,8 +204,10 @@ pub async fn latency(
         rate,
         daemon: pooled(Program::Daemon),
         passthrough: pooled(Program::Passthrough),
+        equivalent: pooled(Program::Equivalent),
         daemon_runs: runs.remove(&Program::Daemon).unwrap_or_default(),
         passthrough_runs: runs.remove(&Program::Passthrough).unwrap_or_default(),
+        equivalent_runs: runs.remove(&Program::Equivalent).unwrap_or_default(),
     })
 }
 
