@@ -498,6 +498,13 @@ pub struct KafkaConfig {
     /// With `exactly_once`, how often the open transaction is committed. Default 10ms.
     #[serde(with = "humantime_serde")]
     pub transaction_interval: Duration,
+    /// With `exactly_once`, also commit as soon as a scheduling pass's commands are in the open
+    /// transaction and nothing else waits for the egress, instead of at the next
+    /// `transaction_interval`: a command becomes visible one commit round trip after it is
+    /// handed, at the cost of more (smaller) transactions, each writing commit markers to every
+    /// partition it touched. Under load the interval still bounds how long one stays open.
+    /// Default false.
+    pub transaction_commit_early: bool,
     /// Static group membership (`group.instance.id`): a restarted instance with the same id takes
     /// its partitions back at once instead of waiting for the session timeout. Default unset.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -529,6 +536,7 @@ impl Default for KafkaConfig {
             exactly_once: true,
             transactional_id: String::new(),
             transaction_interval: Duration::from_millis(10),
+            transaction_commit_early: false,
             group_instance_id: None,
             properties: BTreeMap::new(),
         }
@@ -705,6 +713,7 @@ impl fmt::Debug for KafkaConfig {
             .field("exactly_once", &self.exactly_once)
             .field("transactional_id", &self.transactional_id)
             .field("transaction_interval", &self.transaction_interval)
+            .field("transaction_commit_early", &self.transaction_commit_early)
             .field("group_instance_id", &self.group_instance_id)
             .field("properties", &self.redacted_properties())
             .finish()

@@ -196,6 +196,7 @@ impl Daemon {
         let shutdown = Shutdown::new();
         let transactional = kafka.exactly_once.then(|| Transactional {
             interval: kafka.transaction_interval,
+            commit_early: kafka.transaction_commit_early,
             state_topic: kafka.state_topic_full(),
             shutdown: shutdown.clone(),
         });

@@ -545,3 +545,23 @@ async fn without_its_ownership_topic_a_daemon_that_creates_no_topics_stops_as_mi
         log.join("\n")
     );
 }
+
+#[tokio::test]
+async fn an_early_commit_makes_commands_visible_without_waiting_for_the_interval() {
+    // The interval never comes within the test: only the early commit can make the commands
+    // visible to a read_committed reader.
+    let bootstrap = bootstrap_servers();
+    let config = TestConfig::fresh()
+        .set("kafka", "exactly_once = true")
+        .set("kafka", "transaction_interval = \"1h\"")
+        .set("kafka", "transaction_commit_early = true");
+    let mut daemon = DaemonProcess::start(&config, &bootstrap);
+    let events = config.events_topic();
+    let p = producer();
+    produce_event(&p, &events, &request("early-1", "u0", 5)).await;
+    wait_commands(&config, &["early-1"]).await;
+    produce_event(&p, &events, &request("early-2", "u1", 5)).await;
+    let commands = wait_commands(&config, &["early-1", "early-2"]).await;
+    assert_eq!(command_ids(&commands), ["early-1", "early-2"]);
+    assert!(daemon.terminate().success());
+}

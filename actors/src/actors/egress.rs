@@ -147,6 +147,10 @@ pub struct KafkaEgressActor {
     transaction: Option<Transaction>,
     /// How often the open transaction is committed.
     transaction_interval: Duration,
+    /// Commit as soon as a pass's commands are in and the mailbox is drained.
+    commit_early: bool,
+    /// An early commit is scheduled and has not run yet.
+    early_commit_due: bool,
     producer: FutureProducer<ProducerHealth>,
     /// How long a message may wait for room in the producer's queue.
     enqueue_timeout: Duration,
@@ -160,6 +164,9 @@ pub struct KafkaEgressActor {
 pub struct Transactional {
     /// How often the open transaction is committed.
     pub interval: Duration,
+    /// Also commit once a pass's commands are in and nothing else waits (`[kafka]
+    /// transaction_commit_early`).
+    pub commit_early: bool,
     /// The state topic, whose records are coalesced per execution within a transaction.
     pub state_topic: String,
     /// The tree's shutdown: a failed transaction requests it, and once it is requested (a
@@ -180,7 +187,7 @@ impl KafkaEgressActor {
         transactional: Option<Transactional>,
     ) -> (Addr<Self>, Option<Arbiter>) {
         let Some(t) = transactional else {
-            let actor = Self::new(producer, enqueue_timeout, stats_interval, None);
+            let actor = Self::new(producer, enqueue_timeout, stats_interval, None, false);
             return (Supervisor::start(move |_| actor), None);
         };
         let arbiter = Arbiter::new();
@@ -192,6 +199,7 @@ impl KafkaEgressActor {
                 enqueue_timeout,
                 stats_interval,
                 Some((transaction, t.interval)),
+                t.commit_early,
             )
         });
         (addr, Some(arbiter))
@@ -202,6 +210,7 @@ impl KafkaEgressActor {
         enqueue_timeout: Duration,
         stats_interval: Duration,
         transaction: Option<(Transaction, Duration)>,
+        commit_early: bool,
     ) -> Self {
         let (transaction, transaction_interval) = match transaction {
             Some((t, interval)) => (Some(t), interval),
@@ -210,6 +219,8 @@ impl KafkaEgressActor {
         Self {
             transaction,
             transaction_interval,
+            commit_early,
+            early_commit_due: false,
             producer,
             enqueue_timeout,
             stats: ActorStats::new("kafka_egress"),
@@ -267,6 +278,22 @@ impl KafkaEgressActor {
                 }
             }),
         );
+    }
+
+    /// With `commit_early`: commits the open transaction once the mailbox is drained (spawned
+    /// futures run after the mailbox's messages), unless a commit comes first.
+    fn schedule_early_commit(&mut self, ctx: &mut Context<Self>) {
+        if !self.commit_early || self.early_commit_due {
+            return;
+        }
+        self.early_commit_due = true;
+        ctx.spawn(ActorFutureExt::map(
+            fut::ready(()),
+            |(), act: &mut Self, ctx: &mut Context<Self>| {
+                act.early_commit_due = false;
+                act.commit_when_delivered(ctx);
+            },
+        ));
     }
 
     /// Commits the open transaction now, if there is one.
@@ -392,10 +419,13 @@ impl Handler<Publish> for KafkaEgressActor {
 impl Handler<PublishBatch> for KafkaEgressActor {
     type Result = MessageResult<PublishBatch>;
 
-    fn handle(&mut self, msg: PublishBatch, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: PublishBatch, ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let acks = msg.0.into_iter().map(|m| self.hand(m)).collect();
         self.stats.record(started);
+        if self.transaction.as_ref().is_some_and(Transaction::is_open) {
+            self.schedule_early_commit(ctx);
+        }
         MessageResult(Handed(acks))
     }
 }
