@@ -165,6 +165,8 @@ impl TestConfig {
 pub struct DaemonProcess {
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
+    /// The threads taking in stdout and stderr: they end when the process closes them.
+    readers: Vec<std::thread::JoinHandle<()>>,
     _config: tempfile::NamedTempFile,
 }
 
@@ -204,6 +206,7 @@ impl DaemonProcess {
             .spawn()
             .expect("spawning the daemon binary");
         let log = Arc::new(Mutex::new(Vec::new()));
+        let mut readers = Vec::new();
         for pipe in [
             child
                 .stdout
@@ -218,15 +221,16 @@ impl DaemonProcess {
         .flatten()
         {
             let log = log.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                     log.lock().expect("log lock").push(line);
                 }
-            });
+            }));
         }
         Self {
             child,
             log,
+            readers,
             _config: file,
         }
     }
@@ -311,6 +315,11 @@ impl DaemonProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting for the daemon") {
+                // Its last lines may still be in the pipes: the log is whole once the readers
+                // have reached their end.
+                for reader in self.readers.drain(..) {
+                    let _ = reader.join();
+                }
                 return status;
             }
             if Instant::now() > deadline {
