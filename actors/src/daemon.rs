@@ -360,6 +360,7 @@ impl Daemon {
     /// instance's `init_transactions`), and no client outlives the broker it talks to. After
     /// [`Daemon::shutdown`] this ends the daemon; after a [`Failure`](crate::shutdown::Failure) it abandons the tree.
     pub fn stop_threads(self) {
+        let started = Instant::now();
         self.inspection.detach();
         self.readiness
             .consumer_assigned
@@ -383,6 +384,10 @@ impl Daemon {
                 );
             }
         }
+        info!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Actor threads stopped."
+        );
     }
 
     /// Stops consuming, lets in-flight scheduling finish, flushes the producer and commits,

@@ -385,6 +385,7 @@ fn run(config: Config, demo: Option<(LoadgenOptions, WorkerSimOptions)>) -> anyh
     // Clients first, then the embedded broker they talk to.
     drop(system);
     drop(embedded);
+    info!("Exiting.");
     Ok(())
 }
 

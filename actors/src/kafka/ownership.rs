@@ -28,6 +28,9 @@ use crate::telemetry::Readiness;
 /// the longest a standby waits after the owner dies (brokers refuse less than 6 s by default).
 const SESSION_TIMEOUT_MS: &str = "6000";
 
+/// How long leaving the ownership group may take at exit.
+const LEAVE_WITHIN: Duration = Duration::from_secs(10);
+
 /// How long a topic the operator made (`create_topics = false`) may take to show in the
 /// brokers' metadata before the daemon says it is missing.
 const TOPIC_VISIBLE_WITHIN: Duration = Duration::from_secs(20);
@@ -55,12 +58,20 @@ struct Lease {
 impl ClientContext for Lease {}
 
 impl ConsumerContext for Lease {
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Error(e) = rebalance {
-            warn!(error = %e, "Ownership group rebalance error.");
-        }
-        // The whole assignment after this (possibly incremental) rebalance.
-        let owned = consumer.assignment().is_ok_and(|a| a.count() > 0);
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // The topic has one partition, so an (incremental) assignment that names any gives
+        // ownership and a revocation that names any takes it. The consumer is not asked for
+        // its whole assignment here: while it closes, that request waits on the group
+        // coordinator, which waits for this callback, and the thread never returns.
+        let owned = match rebalance {
+            Rebalance::Assign(partitions) if partitions.count() > 0 => true,
+            Rebalance::Revoke(partitions) if partitions.count() > 0 => false,
+            Rebalance::Error(e) => {
+                warn!(error = %e, "Ownership group rebalance error.");
+                return;
+            }
+            _ => return,
+        };
         if *self.owned.borrow() != owned {
             info!(owner = owned, "Ownership changed.");
         }
@@ -258,7 +269,24 @@ impl Drop for Ownership {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            // Bounded, like the actor threads: a member that cannot leave (brokers away) is
+            // left behind, and the group gives its partition away after the session timeout.
+            let started = std::time::Instant::now();
+            while !thread.is_finished() && started.elapsed() < LEAVE_WITHIN {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+                info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "Left the ownership group."
+                );
+            } else {
+                warn!(
+                    waited = %humantime::format_duration(LEAVE_WITHIN),
+                    "The ownership group member did not leave in time; left behind."
+                );
+            }
         }
     }
 }

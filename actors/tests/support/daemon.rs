@@ -323,14 +323,38 @@ impl DaemonProcess {
                 return status;
             }
             if Instant::now() > deadline {
+                let threads = thread_backtraces(self.child.id());
                 let _ = self.child.kill();
                 panic!(
-                    "daemon did not exit within {timeout:?}; log:\n{}",
+                    "daemon did not exit within {timeout:?}; log:\n{}\n{threads}",
                     self.log().join("\n")
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Where each thread of the hung process `pid` is, when gdb is on the PATH (else why not): what
+/// a hang at exit needs to be understood.
+fn thread_backtraces(pid: u32) -> String {
+    let gdb = Command::new("gdb")
+        .args([
+            "-p",
+            &pid.to_string(),
+            "-batch",
+            "-nx",
+            "-ex",
+            "thread apply all bt 30",
+        ])
+        .stdin(Stdio::null())
+        .output();
+    match gdb {
+        Ok(out) => format!(
+            "threads of the hung daemon (gdb):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        ),
+        Err(e) => format!("(no thread backtraces: gdb could not run: {e})"),
     }
 }
 
