@@ -563,5 +563,18 @@ async fn an_early_commit_makes_commands_visible_without_waiting_for_the_interval
     produce_event(&p, &events, &request("early-2", "u1", 5)).await;
     let commands = wait_commands(&config, &["early-1", "early-2"]).await;
     assert_eq!(command_ids(&commands), ["early-1", "early-2"]);
+    // Each of those commits is timed by phase.
+    let (status, metrics) = support::http::get(&daemon.metrics_addr(), "/metrics");
+    assert_eq!(status, 200);
+    for phase in ["open", "deliveries", "commit"] {
+        let count =
+            format!("execution_coordinator_transaction_seconds_count{{phase=\"{phase}\"}} ");
+        let committed: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&count))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {count} in:\n{metrics}"));
+        assert!(committed >= 2.0, "{count}{committed}: two commits expected");
+    }
     assert!(daemon.terminate().success());
 }

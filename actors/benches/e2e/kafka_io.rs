@@ -24,7 +24,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 
-/// Partitions of every topic of a run: the daemon's default.
+/// Partitions of every topic of a run but the input (see [`RunTopics::with_input_partitions`]):
+/// the daemon's default.
 pub const PARTITIONS: i32 = 3;
 
 /// Bench-wide epoch: send and receive times are microseconds since it, in one process.
@@ -44,6 +45,8 @@ pub struct RunTopics {
     /// The run's `[kafka]` naming: `topic_prefix`, `group_id` and `topic_layout`; the rest
     /// default.
     pub kafka: KafkaConfig,
+    /// Partitions of the topic requests arrive on.
+    pub input_partitions: i32,
 }
 
 impl RunTopics {
@@ -57,7 +60,20 @@ impl RunTopics {
                 topic_layout: layout,
                 ..KafkaConfig::default()
             },
+            input_partitions: PARTITIONS,
         }
+    }
+
+    /// The same, with `partitions` on the input topic (in the `shared` layout, the one topic
+    /// of events).
+    pub fn with_input_partitions(mut self, partitions: i32) -> Self {
+        self.input_partitions = partitions;
+        self
+    }
+
+    /// The state topic.
+    pub fn state(&self) -> String {
+        self.kafka.state_topic_full()
     }
 
     /// `[kafka] topic_prefix`.
@@ -90,16 +106,24 @@ impl RunTopics {
         self.kafka.topic_of(EventType::CreatePodCommand)
     }
 
-    /// Every topic of the run, with whether it is compacted: the layout's event topics, the
-    /// DLQ and the state topic.
-    fn all(&self) -> Vec<(String, bool)> {
-        let mut all: Vec<(String, bool)> = self
+    /// Every topic of the run, with whether it is compacted and its partitions: the layout's
+    /// event topics, the DLQ and the state topic.
+    fn all(&self) -> Vec<(String, bool, i32)> {
+        let input = self.requests();
+        let mut all: Vec<(String, bool, i32)> = self
             .kafka
             .all_topics_full()
             .into_iter()
-            .map(|t| (t, false))
+            .map(|t| {
+                let partitions = if t == input {
+                    self.input_partitions
+                } else {
+                    PARTITIONS
+                };
+                (t, false, partitions)
+            })
             .collect();
-        all.push((self.kafka.state_topic_full(), true));
+        all.push((self.kafka.state_topic_full(), true, PARTITIONS));
         all
     }
 
@@ -110,8 +134,8 @@ impl RunTopics {
         let names = self.all();
         let topics: Vec<NewTopic<'_>> = names
             .iter()
-            .map(|(name, compacted)| {
-                let t = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1));
+            .map(|(name, compacted, partitions)| {
+                let t = NewTopic::new(name, *partitions, TopicReplication::Fixed(1));
                 if *compacted {
                     t.set("cleanup.policy", "compact")
                 } else {
@@ -127,14 +151,14 @@ impl RunTopics {
             }
         }
         let deadline = Instant::now() + Duration::from_secs(30);
-        for (name, _) in &names {
+        for (name, _, partitions) in &names {
             loop {
                 let metadata = admin
                     .inner()
                     .fetch_metadata(Some(name), Duration::from_secs(5))?;
                 let ready = metadata.topics().iter().any(|t| {
                     t.error().is_none()
-                        && t.partitions().len() == PARTITIONS as usize
+                        && t.partitions().len() == *partitions as usize
                         && t.partitions().iter().all(|p| p.leader() >= 0)
                 });
                 if ready {
@@ -147,8 +171,8 @@ impl RunTopics {
         // Metadata names a leader before that broker serves as one: until it does, reading a
         // partition's watermarks fails with NotLeaderForPartition.
         let reader = watermark_reader(bootstrap)?;
-        for (name, _) in &names {
-            for p in 0..PARTITIONS {
+        for (name, _, partitions) in &names {
+            for p in 0..*partitions {
                 while let Err(e) = reader.fetch_watermarks(name, p, Duration::from_secs(5)) {
                     anyhow::ensure!(
                         Instant::now() < deadline,
@@ -164,7 +188,7 @@ impl RunTopics {
     /// Deletes the run's topics, so disk and broker memory stay bounded over many runs.
     pub async fn delete(&self, bootstrap: &str) {
         let Ok(admin) = admin(bootstrap) else { return };
-        let names: Vec<String> = self.all().into_iter().map(|(n, _)| n).collect();
+        let names: Vec<String> = self.all().into_iter().map(|(n, ..)| n).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         if let Err(e) = admin.delete_topics(&refs, &options).await {
@@ -278,16 +302,27 @@ fn generator_config(bootstrap: &str) -> ClientConfig {
     c
 }
 
-/// Produces `count` requests (levels cycling through [`LEVELS`] when `mixed`, else NORMAL,
-/// users cycling over 100) to `topic` and waits until all are acknowledged. Returns the bytes
-/// produced.
+/// The levels of preloaded requests.
+#[derive(Debug, Clone, Copy)]
+pub enum Levels {
+    /// Cycling through [`LEVELS`].
+    Mixed,
+    /// All at this one.
+    Only(u8),
+}
+
+/// NORMAL, the level of the bench's plain requests.
+pub const NORMAL: Levels = Levels::Only(5);
+
+/// Produces `count` requests (at `levels`, users cycling over 100) to `topic` and waits until
+/// all are acknowledged. Returns the bytes produced.
 pub async fn preload(
     bootstrap: &str,
     topic: &str,
     template: &RequestTemplate,
     first_seq: u64,
     count: usize,
-    mixed: bool,
+    levels: Levels,
 ) -> anyhow::Result<u64> {
     let producer: FutureProducer = generator_config(bootstrap)
         .set("linger.ms", "5")
@@ -296,7 +331,10 @@ pub async fn preload(
     let bytes = AtomicU64::new(0);
     let sends = (0..count as u64).map(|i| {
         let seq = first_seq + i;
-        let priority = if mixed { LEVELS[(seq % 5) as usize] } else { 5 };
+        let priority = match levels {
+            Levels::Mixed => LEVELS[(seq % 5) as usize],
+            Levels::Only(level) => level,
+        };
         let id = Tag {
             seq,
             priority,
@@ -476,10 +514,24 @@ pub fn collect(
     Ok(arrivals)
 }
 
+/// How many partitions `topic` has.
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<i32> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .with_context(|| format!("reading the metadata of {topic}"))?;
+    let count = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len());
+    anyhow::ensure!(count > 0, "{topic} has no partitions");
+    Ok(count as i32)
+}
+
 /// Messages now in `topic` (sum of high watermarks).
 pub fn message_count(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<i64> {
     let mut total = 0;
-    for p in 0..PARTITIONS {
+    for p in 0..partitions_of(consumer, topic)? {
         let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
         total += high - low;
     }
@@ -548,19 +600,80 @@ pub struct Stored {
 
 /// Reads `topic` (read_committed) from the beginning, keeping events of bench executions,
 /// until `expect` distinct executions were seen, or — without `expect` — up to the end the
-/// topic had when called (transaction markers count in the watermarks but are never
-/// delivered, so the end is found by position).
+/// topic had when called.
 pub fn read_back(
     bootstrap: &str,
     topic: &str,
     expect: Option<usize>,
 ) -> anyhow::Result<Vec<Stored>> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    scan(bootstrap, topic, expect.is_none(), |message| {
+        let ids = message
+            .payload()
+            .and_then(|payload| serde_json::from_slice::<EventIds<'_>>(payload).ok());
+        if let Some((ids, tag)) =
+            ids.and_then(|ids| Tag::parse(&ids.execution_id).map(|t| (ids, t)))
+        {
+            seen.insert(tag.seq);
+            out.push(Stored {
+                event_type: ids.event_type.into_owned(),
+                tag,
+                appended_ms: message.timestamp().to_millis().unwrap_or(0),
+            });
+        }
+        expect.is_some_and(|n| seen.len() >= n)
+    })
+    .with_context(|| format!("{} executions seen, expected {expect:?}", seen.len()))?;
+    Ok(out)
+}
+
+/// What kind of message the bench sees: its `event_type`, or a state record's `state`.
+#[derive(Debug, Deserialize)]
+struct Kind<'a> {
+    #[serde(borrow, default)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    state: Option<Cow<'a, str>>,
+}
+
+/// Messages and payload bytes of `topic` per kind (`event_type`, or `state` for a state
+/// record; `other` for anything else), read (read_committed) to the end it had when called.
+pub fn sizes(
+    bootstrap: &str,
+    topic: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, (u64, u64)>> {
+    let mut out = std::collections::BTreeMap::<String, (u64, u64)>::new();
+    scan(bootstrap, topic, true, |message| {
+        let payload = message.payload().unwrap_or_default();
+        let kind = serde_json::from_slice::<Kind<'_>>(payload)
+            .ok()
+            .and_then(|k| k.event_type.or(k.state))
+            .map_or_else(|| "other".to_owned(), Cow::into_owned);
+        let entry = out.entry(kind).or_default();
+        entry.0 += 1;
+        entry.1 += payload.len() as u64;
+        false
+    })?;
+    Ok(out)
+}
+
+/// Hands every message of `topic` (read_committed, from the beginning) to `done` until it
+/// answers true or — when `to_end` — the end the topic had when called is reached
+/// (transaction markers count in the watermarks but are never delivered, so the end is found
+/// by position). Without `to_end` it reads on past that end until `done` (or 120 s).
+fn scan(
+    bootstrap: &str,
+    topic: &str,
+    to_end: bool,
+    mut done: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> bool,
+) -> anyhow::Result<()> {
     let consumer: BaseConsumer = reader_config(bootstrap, "e2e-read-back")
         .create()
         .context("creating a reader")?;
     let mut ends = Vec::new();
     let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partitions_of(&consumer, topic)? {
         let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
         if high > low {
             ends.push((p, high));
@@ -568,19 +681,11 @@ pub fn read_back(
         assignment.add_partition_offset(topic, p, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        match expect {
-            Some(n) if seen.len() >= n => break,
-            None if ends.is_empty() => break,
-            _ => {}
-        }
+    while !(to_end && ends.is_empty()) {
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{topic} not read back within 120 s ({} executions seen, expected {expect:?})",
-            seen.len()
+            "{topic} not read back within 120 s"
         );
         let Some(message) = consumer.poll(Duration::from_millis(100)) else {
             let position = consumer.position()?;
@@ -598,23 +703,11 @@ pub fn read_back(
                 ends.remove(i);
             }
         }
-        let Some(payload) = message.payload() else {
-            continue;
-        };
-        let Ok(ids) = serde_json::from_slice::<EventIds<'_>>(payload) else {
-            continue;
-        };
-        let Some(tag) = Tag::parse(&ids.execution_id) else {
-            continue;
-        };
-        seen.insert(tag.seq);
-        out.push(Stored {
-            event_type: ids.event_type.into_owned(),
-            tag,
-            appended_ms: message.timestamp().to_millis().unwrap_or(0),
-        });
+        if done(&message) {
+            break;
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Runs `f` on a thread of its own; the receiver yields its result.

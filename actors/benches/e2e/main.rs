@@ -12,7 +12,11 @@
 //! - **latency**: a steady request rate, produce → consume of the command, per message;
 //! - **saturation**: a pool with room for 18, a completer finishing each execution after a run
 //!   time; scheduling decisions/s, queue wait per priority, CPU while the head is blocked;
-//! - **memory**: resident memory with N queued 1 KiB scripts behind a blocker.
+//! - **memory**: resident memory with N queued 1 KiB scripts behind a blocker;
+//! - **backlog**: the daemon alone with 0, 1k, 10k and 100k executions standing in its queue
+//!   behind a blocker, throughput and latency of requests that start at once;
+//! - **partitions**: throughput and latency of the daemon and both pipes on 12 and 48 input
+//!   partitions (the rest run on 3), one round each.
 //!
 //! Every scenario runs in each topic layout of `E2E_LAYOUTS` × each delivery mode of
 //! `E2E_MODES` (default all four), the two layouts of one case back to back:
@@ -32,7 +36,9 @@
 //! (exactly-once), `E2E_ROUNDS=…` (pairs per N, alternating order; at most 2 for N ≥ 100k), `E2E_RUN_CAP_SECS=…` (a throughput run that has not
 //! finished by then is measured on what it did), `E2E_LATENCY_RATES=1000,5000`,
 //! `E2E_LATENCY_SECS=…`, `E2E_LATENCY_ROUNDS=…`, `E2E_SATURATION_N=…`,
-//! `E2E_MEMORY_N=10000,100000`, `E2E_CPU_WINDOW_SECS=…`. Profiling: `E2E_PERF=1` attaches `perf record` to every daemon
+//! `E2E_MEMORY_N=10000,100000`, `E2E_CPU_WINDOW_SECS=…`, `E2E_BACKLOG_QUEUED=0,1000,10000,100000`,
+//! `E2E_BACKLOG_N=…`, `E2E_PARTITIONS=12,48`, `E2E_COMMIT_EARLY=1` (the daemon with
+//! `[kafka] transaction_commit_early = true`). Profiling: `E2E_PERF=1` attaches `perf record` to every daemon
 //! (data under `target/e2e-bench/`), `E2E_DAEMON_WRAPPER="valgrind --tool=massif …"` wraps it.
 //! `E2E_BENCH_ROLE=report` prints the combined table (core criterion results + the last
 //! end-to-end results) without running anything.
@@ -50,6 +56,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use coordinator_core::config::TopicLayout;
+use kafka_io::PARTITIONS;
 use serde::{Deserialize, Serialize};
 
 /// The daemon's delivery guarantee (`[kafka] exactly_once`), which the passthrough follows.
@@ -121,6 +128,14 @@ pub struct Plan {
     pub cpu_window_secs: u64,
     /// Queued executions in the memory bench.
     pub memory_n: Vec<usize>,
+    /// Executions standing in the queue in the backlog bench (0 is its reference).
+    pub backlog_queued: Vec<usize>,
+    /// Requests preloaded in the backlog bench's throughput part.
+    pub backlog_n: usize,
+    /// Input partitions of the partitions bench (the other benches use 3).
+    pub partitions: Vec<i32>,
+    /// `[kafka] transaction_commit_early = true` for the daemon (`E2E_COMMIT_EARLY=1`).
+    pub commit_early: bool,
 }
 
 fn env_list<T: std::str::FromStr>(name: &str, default: Vec<T>) -> anyhow::Result<Vec<T>> {
@@ -165,7 +180,14 @@ impl Plan {
             ),
         };
         let quick = std::env::var("E2E_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
-        let all = ["throughput", "latency", "saturation", "memory"];
+        let all = [
+            "throughput",
+            "latency",
+            "saturation",
+            "memory",
+            "backlog",
+            "partitions",
+        ];
         let scenarios: Vec<String> =
             env_list("E2E_SCENARIOS", all.iter().map(|s| s.to_string()).collect())?;
         for s in &scenarios {
@@ -224,6 +246,11 @@ impl Plan {
             latency_rounds: env_one("E2E_LATENCY_ROUNDS", if quick { 1 } else { 2 })?,
             saturation_n: env_one("E2E_SATURATION_N", if quick { 600 } else { 2_000 })?,
             cpu_window_secs: env_one("E2E_CPU_WINDOW_SECS", if quick { 3 } else { 5 })?,
+            backlog_queued: env_list("E2E_BACKLOG_QUEUED", vec![0, 1_000, 10_000, 100_000])?,
+            backlog_n: env_one("E2E_BACKLOG_N", if quick { 2_000 } else { 10_000 })?,
+            partitions: env_list("E2E_PARTITIONS", vec![12, 48])?,
+            commit_early: std::env::var("E2E_COMMIT_EARLY")
+                .is_ok_and(|v| v != "0" && !v.is_empty()),
             memory_n: env_list(
                 "E2E_MEMORY_N",
                 if quick {
@@ -244,7 +271,7 @@ fn run_benches() -> anyhow::Result<()> {
     let plan = Plan::from_env()?;
     let started = Instant::now();
     eprintln!(
-        "e2e: broker {}, scenarios {:?}, layouts {:?}, modes {:?}{}",
+        "e2e: broker {}, scenarios {:?}, layouts {:?}, modes {:?}{}{}",
         plan.bootstrap,
         plan.scenarios,
         plan.layouts
@@ -252,7 +279,12 @@ fn run_benches() -> anyhow::Result<()> {
             .map(|l| layout_name(*l))
             .collect::<Vec<_>>(),
         plan.modes.iter().map(|m| m.name()).collect::<Vec<_>>(),
-        if plan.quick { " (quick)" } else { "" }
+        if plan.quick { " (quick)" } else { "" },
+        if plan.commit_early {
+            ", daemon with transaction_commit_early"
+        } else {
+            ""
+        }
     );
     procs::build_check()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -275,7 +307,9 @@ fn run_benches() -> anyhow::Result<()> {
                         plan.rounds
                     };
                     for &layout in &plan.layouts {
-                        let result = scenarios::throughput(&plan, layout, mode, n, rounds).await?;
+                        let result =
+                            scenarios::throughput(&plan, layout, mode, n, rounds, PARTITIONS)
+                                .await?;
                         results.throughput.push(result);
                     }
                 }
@@ -285,7 +319,58 @@ fn run_benches() -> anyhow::Result<()> {
                     for &layout in &plan.layouts {
                         results
                             .latency
-                            .push(scenarios::latency(&plan, layout, mode, rate).await?);
+                            .push(scenarios::latency(&plan, layout, mode, rate, plan.latency_rounds, PARTITIONS).await?);
+                    }
+                }
+            }
+            if plan.runs("partitions") {
+                // One round each, at the first size and rate: the partition count's effect on
+                // both pipes and the daemon, beside the rows above (3 partitions).
+                let n = match mode {
+                    Mode::ExactlyOnce => plan.throughput_n_eos[0],
+                    Mode::AtLeastOnce => plan.throughput_n[0],
+                };
+                for &partitions in &plan.partitions {
+                    for &layout in &plan.layouts {
+                        results.throughput.push(
+                            scenarios::throughput(&plan, layout, mode, n, 1, partitions).await?,
+                        );
+                        results.latency.push(
+                            scenarios::latency(
+                                &plan,
+                                layout,
+                                mode,
+                                plan.latency_rates[0],
+                                1,
+                                partitions,
+                            )
+                            .await?,
+                        );
+                    }
+                }
+            }
+            if plan.runs("backlog") {
+                for &layout in &plan.layouts {
+                    for &queued in &plan.backlog_queued {
+                        let result = scenarios::backlog(
+                            &plan,
+                            layout,
+                            mode,
+                            queued,
+                            plan.backlog_n,
+                            plan.latency_rates[0],
+                        )
+                        .await?;
+                        eprintln!(
+                            "e2e: backlog {} {} {queued} queued: {:.0} req/s, {:.0} CPU ms per 1,000, {}/s {}",
+                            layout_name(layout),
+                            mode.name(),
+                            result.rate,
+                            result.cpu_ms_per_1k,
+                            result.latency_rate,
+                            result.latency.summary()
+                        );
+                        results.backlog.push(result);
                     }
                 }
             }

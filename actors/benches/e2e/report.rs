@@ -1,6 +1,7 @@
 //! Results: saved as JSON under `target/e2e-bench/`, printed as one Markdown table, together
 //! with the core criterion results when asked (`E2E_BENCH_ROLE=report`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -23,6 +24,10 @@ pub struct ThroughputRun {
     pub span_ms: u64,
     /// CPU time of the pipe's process (start to last command) per 1,000 requests, ms.
     pub cpu_ms_per_1k: f64,
+    /// What the pipe wrote, per kind (`execution_accepted`, `create_pod_command`, a state
+    /// record's `queued`, `allocated`, …): messages and payload bytes.
+    #[serde(default)]
+    pub written: BTreeMap<String, (u64, u64)>,
 }
 
 /// Throughput with `n` preloaded requests.
@@ -34,6 +39,9 @@ pub struct ThroughputResult {
     pub mode: Mode,
     /// Requests preloaded.
     pub n: usize,
+    /// Partitions of the input topic.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
     /// Daemon runs, in order.
     pub daemon: Vec<ThroughputRun>,
     /// Passthrough runs, in order.
@@ -66,6 +74,23 @@ pub struct LatencyRun {
     pub percentiles: Percentiles,
     /// CPU of the pipe's process over the run, % of one core.
     pub cpu_percent: f64,
+    /// The daemon's committed transactions after the warm-up, with exactly-once.
+    #[serde(default)]
+    pub transactions: Option<Phases>,
+}
+
+/// Committed transactions over a window, and the mean of each of their phases
+/// (`execution_coordinator_transaction_seconds{phase}`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Phases {
+    /// Commits per second.
+    pub per_s: f64,
+    /// First message → start of the commit, mean ms.
+    pub open_ms: f64,
+    /// Waiting for delivery reports, mean ms.
+    pub deliveries_ms: f64,
+    /// State records, offsets and the commit round trip, mean ms.
+    pub commit_ms: f64,
 }
 
 /// Latency at a steady rate, samples of all rounds pooled per pipe.
@@ -77,6 +102,9 @@ pub struct LatencyResult {
     pub mode: Mode,
     /// Requests per second.
     pub rate: u32,
+    /// Partitions of the input topic.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
     /// Daemon, pooled.
     pub daemon: Percentiles,
     /// Passthrough, pooled.
@@ -124,6 +152,34 @@ pub struct SaturationResult {
     pub blocked_requeues_per_s: f64,
 }
 
+/// The daemon with a standing queue: throughput and latency of requests that start at once,
+/// while `queued` executions wait behind a blocker.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BacklogResult {
+    /// Topic layout.
+    pub layout: TopicLayout,
+    /// Delivery mode.
+    pub mode: Mode,
+    /// Executions waiting throughout.
+    pub queued: usize,
+    /// The queue depth the daemon reported once they were in.
+    pub depth: u64,
+    /// Requests preloaded for the throughput part.
+    pub n: usize,
+    /// Their rate, first to last command appended, req/s.
+    pub rate: f64,
+    /// CPU of the daemon over the throughput part, ms per 1,000 requests.
+    pub cpu_ms_per_1k: f64,
+    /// Steady rate of the latency part, requests/s.
+    pub latency_rate: u32,
+    /// Request → command over the latency part.
+    pub latency: Percentiles,
+    /// Latency requests commanded of those measured.
+    pub received: u64,
+    /// Latency requests measured (after the warm-up).
+    pub measured: u64,
+}
+
 /// The memory bench for one queue size.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MemoryResult {
@@ -162,6 +218,9 @@ pub struct Results {
     pub revision: String,
     /// Quick mode.
     pub quick: bool,
+    /// The daemon ran with `transaction_commit_early`.
+    #[serde(default)]
+    pub commit_early: bool,
     /// Wall time of the whole run, s.
     pub elapsed_secs: u64,
     /// Throughput per mode, N and layout.
@@ -172,6 +231,9 @@ pub struct Results {
     pub saturation: Vec<SaturationResult>,
     /// Memory per mode, N and layout.
     pub memory: Vec<MemoryResult>,
+    /// The daemon with a standing queue, per mode, layout and queue size.
+    #[serde(default)]
+    pub backlog: Vec<BacklogResult>,
 }
 
 impl Results {
@@ -182,6 +244,7 @@ impl Results {
             machine: machine(),
             revision: revision(),
             quick: plan.quick,
+            commit_early: plan.commit_early,
             ..Default::default()
         }
     }
@@ -221,7 +284,7 @@ impl Results {
                     "throughput",
                     format!(
                         "{}: {} preloaded, req/s, median of {}{}",
-                        label(t.layout, t.mode),
+                        label_on(t.layout, t.mode, t.partitions),
                         thousands(t.n as f64),
                         t.ratios.len(),
                         if capped {
@@ -250,13 +313,31 @@ impl Results {
                     spread(&t.equivalent)
                 )),
             );
+            if let (Some(d), Some(e)) = (t.daemon.first(), t.equivalent.first()) {
+                rows.push(
+                    Row::new(
+                        "throughput",
+                        format!(
+                            "{}: {} preloaded, written per request (messages × mean bytes), first round",
+                            label_on(t.layout, t.mode, t.partitions),
+                            thousands(t.n as f64)
+                        ),
+                        written(d, t.n),
+                        t.passthrough.first().map_or_else(String::new, |p| written(p, t.n)),
+                        String::new(),
+                        String::new(),
+                        String::new(),
+                    )
+                    .with_equivalent(written(e, t.n)),
+                );
+            }
             let (dc, pc, ec) = (cpu(&t.daemon), cpu(&t.passthrough), cpu(&t.equivalent));
             rows.push(
                 Row::new(
                     "throughput",
                     format!(
                         "{}: {} preloaded, CPU ms per 1,000 requests",
-                        label(t.layout, t.mode),
+                        label_on(t.layout, t.mode, t.partitions),
                         thousands(t.n as f64)
                     ),
                     format!("{dc:.0}"),
@@ -306,7 +387,7 @@ impl Results {
                     "latency",
                     format!(
                         "{}: {}/s steady, request → command p50 / p99 / p99.9",
-                        label(l.layout, l.mode),
+                        label_on(l.layout, l.mode, l.partitions),
                         thousands(l.rate as f64),
                     ),
                     format!("{}{}", summary(&l.daemon), behind(&l.daemon_runs)),
@@ -334,7 +415,7 @@ impl Results {
                     "latency",
                     format!(
                         "{}: {}/s steady, CPU of the pipe's process (% of one core)",
-                        label(l.layout, l.mode),
+                        label_on(l.layout, l.mode, l.partitions),
                         thousands(l.rate as f64)
                     ),
                     format!("{:.0}%", cpu(&l.daemon_runs)),
@@ -351,7 +432,7 @@ impl Results {
                     "latency",
                     format!(
                         "{}: {}/s steady, CPU ms per 1,000 requests",
-                        label(l.layout, l.mode),
+                        label_on(l.layout, l.mode, l.partitions),
                         thousands(l.rate as f64)
                     ),
                     format!("{:.0}", per_1k(&l.daemon_runs)),
@@ -362,6 +443,83 @@ impl Results {
                 )
                 .with_equivalent(format!("{:.0}", per_1k(&l.equivalent_runs))),
             );
+            let phases: Vec<&Phases> = l
+                .daemon_runs
+                .iter()
+                .filter_map(|r| r.transactions.as_ref())
+                .collect();
+            if !phases.is_empty() {
+                let mean = |f: fn(&Phases) -> f64| med(phases.iter().map(|p| f(p)).collect());
+                rows.push(Row::new(
+                    "latency",
+                    format!(
+                        "{}: {}/s steady, the daemon's transactions: commits/s; mean ms open (interval wait) · awaiting deliveries · commit round trip",
+                        label_on(l.layout, l.mode, l.partitions),
+                        thousands(l.rate as f64)
+                    ),
+                    format!(
+                        "{:.0}/s; {:.1} · {:.1} · {:.1}",
+                        mean(|p| p.per_s),
+                        mean(|p| p.open_ms),
+                        mean(|p| p.deliveries_ms),
+                        mean(|p| p.commit_ms)
+                    ),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ));
+            }
+        }
+        for b in &self.backlog {
+            let empty = self
+                .backlog
+                .iter()
+                .find(|e| e.layout == b.layout && e.mode == b.mode && e.queued == 0);
+            let against_empty = match empty {
+                Some(e) if b.queued > 0 => format!(
+                    "{} of the rate with none queued; p99 {:.1}×",
+                    ratio(b.rate / e.rate.max(1.0)),
+                    b.latency.p99_us as f64 / e.latency.p99_us.max(1) as f64
+                ),
+                _ => String::new(),
+            };
+            rows.push(Row::new(
+                "growth",
+                format!(
+                    "{}: {} queued behind a blocker: {} preloaded req/s · CPU ms per 1,000 · {}/s p50 / p99 / p99.9",
+                    label(b.layout, b.mode),
+                    thousands(b.queued as f64),
+                    thousands(b.n as f64),
+                    thousands(b.latency_rate as f64)
+                ),
+                format!(
+                    "{} · {:.0} · {}{}",
+                    thousands(b.rate),
+                    b.cpu_ms_per_1k,
+                    summary(&b.latency),
+                    if b.received < b.measured {
+                        format!(" (only {} of {} commanded)", b.received, b.measured)
+                    } else {
+                        String::new()
+                    }
+                ),
+                String::new(),
+                against_empty,
+                if b.queued > 0 {
+                    "rate ≥ 0.70×, p99 ≤ 1.5× of none queued".into()
+                } else {
+                    String::new()
+                },
+                match empty {
+                    Some(e) if b.queued > 0 => verdict(
+                        b.rate >= 0.7 * e.rate
+                            && b.latency.p99_us as f64 <= 1.5 * e.latency.p99_us as f64
+                            && b.received >= b.measured,
+                    ),
+                    _ => String::new(),
+                },
+            ));
         }
         for s in &self.saturation {
             rows.push(Row::new(
@@ -460,7 +618,12 @@ impl Results {
             self.date,
             self.revision,
             self.elapsed_secs,
-            if self.quick { " (quick mode)" } else { "" },
+            match (self.quick, self.commit_early) {
+                (false, false) => "",
+                (true, false) => " (quick mode)",
+                (false, true) => " (daemon with transaction_commit_early)",
+                (true, true) => " (quick mode; daemon with transaction_commit_early)",
+            },
             table(&self.rows())
         )
     }
@@ -520,6 +683,20 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
+/// The input partitions of results saved before they were recorded: the bench's default.
+fn default_partitions() -> i32 {
+    crate::kafka_io::PARTITIONS
+}
+
+/// [`label`], with ", 12 input partitions" for a run on other than the default 3.
+fn label_on(layout: TopicLayout, mode: Mode, partitions: i32) -> String {
+    if partitions == crate::kafka_io::PARTITIONS {
+        label(layout, mode)
+    } else {
+        format!("{}, {partitions} input partitions", label(layout, mode))
+    }
+}
+
 /// "per_event_type, exactly-once": the layout and mode a row was measured in.
 fn label(layout: TopicLayout, mode: Mode) -> String {
     format!("{}, {}", layout_name(layout), mode.name())
@@ -548,6 +725,22 @@ fn spread(runs: &[ThroughputRun]) -> String {
     let lo = runs.iter().map(|r| r.rate).fold(f64::INFINITY, f64::min);
     let hi = runs.iter().map(|r| r.rate).fold(0.0, f64::max);
     format!("{}–{}", thousands(lo), thousands(hi))
+}
+
+/// "execution_accepted 1.00 × 646 B, create_pod_command 1.00 × 910 B": what `run` wrote per
+/// request of `n`.
+fn written(run: &ThroughputRun, n: usize) -> String {
+    run.written
+        .iter()
+        .map(|(kind, (messages, bytes))| {
+            format!(
+                "{kind} {:.2} × {} B",
+                *messages as f64 / n.max(1) as f64,
+                bytes / (*messages).max(1)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn ratio(r: f64) -> String {

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use coordinator_core::config::TopicLayout;
 use execution_coordinator::telemetry::name;
 
-use crate::kafka_io::{self, now_us, RequestTemplate, RunTopics, LEVELS};
+use crate::kafka_io::{self, now_us, Levels, RequestTemplate, RunTopics, LEVELS, NORMAL};
 use crate::procs::{config_toml, metric, out_dir, scrape, Proc, Program, RUN_TIME_MS};
 use crate::report::{
-    LatencyResult, LatencyRun, MemoryResult, SaturationResult, ThroughputResult, ThroughputRun,
+    BacklogResult, LatencyResult, LatencyRun, MemoryResult, Phases, SaturationResult,
+    ThroughputResult, ThroughputRun,
 };
 use crate::stats::{median, Percentiles};
 use crate::{layout_name, Mode, Plan};
@@ -43,6 +44,9 @@ pub const GRACE: Duration = Duration::from_secs(10);
 fn config(topics: &RunTopics, plan: &Plan, mode: Mode, knobs: &[(&str, &str)]) -> String {
     let mut lines = knobs.to_vec();
     lines.push(("kafka", mode.config_line()));
+    if plan.commit_early {
+        lines.push(("kafka", "transaction_commit_early = true"));
+    }
     config_toml(topics, &plan.bootstrap, &lines)
 }
 
@@ -55,27 +59,31 @@ fn programs_for_round(round: usize) -> [Program; 3] {
     order
 }
 
-/// Throughput with `n` preloaded requests: `rounds` pairs, alternating which pipe goes first.
+/// Throughput with `n` preloaded requests on `partitions` input partitions: `rounds` rounds,
+/// the pipes' order reversed every round.
 pub async fn throughput(
     plan: &Plan,
     layout: TopicLayout,
     mode: Mode,
     n: usize,
     rounds: usize,
+    partitions: i32,
 ) -> anyhow::Result<ThroughputResult> {
     let template = RequestTemplate::new(None, "200m");
     let mut result = ThroughputResult {
         layout,
         mode,
         n,
+        partitions,
         ..Default::default()
     };
     for round in 0..rounds {
         let mut rates = HashMap::new();
         for pipe in programs_for_round(round) {
-            let run = throughput_run(plan, layout, mode, pipe, n, &template, round).await?;
+            let topics = RunTopics::fresh("tput", layout).with_input_partitions(partitions);
+            let run = throughput_run(plan, &topics, mode, pipe, n, &template, round).await?;
             eprintln!(
-                "e2e: throughput {} {} n={n} round {} {}: {:.0} req/s over {} commands, {:.0} CPU ms per 1,000",
+                "e2e: throughput {} {} {partitions}p n={n} round {} {}: {:.0} req/s over {} commands, {:.0} CPU ms per 1,000",
                 layout_name(layout),
                 mode.name(),
                 round + 1,
@@ -105,23 +113,24 @@ pub async fn throughput(
 
 async fn throughput_run(
     plan: &Plan,
-    layout: TopicLayout,
+    topics: &RunTopics,
     mode: Mode,
     pipe: Program,
     n: usize,
     template: &RequestTemplate,
     round: usize,
 ) -> anyhow::Result<ThroughputRun> {
-    let topics = RunTopics::fresh("tput", layout);
+    let layout = topics.layout();
     topics.create(&plan.bootstrap).await?;
-    kafka_io::preload(&plan.bootstrap, &topics.requests(), template, 0, n, false).await?;
+    kafka_io::preload(&plan.bootstrap, &topics.requests(), template, 0, n, NORMAL).await?;
     let proc = Proc::start(
         pipe,
-        &config(&topics, plan, mode, ROOMY),
+        &config(topics, plan, mode, ROOMY),
         &format!(
-            "throughput-{}-{}-{n}-r{}-{}",
+            "throughput-{}-{}-{}p-{n}-r{}-{}",
             layout_name(layout),
             mode.name(),
+            topics.input_partitions,
             round + 1,
             pipe.name()
         ),
@@ -142,6 +151,7 @@ async fn throughput_run(
     } else {
         kafka_io::read_back(&plan.bootstrap, &topics.commands(), None)?
     };
+    let written = written(&plan.bootstrap, topics)?;
     topics.delete(&plan.bootstrap).await;
     let mut seen = vec![false; n];
     for c in &commands {
@@ -165,25 +175,51 @@ async fn throughput_run(
         commanded,
         span_ms: span_ms as u64,
         cpu_ms_per_1k: cpu.as_secs_f64() * 1000.0 * 1000.0 / commanded as f64,
+        written,
     })
 }
 
-/// Latency at a steady `rate`: pairs alternating, samples of all rounds pooled per pipe.
+/// What a pipe wrote to the run's output topics, per kind; requests (on the `shared`
+/// layout's one topic of events) are not its own.
+fn written(
+    bootstrap: &str,
+    topics: &RunTopics,
+) -> anyhow::Result<std::collections::BTreeMap<String, (u64, u64)>> {
+    let mut outputs = vec![topics.accepted(), topics.commands(), topics.state()];
+    outputs.dedup();
+    let mut written = std::collections::BTreeMap::<String, (u64, u64)>::new();
+    for topic in outputs {
+        for (kind, (messages, bytes)) in kafka_io::sizes(bootstrap, &topic)? {
+            if kind != "execution_requested" {
+                let entry = written.entry(kind).or_default();
+                entry.0 += messages;
+                entry.1 += bytes;
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Latency at a steady `rate` on `partitions` input partitions: `rounds` rounds, the pipes'
+/// order reversed every round, samples of all rounds pooled per pipe.
 pub async fn latency(
     plan: &Plan,
     layout: TopicLayout,
     mode: Mode,
     rate: u32,
+    rounds: usize,
+    partitions: i32,
 ) -> anyhow::Result<LatencyResult> {
     let template = RequestTemplate::new(None, "200m");
     let mut samples: HashMap<Program, Vec<u64>> = HashMap::new();
     let mut runs: HashMap<Program, Vec<LatencyRun>> = HashMap::new();
-    for round in 0..plan.latency_rounds {
+    for round in 0..rounds {
         for pipe in programs_for_round(round) {
+            let topics = RunTopics::fresh("lat", layout).with_input_partitions(partitions);
             let (run, mut s) =
-                latency_run(plan, layout, mode, pipe, rate, &template, round).await?;
+                latency_run(plan, &topics, mode, pipe, rate, &template, round).await?;
             eprintln!(
-                "e2e: latency {} {} {rate}/s round {} {}: {} (commanded {}/{} measured, CPU {:.0}%)",
+                "e2e: latency {} {} {partitions}p {rate}/s round {} {}: {} (commanded {}/{} measured, CPU {:.0}%)",
                 layout_name(layout),
                 mode.name(),
                 round + 1,
@@ -202,6 +238,7 @@ pub async fn latency(
         layout,
         mode,
         rate,
+        partitions,
         daemon: pooled(Program::Daemon),
         passthrough: pooled(Program::Passthrough),
         equivalent: pooled(Program::Equivalent),
@@ -213,23 +250,23 @@ pub async fn latency(
 
 async fn latency_run(
     plan: &Plan,
-    layout: TopicLayout,
+    topics: &RunTopics,
     mode: Mode,
     pipe: Program,
     rate: u32,
     template: &RequestTemplate,
     round: usize,
 ) -> anyhow::Result<(LatencyRun, Vec<u64>)> {
-    let topics = RunTopics::fresh("lat", layout);
     topics.create(&plan.bootstrap).await?;
     let name = format!(
-        "latency-{}-{}-{rate}-r{}-{}",
-        layout_name(layout),
+        "latency-{}-{}-{}p-{rate}-r{}-{}",
+        layout_name(topics.layout()),
         mode.name(),
+        topics.input_partitions,
         round + 1,
         pipe.name()
     );
-    let mut proc = Proc::start(pipe, &config(&topics, plan, mode, ROOMY), &name)?;
+    let mut proc = Proc::start(pipe, &config(topics, plan, mode, ROOMY), &name)?;
     proc.wait_ready().await?;
     let consumer = kafka_io::subscribed(&plan.bootstrap, &topics.commands())?;
     let duration = WARM_UP + Duration::from_secs(plan.latency_secs);
@@ -251,8 +288,24 @@ async fn latency_run(
             kafka_io::paced(&bootstrap, &topic, &template, rate, duration)
         })?
     };
+    // The daemon's transactions are counted after the warm-up, to the last request.
+    let metrics = match (pipe, mode) {
+        (Program::Daemon, Mode::ExactlyOnce) => Some(proc.metrics_addr().await?),
+        _ => None,
+    };
+    let mut phases_before = None;
+    if let Some(addr) = &metrics {
+        tokio::time::sleep(WARM_UP).await;
+        phases_before = Some((Instant::now(), scrape(addr)?));
+    }
     let (sent, failed) = kafka_io::join(generator).await?;
     anyhow::ensure!(failed == 0, "{failed} requests not acknowledged");
+    let transactions = match (&metrics, phases_before) {
+        (Some(addr), Some((since, before))) => {
+            Some(phases(&before, &scrape(addr)?, since.elapsed()))
+        }
+        _ => None,
+    };
     stop.store(true, Ordering::Relaxed);
     let arrivals = kafka_io::join(collector).await?;
     let cpu = proc.cpu_time()? - cpu_before;
@@ -287,8 +340,25 @@ async fn latency_run(
         received: samples.len() as u64,
         percentiles: Percentiles::of(&mut samples),
         cpu_percent: cpu.as_secs_f64() * 100.0 / elapsed.as_secs_f64(),
+        transactions,
     };
     Ok((run, samples))
+}
+
+/// The transactions committed between two scrapes `window` apart, and their phases' means.
+fn phases(before: &str, after: &str, window: Duration) -> Phases {
+    let series = |what: &str, phase: &str| {
+        let name = format!("{}_{what}{{phase=\"{phase}\"}}", name::TRANSACTION);
+        metric(after, &name) - metric(before, &name)
+    };
+    let commits = series("count", "commit");
+    let mean_ms = |phase: &str| series("sum", phase) * 1000.0 / commits.max(1.0);
+    Phases {
+        per_s: commits / window.as_secs_f64(),
+        open_ms: mean_ms("open"),
+        deliveries_ms: mean_ms("deliveries"),
+        commit_ms: mean_ms("commit"),
+    }
 }
 
 /// CPU time per second of wall time over `window`.
@@ -355,7 +425,15 @@ pub async fn saturation(
     )?;
     kafka_io::wait_group_stable(&plan.bootstrap, &format!("{}-worker-sim", topics.group())).await?;
     let before = scrape(&addr)?;
-    kafka_io::preload(&plan.bootstrap, &topics.requests(), &template, 0, n, true).await?;
+    kafka_io::preload(
+        &plan.bootstrap,
+        &topics.requests(),
+        &template,
+        0,
+        n,
+        Levels::Mixed,
+    )
+    .await?;
     let cap = Duration::from_secs(plan.run_cap_secs.max(n as u64 * RUN_TIME_MS / 1000 + 30));
     let complete =
         kafka_io::wait_for_count(&plan.bootstrap, &topics.commands(), n as i64, cap).await?;
@@ -374,7 +452,7 @@ pub async fn saturation(
         &template,
         n as u64,
         extra,
-        false,
+        NORMAL,
     )
     .await?;
     wait_for_metric(
@@ -468,7 +546,7 @@ pub async fn memory(
         &blocker,
         n as u64,
         1,
-        false,
+        NORMAL,
     )
     .await?;
     wait_for_metric(&addr, name::COMMANDED, 1.0, Duration::from_secs(30)).await?;
@@ -476,7 +554,7 @@ pub async fn memory(
     let template = RequestTemplate::new(Some(script.clone()), "500m");
     let started = Instant::now();
     let request_bytes =
-        kafka_io::preload(&plan.bootstrap, &topics.requests(), &template, 0, n, false).await?;
+        kafka_io::preload(&plan.bootstrap, &topics.requests(), &template, 0, n, NORMAL).await?;
     let scraped = wait_for_metric(
         &addr,
         name::ACCEPTED,
@@ -520,5 +598,161 @@ pub async fn memory(
         request_bytes,
         limit: 2 * script_bytes + 50 * 1024 * 1024,
         ingest_per_s: n as f64 / ingest_s,
+    })
+}
+
+/// A pool of a million cores that takes executions of up to all of it.
+const BACKLOG_POOL: &[(&str, &str)] = &[
+    ("queue", "max_queue_size = 1000000"),
+    ("queue", "max_executions_per_user = 1000000"),
+    ("resources", "total_cpu_cores = 1000000.0"),
+    ("resources", "total_memory_mb = 1000000000"),
+    ("resources", "max_cpu_per_execution = 1000000.0"),
+];
+
+/// Sequence numbers of the backlog part's requests, apart from the latency part's (from 0):
+/// the throughput requests, the backlog, the blocker.
+const BACKLOG_THROUGHPUT_SEQ: u64 = 10_000_000;
+const BACKLOG_SEQ: u64 = 20_000_000;
+const BLOCKER_SEQ: u64 = 30_000_000;
+
+/// The daemon with `queued` executions waiting the whole run: a blocker takes 900,000 of the
+/// million cores, then `queued` BACKGROUND requests of 200,000 cores each queue behind it
+/// (they never fit), then NORMAL requests of 200m (they start at once, ahead of the backlog in
+/// dispatch order) are measured as in the throughput and latency benches: `n` preloaded, then
+/// `rate`/s steady. What the standing queue costs shows against the run with none queued.
+pub async fn backlog(
+    plan: &Plan,
+    layout: TopicLayout,
+    mode: Mode,
+    queued: usize,
+    n: usize,
+    rate: u32,
+) -> anyhow::Result<BacklogResult> {
+    let topics = RunTopics::fresh("backlog", layout);
+    topics.create(&plan.bootstrap).await?;
+    let name = format!(
+        "backlog-{}-{}-{queued}-daemon",
+        layout_name(layout),
+        mode.name()
+    );
+    let mut proc = Proc::start(
+        Program::Daemon,
+        &config(&topics, plan, mode, BACKLOG_POOL),
+        &name,
+    )?;
+    proc.wait_ready().await?;
+    let addr = proc.metrics_addr().await?;
+    // Subscribed before anything is commanded; it keeps only the latency part's (seq < its
+    // count), so the blocker's and the throughput part's commands pass by.
+    let consumer = kafka_io::subscribed(&plan.bootstrap, &topics.commands())?;
+    let blocker = RequestTemplate::new(None, "900000");
+    kafka_io::preload(
+        &plan.bootstrap,
+        &topics.requests(),
+        &blocker,
+        BLOCKER_SEQ,
+        1,
+        NORMAL,
+    )
+    .await?;
+    wait_for_metric(&addr, name::COMMANDED, 1.0, Duration::from_secs(30)).await?;
+    let waiting = RequestTemplate::new(None, "200000");
+    kafka_io::preload(
+        &plan.bootstrap,
+        &topics.requests(),
+        &waiting,
+        BACKLOG_SEQ,
+        queued,
+        Levels::Only(10),
+    )
+    .await?;
+    let scraped = wait_for_metric(
+        &addr,
+        name::ACCEPTED,
+        (queued + 1) as f64,
+        Duration::from_secs(120 + queued as u64 / 200),
+    )
+    .await?;
+    let depth = metric(&scraped, name::QUEUE_DEPTH) as u64;
+
+    // Throughput: `n` preloaded at once.
+    let template = RequestTemplate::new(None, "200m");
+    let cpu_before = proc.cpu_time()?;
+    kafka_io::preload(
+        &plan.bootstrap,
+        &topics.requests(),
+        &template,
+        BACKLOG_THROUGHPUT_SEQ,
+        n,
+        NORMAL,
+    )
+    .await?;
+    let cap = Duration::from_secs(plan.run_cap_secs);
+    let complete =
+        kafka_io::wait_for_count(&plan.bootstrap, &topics.commands(), n as i64 + 1, cap).await?;
+    anyhow::ensure!(
+        complete,
+        "{name}: {n} requests not commanded within {cap:?}"
+    );
+    let commands = kafka_io::read_back(&plan.bootstrap, &topics.commands(), Some(n + 1))?;
+    let cpu = proc.cpu_time()? - cpu_before;
+    let measured: Vec<i64> = commands
+        .iter()
+        .filter(|c| (BACKLOG_THROUGHPUT_SEQ..BACKLOG_SEQ).contains(&c.tag.seq))
+        .map(|c| c.appended_ms)
+        .collect();
+    let first = measured.iter().min().copied().unwrap_or(0);
+    let last = measured.iter().max().copied().unwrap_or(0);
+    let rate_measured = (measured.len() as f64 - 1.0) * 1000.0 / (last - first).max(1) as f64;
+
+    // Latency: `rate`/s steady, as in the latency bench.
+    let duration = WARM_UP + Duration::from_secs(plan.latency_secs);
+    let expected = rate as u64 * duration.as_millis() as u64 / 1000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let collector = {
+        let stop = stop.clone();
+        kafka_io::spawn("e2e-collector", move || {
+            kafka_io::collect(&consumer, expected, &stop, GRACE)
+        })?
+    };
+    let start_us = now_us();
+    let generator = {
+        let (bootstrap, topic, template) =
+            (plan.bootstrap.clone(), topics.requests(), template.clone());
+        kafka_io::spawn("e2e-generator", move || {
+            kafka_io::paced(&bootstrap, &topic, &template, rate, duration)
+        })?
+    };
+    let (sent, failed) = kafka_io::join(generator).await?;
+    anyhow::ensure!(failed == 0, "{failed} requests not acknowledged");
+    stop.store(true, Ordering::Relaxed);
+    let arrivals = kafka_io::join(collector).await?;
+    let still_queued = metric(&scrape(&addr)?, name::QUEUE_DEPTH) as u64;
+    proc.stop().await?;
+    topics.delete(&plan.bootstrap).await;
+    anyhow::ensure!(
+        still_queued >= queued as u64,
+        "{name}: the backlog did not stay queued ({still_queued} of {queued})"
+    );
+    let measured_from = start_us + WARM_UP.as_micros() as u64;
+    let mut samples: Vec<u64> = arrivals
+        .iter()
+        .filter(|a| a.tag.sent_us >= measured_from)
+        .map(|a| a.received_us.saturating_sub(a.tag.sent_us))
+        .collect();
+    let warm_up_sent = rate as u64 * WARM_UP.as_millis() as u64 / 1000;
+    Ok(BacklogResult {
+        layout,
+        mode,
+        queued,
+        depth,
+        n,
+        rate: rate_measured,
+        cpu_ms_per_1k: cpu.as_secs_f64() * 1000.0 * 1000.0 / n.max(1) as f64,
+        latency_rate: rate,
+        received: samples.len() as u64,
+        measured: sent.saturating_sub(warm_up_sent),
+        latency: Percentiles::of(&mut samples),
     })
 }

@@ -24,7 +24,7 @@ use tracing::{error, warn};
 
 use crate::actors::egress::{Delivered, Publish, PublishError};
 use crate::shutdown::{Failure, Shutdown};
-use crate::telemetry::ProducerHealth;
+use crate::telemetry::{self, ProducerHealth};
 
 /// The open transaction (if any) of a transactional producer, and what it will commit.
 pub struct Transaction {
@@ -45,6 +45,10 @@ pub struct Transaction {
     state: HashMap<String, Publish>,
     /// Transactions committed.
     committed: u64,
+    /// When the open transaction began, and when its commit was started (deliveries awaited
+    /// from then): the phases the commit metric times.
+    opened_at: Option<Instant>,
+    completing_at: Option<Instant>,
     /// Why everything is refused, once a transaction failed or the tree was abandoned.
     poisoned: Option<String>,
     /// The tree's shutdown.
@@ -71,6 +75,8 @@ impl Transaction {
             state_topic,
             state: HashMap::new(),
             committed: 0,
+            opened_at: None,
+            completing_at: None,
             poisoned: None,
             shutdown,
         }
@@ -188,6 +194,7 @@ impl Transaction {
             self.fail(format!("state record not produced: {e}"), false);
             return None;
         }
+        self.completing_at = Some(Instant::now());
         Some(std::mem::take(&mut self.deliveries))
     }
 
@@ -207,6 +214,7 @@ impl Transaction {
             return true;
         }
         let timeout = Timeout::After(self.timeout);
+        let commit_started = Instant::now();
         let mut result = self.produce_state();
         if result.is_ok() && !self.offsets.is_empty() {
             result = self.send_offsets(timeout);
@@ -233,6 +241,13 @@ impl Transaction {
         }
         match result {
             Ok(()) => {
+                let opened = self.opened_at.take().unwrap_or(commit_started);
+                let completing = self.completing_at.take().unwrap_or(commit_started);
+                telemetry::transaction_phases(
+                    completing.saturating_duration_since(opened),
+                    commit_started.saturating_duration_since(completing),
+                    commit_started.elapsed(),
+                );
                 self.open = false;
                 self.offsets.clear();
                 self.deliveries.clear();
@@ -265,6 +280,8 @@ impl Transaction {
         if !self.open {
             self.producer.begin_transaction()?;
             self.open = true;
+            self.opened_at = Some(Instant::now());
+            self.completing_at = None;
         }
         Ok(())
     }

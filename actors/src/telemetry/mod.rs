@@ -57,6 +57,10 @@ pub mod name {
     /// Counter: the actor tree rebuilt from the committed state after a failed transaction or
     /// unacknowledged effects.
     pub const RECOVERIES: &str = "execution_coordinator_recoveries_total";
+    /// Histogram: the phases of each committed transaction (`phase`: `open`, from its first
+    /// message to the start of its commit; `deliveries`, waiting for its messages' delivery
+    /// reports; `commit`, its state records, offsets and the commit round trip).
+    pub const TRANSACTION: &str = "execution_coordinator_transaction_seconds";
 }
 
 /// The series Integr8sCode's own coordinator exported (`app/core/metrics/coordinator.py` of its
@@ -210,6 +214,13 @@ impl Default for CommandMetrics {
 pub fn scheduling_duration(took: Duration) {
     histogram!(name::SCHEDULING).record(took.as_secs_f64());
     histogram!(integr8scode::SCHEDULING).record(took.as_secs_f64());
+}
+
+/// The phases of one committed transaction (see [`name::TRANSACTION`]).
+pub fn transaction_phases(open: Duration, deliveries: Duration, commit: Duration) {
+    histogram!(name::TRANSACTION, "phase" => "open").record(open.as_secs_f64());
+    histogram!(name::TRANSACTION, "phase" => "deliveries").record(deliveries.as_secs_f64());
+    histogram!(name::TRANSACTION, "phase" => "commit").record(commit.as_secs_f64());
 }
 
 /// Counts one event of a counter without labels.
