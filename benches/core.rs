@@ -414,7 +414,7 @@ impl Runs for Job {
 
 /// The estimate of an execution just queued at the back of NORMAL, with `n` queued, 64
 /// running and run times learned for 50 users: what the daemon computes for every accepted
-/// request.
+/// request. At 100 queued, also with 64 and 10,000 running, in a pool with room and a full one.
 fn estimate_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("estimate");
     group
@@ -471,6 +471,34 @@ fn estimate_benches(c: &mut Criterion) {
         group.bench_function(format!("accepted/{n}"), |b| {
             b.iter(|| black_box(waits.estimate(&queue, black_box(entry), position, 1_000)))
         });
+        // The same at 100 queued with many running: a pool with room to spare (nothing that
+        // runs needs to be looked at) and a full one (all of it is).
+        if n == 100 {
+            for running in [64u64, 10_000] {
+                for (room, available) in [
+                    ("room", Resources::new(1_000_000, 1 << 30, 0)),
+                    ("full", Resources::default()),
+                ] {
+                    let mut waits = Waits::new(Resources::new(6_000_000, 1 << 32, 0), 100);
+                    let ongoing = (0..running)
+                        .map(|i| {
+                            let ongoing = Ongoing {
+                                resources: Resources::new(500, 512, 0),
+                                span: Some((0, 30_000 + i * 997 % 60_000)),
+                                keys: Some(runtime_keys("python", &format!("u{}", i % 50))),
+                            };
+                            (format!("r{i}"), ongoing)
+                        })
+                        .collect();
+                    waits.pool_is(available, ongoing);
+                    group.bench_function(format!("accepted_100/{running}_running_{room}"), |b| {
+                        b.iter(|| {
+                            black_box(waits.estimate(&queue, black_box(entry), position, 1_000))
+                        })
+                    });
+                }
+            }
+        }
     }
     group.finish();
 }

@@ -144,11 +144,14 @@ async fn chaos(config: TestConfig, format: PriorityFormat) {
     ));
 
     let mut restore_ms = Vec::new();
+    // Every killed daemon's log, to say what each did with a request that went wrong.
+    let mut logs: Vec<Vec<String>> = Vec::new();
     for kill in 0..kills {
         // Let it work for a seeded while, then kill it without warning.
         let alive = Duration::from_millis(rng.between(200, 1500));
         tokio::time::sleep(alive).await;
         daemon.kill();
+        logs.push(daemon.log());
         // Started off the runtime's thread, so the load and the worker go on meanwhile.
         let (next, line) = {
             let (config, bootstrap) = (config.clone(), bootstrap.clone());
@@ -260,6 +263,29 @@ async fn chaos(config: TestConfig, format: PriorityFormat) {
         duplicated.len(),
         lost.len(),
     );
+    if !duplicated.is_empty() || !lost.is_empty() {
+        logs.push(daemon.log());
+        let ids: Vec<&String> = duplicated.iter().map(|d| &d.0).chain(&lost).collect();
+        eprintln!("chaos: what each daemon logged about {ids:?}, with its starts and stops:");
+        for (n, log) in logs.iter().enumerate() {
+            for line in log.iter().filter(|l| {
+                ids.iter().any(|id| l.contains(id.as_str()))
+                    || [
+                        "State restored",
+                        "Standby",
+                        "Owner now",
+                        "transactions initialised",
+                        "Recovering",
+                        "Transaction",
+                        "Partitions",
+                    ]
+                    .iter()
+                    .any(|k| l.contains(k))
+            }) {
+                eprintln!("  daemon {}: {line}", n + 1);
+            }
+        }
+    }
     assert!(duplicated.is_empty(), "duplicated outcomes: {duplicated:?}");
     assert!(lost.is_empty(), "lost requests: {lost:?}");
     assert!(rejected > 0, "the invalid requests were rejected");

@@ -17,57 +17,67 @@ pub struct Release {
     pub resources: Resources,
 }
 
-/// A walk down the queue, start time by start time.
+/// A walk down the queue, start time by start time. What runs is looked at only once the walk
+/// needs it (an execution that does not fit in what is free now, or a gap that does not open
+/// at once): a pool of thousands of running executions with room to spare costs nothing per
+/// estimate.
 #[derive(Debug, Clone)]
-pub struct Forecast {
+pub struct Forecast<I> {
     /// No execution starts before the one ahead of it (priority, then arrival).
     t: Millis,
+    now: Millis,
     free: Resources,
+    /// Free now.
+    available: Resources,
+    /// Expected ends of what runs (once looked at) and of what the walk placed.
     releases: BinaryHeap<Reverse<(Millis, u64, u64, u64)>>,
+    /// What runs, not yet looked at.
+    running: Option<I>,
+    /// What runs, once looked at: when each is expected to end, and what it frees then.
+    running_ends: Vec<(Millis, Resources)>,
     /// What the pool holds in all, to turn work into time for the executions not walked.
     capacity: Resources,
     walked: u64,
     /// Resource × milliseconds of the executions walked, per cpu, memory and gpu.
     work: [f64; 3],
-    /// What is free now plus what runs: the pool before anything holds it.
-    base: Resources,
-    /// Every interval something is expected to hold resources: (from, until, what).
+    /// Every interval the walk placed an execution in: (from, until, what).
     held: Vec<(Millis, Millis, Resources)>,
 }
 
-impl Forecast {
+impl<I: Iterator<Item = Release>> Forecast<I> {
     /// A walk starting at `now` with `available` free and `running` to end as given, on a
     /// pool of `capacity`.
     pub fn new(
         now: Millis,
         available: Resources,
-        running: impl IntoIterator<Item = Release>,
+        running: impl IntoIterator<IntoIter = I>,
         capacity: Resources,
     ) -> Self {
-        let mut base = available;
-        let mut held = Vec::new();
-        let releases = running
-            .into_iter()
-            .map(|r| {
-                let x = r.resources;
-                base = Resources::new(
-                    base.cpu_millis + x.cpu_millis,
-                    base.memory_mib + x.memory_mib,
-                    base.gpu + x.gpu,
-                );
-                held.push((now, r.at.max(now), x));
-                Reverse((r.at.max(now), x.cpu_millis, x.memory_mib, x.gpu))
-            })
-            .collect();
         Self {
             t: now,
+            now,
             free: available,
-            releases,
+            available,
+            releases: BinaryHeap::new(),
+            running: Some(running.into_iter()),
+            running_ends: Vec::new(),
             capacity,
             walked: 0,
             work: [0.0; 3],
-            base,
-            held,
+            held: Vec::new(),
+        }
+    }
+
+    /// Takes what runs into the walk, once.
+    fn look_at_running(&mut self) {
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        for r in running {
+            let (at, x) = (r.at.max(self.now), r.resources);
+            self.running_ends.push((at, x));
+            self.releases
+                .push(Reverse((at, x.cpu_millis, x.memory_mib, x.gpu)));
         }
     }
 
@@ -75,6 +85,7 @@ impl Forecast {
     /// is expected to start; `None` when what runs never frees enough for it.
     pub fn next(&mut self, resources: Resources, runtime_ms: u64) -> Option<Millis> {
         while !resources.fits_in(&self.free) {
+            self.look_at_running();
             let Reverse((at, cpu, memory, gpu)) = self.releases.pop()?;
             self.t = self.t.max(at);
             self.free = Resources::new(
@@ -103,53 +114,31 @@ impl Forecast {
     /// The earliest time from now at which `resources` fit for `runtime_ms` around everything
     /// walked so far, each where the walk placed it: where an execution that backfills would
     /// start. `None` when it never fits.
-    pub fn gap(&self, resources: Resources, runtime_ms: u64) -> Option<Millis> {
-        // Free resources as a step function of time.
-        let mut events: Vec<(Millis, i8, Resources)> = Vec::with_capacity(2 * self.held.len());
-        for &(from, until, r) in &self.held {
-            if until > from {
-                events.push((from, -1, r));
-                events.push((until, 1, r));
+    pub fn gap(&mut self, resources: Resources, runtime_ms: u64) -> Option<Millis> {
+        // What runs only ever frees resources: if it fits from now without counting those, it
+        // fits from now.
+        if self.running_ends.is_empty() {
+            let without_running = first_fit(
+                self.now,
+                self.available,
+                &self.held,
+                &[],
+                resources,
+                runtime_ms,
+            );
+            if without_running == Some(self.now) {
+                return without_running;
             }
         }
-        events.sort_unstable_by_key(|e| (e.0, e.1));
-        let mut steps: Vec<(Millis, Resources)> = Vec::with_capacity(events.len() + 1);
-        let now = self.held.first().map_or(self.t, |h| h.0).min(self.t);
-        let (mut used, mut i) = ([0i128; 3], 0);
-        let mut at = now;
-        loop {
-            while i < events.len() && events[i].0 <= at {
-                let (_, sign, r) = events[i];
-                let d = [r.cpu_millis, r.memory_mib, r.gpu].map(i128::from);
-                for k in 0..3 {
-                    used[k] -= i128::from(sign) * d[k];
-                }
-                i += 1;
-            }
-            let base = [self.base.cpu_millis, self.base.memory_mib, self.base.gpu].map(i128::from);
-            let free = |k: usize| u64::try_from((base[k] - used[k]).max(0)).unwrap_or(0);
-            steps.push((at, Resources::new(free(0), free(1), free(2))));
-            match events.get(i) {
-                Some(e) => at = e.0,
-                None => break,
-            }
-        }
-        // The first step from which it fits through `runtime_ms`: a step it does not fit in
-        // rules out every start before that step's end.
-        let mut start = 0;
-        'search: while start < steps.len() {
-            let from = steps[start].0;
-            let mut j = start;
-            while j < steps.len() && steps[j].0 < from.saturating_add(runtime_ms) {
-                if !resources.fits_in(&steps[j].1) {
-                    start = j + 1;
-                    continue 'search;
-                }
-                j += 1;
-            }
-            return Some(from);
-        }
-        None
+        self.look_at_running();
+        first_fit(
+            self.now,
+            self.available,
+            &self.held,
+            &self.running_ends,
+            resources,
+            runtime_ms,
+        )
     }
 
     /// When an execution reserving `resources` for `runtime_ms` is expected to start with
@@ -179,6 +168,60 @@ impl Forecast {
             .fold(0.0, f64::max);
         let tail = (skipped as f64 * per_execution).round() as u64;
         Some(start.saturating_add(tail))
+    }
+}
+
+/// The earliest time from `now` at which `resources` fit for `runtime_ms`, with `available`
+/// free now, the walk's `held` intervals taking and `running_ends` giving back: a scan of free
+/// resources as a step function of time. `None` when it never fits.
+fn first_fit(
+    now: Millis,
+    available: Resources,
+    held: &[(Millis, Millis, Resources)],
+    running_ends: &[(Millis, Resources)],
+    resources: Resources,
+    runtime_ms: u64,
+) -> Option<Millis> {
+    // (time, +1 frees / -1 takes, what).
+    let mut events: Vec<(Millis, i8, Resources)> =
+        Vec::with_capacity(2 * held.len() + running_ends.len());
+    for &(from, until, r) in held {
+        if until > from {
+            events.push((from, -1, r));
+            events.push((until, 1, r));
+        }
+    }
+    events.extend(running_ends.iter().map(|&(at, r)| (at, 1, r)));
+    events.sort_unstable_by_key(|e| (e.0, e.1));
+    let mut free = [available.cpu_millis, available.memory_mib, available.gpu].map(i128::from);
+    let (mut at, mut i) = (now, 0);
+    // The start of the run of steps it has fitted in so far.
+    let mut fitting: Option<Millis> = None;
+    loop {
+        while i < events.len() && events[i].0 <= at {
+            let (_, sign, r) = events[i];
+            let d = [r.cpu_millis, r.memory_mib, r.gpu].map(i128::from);
+            for k in 0..3 {
+                free[k] += i128::from(sign) * d[k];
+            }
+            i += 1;
+        }
+        if let Some(from) = fitting {
+            if at >= from.saturating_add(runtime_ms) {
+                return Some(from);
+            }
+        }
+        let step = |k: usize| u64::try_from(free[k].max(0)).unwrap_or(0);
+        if resources.fits_in(&Resources::new(step(0), step(1), step(2))) {
+            fitting.get_or_insert(at);
+        } else {
+            fitting = None;
+        }
+        match events.get(i) {
+            Some(e) => at = e.0,
+            // Nothing changes after the last step.
+            None => return fitting,
+        }
     }
 }
 
@@ -219,6 +262,61 @@ mod tests {
         let mut f = Forecast::new(100, Resources::default(), running, CORE);
         assert_eq!(f.next(CORE, 50), Some(100));
         assert_eq!(f.next(Resources::new(2_000, 1, 0), 50), None);
+    }
+
+    #[test]
+    fn a_gap_is_the_first_time_it_fits_for_its_whole_run() {
+        // Two cores: one free now, one held until 1 s. The walk placed one core from 2 s to
+        // 3 s (behind something bigger), so from 1 s to 2 s both are free, then one.
+        let running = [Release {
+            at: 1_000,
+            resources: CORE,
+        }];
+        let two = Resources::new(2_000, 2_048, 0);
+        let mut f = Forecast::new(0, CORE, running, two);
+        assert_eq!(
+            f.next(two, 1_000),
+            Some(1_000),
+            "both cores once the running one ends"
+        );
+        assert_eq!(f.next(CORE, 1_000), Some(2_000));
+        // One core for 0.5 s fits now; two cores for 1 s only from 3 s; two cores never
+        // between 1 s and 2 s for long enough.
+        assert_eq!(f.gap(CORE, 500), Some(0));
+        assert_eq!(f.gap(two, 1_000), Some(3_000));
+        assert_eq!(f.gap(Resources::new(3_000, 1, 0), 1), None, "never fits");
+    }
+
+    #[test]
+    fn what_runs_is_looked_at_only_when_the_walk_needs_it() {
+        let looked = std::cell::Cell::new(0);
+        let running = || {
+            (0..1_000u64).map(|i| {
+                looked.set(looked.get() + 1);
+                Release {
+                    at: 10_000 + i,
+                    resources: CORE,
+                }
+            })
+        };
+        let big = Resources::new(1_010_000, 1_000_000, 0);
+        // Room for ten more: the ten walked and the gap never need what runs.
+        let mut f = Forecast::new(0, Resources::new(10_000, 10_240, 0), running(), big);
+        for _ in 0..9 {
+            assert_eq!(f.next(CORE, 1_000), Some(0));
+        }
+        assert_eq!(f.gap(CORE, 1_000), Some(0));
+        assert_eq!(looked.get(), 0, "what runs was not looked at");
+        // The tenth takes the last free core; the eleventh waits, and the first to end is
+        // a walked one, before anything that runs.
+        assert_eq!(f.next(CORE, 1_000), Some(0));
+        assert_eq!(
+            f.next(CORE, 100_000),
+            Some(1_000),
+            "when the first walked one ends"
+        );
+        assert_eq!(looked.get(), 1_000, "looked at once, all of it");
+        assert_eq!(f.gap(Resources::new(2_000, 1, 0), 1_000), Some(1_000));
     }
 
     #[test]

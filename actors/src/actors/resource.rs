@@ -33,7 +33,10 @@ pub struct Allocate {
 pub struct ViewPool {
     /// The executions the pass plans for.
     pub holding: Vec<String>,
-    /// Whether the pass needs what runs and when it ends (a policy that looks ahead does).
+    /// What each of them reserves (one that holds an allocation already asks for nothing).
+    pub wants: Vec<Resources>,
+    /// Whether the pass needs what runs and when it ends (a policy that looks ahead does),
+    /// when they do not all fit in what is free.
     pub running: bool,
 }
 
@@ -226,12 +229,26 @@ impl Handler<ViewPool> for ResourceActor {
 
     fn handle(&mut self, msg: ViewPool, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
-        let holding = msg
+        let holding: Vec<bool> = msg
             .holding
             .iter()
             .map(|id| self.pool.contains(id))
             .collect();
-        let running = if msg.running {
+        // When they all fit together, each starts in order and no plan looks further: what
+        // runs (thousands, sorted) is not needed.
+        let asked = msg
+            .wants
+            .iter()
+            .zip(&holding)
+            .filter(|(_, holds)| !**holds)
+            .fold(Resources::default(), |sum, (r, _)| {
+                Resources::new(
+                    sum.cpu_millis + r.cpu_millis,
+                    sum.memory_mib + r.memory_mib,
+                    sum.gpu + r.gpu,
+                )
+            });
+        let running = if msg.running && !asked.fits_in(&self.pool.available()) {
             let mut running: Vec<Running> = self
                 .pool
                 .allocations()

@@ -400,6 +400,7 @@ async fn hand_commands(
             .iter()
             .map(|l| l.entry().execution_id.clone())
             .collect(),
+        wants: leases.iter().map(|l| l.entry().payload.resources).collect(),
         running: run.rules.policy != Policy::Demote,
     };
     let snapshot = match peers.view.send(asked).await {
