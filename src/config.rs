@@ -503,7 +503,7 @@ pub struct KafkaConfig {
     /// `transaction_interval`: a command becomes visible one commit round trip after it is
     /// handed, at the cost of more (smaller) transactions, each writing commit markers to every
     /// partition it touched. Under load the interval still bounds how long one stays open.
-    /// Default false.
+    /// Default true.
     pub transaction_commit_early: bool,
     /// Static group membership (`group.instance.id`): a restarted instance with the same id takes
     /// its partitions back at once instead of waiting for the session timeout. Default unset.
@@ -536,7 +536,7 @@ impl Default for KafkaConfig {
             exactly_once: true,
             transactional_id: String::new(),
             transaction_interval: Duration::from_millis(10),
-            transaction_commit_early: false,
+            transaction_commit_early: true,
             group_instance_id: None,
             properties: BTreeMap::new(),
         }

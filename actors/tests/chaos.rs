@@ -32,9 +32,14 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing_in_the_shared_lay
     chaos(TestConfig::fresh(), PriorityFormat::Number).await;
 }
 
+/// This one commits only every `transaction_interval` (the shared one commits early, the
+/// default), so both ways of committing are killed at random moments.
 #[tokio::test(flavor = "current_thread")]
 async fn kill_9_at_random_moments_loses_and_duplicates_nothing_per_event_type() {
-    chaos(TestConfig::fresh().per_event_type(), PriorityFormat::Name).await;
+    let config = TestConfig::fresh()
+        .per_event_type()
+        .set("kafka", "transaction_commit_early = false");
+    chaos(config, PriorityFormat::Name).await;
 }
 
 /// Every 7th request carries a priority that is no level (`"urgent"`, or `3` by number).

@@ -37,7 +37,8 @@
 //! finished by then is measured on what it did), `E2E_LATENCY_RATES=1000,5000`,
 //! `E2E_LATENCY_SECS=…`, `E2E_LATENCY_ROUNDS=…`, `E2E_SATURATION_N=…`,
 //! `E2E_MEMORY_N=10000,100000`, `E2E_CPU_WINDOW_SECS=…`, `E2E_BACKLOG_QUEUED=0,1000,10000,100000`,
-//! `E2E_BACKLOG_N=…`, `E2E_PARTITIONS=12,48`, `E2E_COMMIT_EARLY=1` (the daemon with
+//! `E2E_BACKLOG_N=…`, `E2E_PARTITIONS=12,48`, `E2E_GROWTH_LAYOUTS=per_event_type` (the
+//! layouts of the backlog and partitions benches), `E2E_COMMIT_EARLY=1` (the daemon with
 //! `[kafka] transaction_commit_early = true`). Profiling: `E2E_PERF=1` attaches `perf record` to every daemon
 //! (data under `target/e2e-bench/`), `E2E_DAEMON_WRAPPER="valgrind --tool=massif …"` wraps it.
 //! `E2E_BENCH_ROLE=report` prints the combined table (core criterion results + the last
@@ -136,6 +137,8 @@ pub struct Plan {
     pub partitions: Vec<i32>,
     /// `[kafka] transaction_commit_early = true` for the daemon (`E2E_COMMIT_EARLY=1`).
     pub commit_early: bool,
+    /// Topic layouts of the backlog and partitions benches.
+    pub growth_layouts: Vec<TopicLayout>,
 }
 
 fn env_list<T: std::str::FromStr>(name: &str, default: Vec<T>) -> anyhow::Result<Vec<T>> {
@@ -160,6 +163,19 @@ fn env_words(name: &str, default: &[&str]) -> Vec<String> {
         Ok(v) if !v.trim().is_empty() => v.split(',').map(|s| s.trim().to_owned()).collect(),
         _ => default.iter().map(|s| (*s).to_owned()).collect(),
     }
+}
+
+/// The topic layouts named in `name`, or `default`.
+fn env_layouts(name: &str, default: &[&str]) -> anyhow::Result<Vec<TopicLayout>> {
+    env_words(name, default)
+        .iter()
+        .map(|l| {
+            [TopicLayout::PerEventType, TopicLayout::Shared]
+                .into_iter()
+                .find(|layout| layout_name(*layout) == l)
+                .with_context(|| format!("{name}: unknown layout {l:?} (per_event_type, shared)"))
+        })
+        .collect()
 }
 
 fn env_one<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
@@ -210,17 +226,8 @@ impl Plan {
                 }
             })
             .collect::<anyhow::Result<Vec<Mode>>>()?;
-        let layouts = env_words("E2E_LAYOUTS", &["per_event_type", "shared"])
-            .iter()
-            .map(|l| {
-                [TopicLayout::PerEventType, TopicLayout::Shared]
-                    .into_iter()
-                    .find(|layout| layout_name(*layout) == l)
-                    .with_context(|| {
-                        format!("E2E_LAYOUTS: unknown layout {l:?} (per_event_type, shared)")
-                    })
-            })
-            .collect::<anyhow::Result<Vec<TopicLayout>>>()?;
+        let layouts = env_layouts("E2E_LAYOUTS", &["per_event_type", "shared"])?;
+        let growth_layouts = env_layouts("E2E_GROWTH_LAYOUTS", &["per_event_type"])?;
         Ok(Self {
             bootstrap,
             quick,
@@ -249,6 +256,7 @@ impl Plan {
             backlog_queued: env_list("E2E_BACKLOG_QUEUED", vec![0, 1_000, 10_000, 100_000])?,
             backlog_n: env_one("E2E_BACKLOG_N", if quick { 2_000 } else { 10_000 })?,
             partitions: env_list("E2E_PARTITIONS", vec![12, 48])?,
+            growth_layouts,
             commit_early: std::env::var("E2E_COMMIT_EARLY")
                 .is_ok_and(|v| v != "0" && !v.is_empty()),
             memory_n: env_list(
@@ -331,7 +339,7 @@ fn run_benches() -> anyhow::Result<()> {
                     Mode::AtLeastOnce => plan.throughput_n[0],
                 };
                 for &partitions in &plan.partitions {
-                    for &layout in &plan.layouts {
+                    for &layout in &plan.growth_layouts {
                         results.throughput.push(
                             scenarios::throughput(&plan, layout, mode, n, 1, partitions).await?,
                         );
@@ -350,7 +358,7 @@ fn run_benches() -> anyhow::Result<()> {
                 }
             }
             if plan.runs("backlog") {
-                for &layout in &plan.layouts {
+                for &layout in &plan.growth_layouts {
                     for &queued in &plan.backlog_queued {
                         let result = scenarios::backlog(
                             &plan,
