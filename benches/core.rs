@@ -393,6 +393,20 @@ fn planner_benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// `count` executions of half a core running since 0, with timeouts of 30 to 90 s, for 50 users.
+fn running(count: u64) -> Vec<(String, Ongoing)> {
+    (0..count)
+        .map(|i| {
+            let ongoing = Ongoing {
+                resources: Resources::new(500, 512, 0),
+                span: Some((0, 30_000 + i * 997 % 60_000)),
+                keys: Some(runtime_keys("python", &format!("u{}", i % 50))),
+            };
+            (format!("r{i}"), ongoing)
+        })
+        .collect()
+}
+
 /// What the wait estimator reads of a queued request, for its benchmarks.
 struct Job {
     resources: Resources,
@@ -445,17 +459,7 @@ fn estimate_benches(c: &mut Criterion) {
             let _ = queue.enqueue(last.clone(), user, level, job, i as u64);
         }
         let mut waits = Waits::new(Resources::new(32_000, 1 << 20, 0), 100);
-        let running = (0..64u64)
-            .map(|i| {
-                let ongoing = Ongoing {
-                    resources: Resources::new(500, 512, 0),
-                    span: Some((0, 30_000 + i * 997 % 60_000)),
-                    keys: Some(runtime_keys("python", &format!("u{}", i % 50))),
-                };
-                (format!("r{i}"), ongoing)
-            })
-            .collect();
-        waits.pool_is(Resources::default(), running);
+        waits.pool_is(Resources::default(), running(64));
         for i in 0..500u64 {
             let id = format!("done{i}");
             let ongoing = Ongoing {
@@ -474,24 +478,14 @@ fn estimate_benches(c: &mut Criterion) {
         // The same at 100 queued with many running: a pool with room to spare (nothing that
         // runs needs to be looked at) and a full one (all of it is).
         if n == 100 {
-            for running in [64u64, 10_000] {
+            for count in [64u64, 10_000] {
                 for (room, available) in [
                     ("room", Resources::new(1_000_000, 1 << 30, 0)),
                     ("full", Resources::default()),
                 ] {
                     let mut waits = Waits::new(Resources::new(6_000_000, 1 << 32, 0), 100);
-                    let ongoing = (0..running)
-                        .map(|i| {
-                            let ongoing = Ongoing {
-                                resources: Resources::new(500, 512, 0),
-                                span: Some((0, 30_000 + i * 997 % 60_000)),
-                                keys: Some(runtime_keys("python", &format!("u{}", i % 50))),
-                            };
-                            (format!("r{i}"), ongoing)
-                        })
-                        .collect();
-                    waits.pool_is(available, ongoing);
-                    group.bench_function(format!("accepted_100/{running}_running_{room}"), |b| {
+                    waits.pool_is(available, running(count));
+                    group.bench_function(format!("accepted_100/{count}_running_{room}"), |b| {
                         b.iter(|| {
                             black_box(waits.estimate(&queue, black_box(entry), position, 1_000))
                         })

@@ -272,25 +272,9 @@ async fn latency_run(
     let mut proc = Proc::start(pipe, &config(topics, plan, mode, ROOMY), &name)?;
     proc.wait_ready().await?;
     let consumer = kafka_io::subscribed(&plan.bootstrap, &topics.commands())?;
-    let duration = WARM_UP + Duration::from_secs(plan.latency_secs);
-    let expected = rate as u64 * duration.as_millis() as u64 / 1000;
-    let stop = Arc::new(AtomicBool::new(false));
-    let collector = {
-        let stop = stop.clone();
-        kafka_io::spawn("e2e-collector", move || {
-            kafka_io::collect(&consumer, expected, &stop, GRACE)
-        })?
-    };
     let cpu_before = proc.cpu_time()?;
     let started = Instant::now();
-    let start_us = now_us();
-    let generator = {
-        let (bootstrap, topic, template) =
-            (plan.bootstrap.clone(), topics.requests(), template.clone());
-        kafka_io::spawn("e2e-generator", move || {
-            kafka_io::paced(&bootstrap, &topic, &template, rate, duration)
-        })?
-    };
+    let steady = Steady::start(plan, topics, consumer, template, rate)?;
     // The daemon's transactions are counted after the warm-up, to the last request.
     let metrics = match (pipe, mode) {
         (Program::Daemon, Mode::ExactlyOnce) => Some(proc.metrics_addr().await?),
@@ -301,16 +285,14 @@ async fn latency_run(
         tokio::time::sleep(WARM_UP).await;
         phases_before = Some((Instant::now(), scrape(addr)?));
     }
-    let (sent, failed) = kafka_io::join(generator).await?;
-    anyhow::ensure!(failed == 0, "{failed} requests not acknowledged");
+    let steady = steady.sent().await?;
     let transactions = match (&metrics, phases_before) {
         (Some(addr), Some((since, before))) => {
             Some(phases(&before, &scrape(addr)?, since.elapsed()))
         }
         _ => None,
     };
-    stop.store(true, Ordering::Relaxed);
-    let arrivals = kafka_io::join(collector).await?;
+    let (start_us, sent, arrivals) = steady.collected().await?;
     let cpu = proc.cpu_time()? - cpu_before;
     let elapsed = started.elapsed();
     proc.stop().await?;
@@ -330,22 +312,99 @@ async fn latency_run(
         out_dir()?.join(format!("{name}.csv")),
         format!("seq,sent_us,latency_us\n{csv}"),
     )?;
-    let measured_from = start_us + WARM_UP.as_micros() as u64;
-    let mut samples: Vec<u64> = arrivals
-        .iter()
-        .filter(|a| a.tag.sent_us >= measured_from)
-        .map(|a| a.received_us.saturating_sub(a.tag.sent_us))
-        .collect();
-    let warm_up_sent = rate as u64 * WARM_UP.as_millis() as u64 / 1000;
+    let (mut samples, measured) = after_warm_up(&arrivals, start_us, rate, sent);
     let run = LatencyRun {
         sent,
-        measured: sent.saturating_sub(warm_up_sent),
+        measured,
         received: samples.len() as u64,
         percentiles: Percentiles::of(&mut samples),
         cpu_percent: cpu.as_secs_f64() * 100.0 / elapsed.as_secs_f64(),
         transactions,
     };
     Ok((run, samples))
+}
+
+/// A steady load of `rate` requests per second for the warm-up and the measured seconds, its
+/// commands collected as they arrive.
+struct Steady {
+    start_us: u64,
+    stop: Arc<AtomicBool>,
+    collector: std::sync::mpsc::Receiver<anyhow::Result<Vec<kafka_io::Arrival>>>,
+    generator: Option<std::sync::mpsc::Receiver<anyhow::Result<(u64, u64)>>>,
+    sent: u64,
+}
+
+impl Steady {
+    /// Starts sending `template` requests to the input of `topics`; the commands are read from
+    /// `consumer`, subscribed before anything was commanded (only the load's own are kept).
+    fn start(
+        plan: &Plan,
+        topics: &RunTopics,
+        consumer: rdkafka::consumer::BaseConsumer,
+        template: &RequestTemplate,
+        rate: u32,
+    ) -> anyhow::Result<Self> {
+        let duration = WARM_UP + Duration::from_secs(plan.latency_secs);
+        let expected = rate as u64 * duration.as_millis() as u64 / 1000;
+        let stop = Arc::new(AtomicBool::new(false));
+        let collector = {
+            let stop = stop.clone();
+            kafka_io::spawn("e2e-collector", move || {
+                kafka_io::collect(&consumer, expected, &stop, GRACE)
+            })?
+        };
+        let start_us = now_us();
+        let generator = {
+            let (bootstrap, topic, template) =
+                (plan.bootstrap.clone(), topics.requests(), template.clone());
+            kafka_io::spawn("e2e-generator", move || {
+                kafka_io::paced(&bootstrap, &topic, &template, rate, duration)
+            })?
+        };
+        Ok(Self {
+            start_us,
+            stop,
+            collector,
+            generator: Some(generator),
+            sent: 0,
+        })
+    }
+
+    /// Once the last request is sent and acknowledged.
+    async fn sent(mut self) -> anyhow::Result<Self> {
+        if let Some(generator) = self.generator.take() {
+            let (sent, failed) = kafka_io::join(generator).await?;
+            anyhow::ensure!(failed == 0, "{failed} requests not acknowledged");
+            self.sent = sent;
+        }
+        Ok(self)
+    }
+
+    /// Once the commands are in (or the grace after the last request ran out): when the load
+    /// began, how many were sent, and what arrived.
+    async fn collected(self) -> anyhow::Result<(u64, u64, Vec<kafka_io::Arrival>)> {
+        let steady = self.sent().await?;
+        steady.stop.store(true, Ordering::Relaxed);
+        let arrivals = kafka_io::join(steady.collector).await?;
+        Ok((steady.start_us, steady.sent, arrivals))
+    }
+}
+
+/// The latencies of the requests sent after the warm-up, and how many were sent then.
+fn after_warm_up(
+    arrivals: &[kafka_io::Arrival],
+    start_us: u64,
+    rate: u32,
+    sent: u64,
+) -> (Vec<u64>, u64) {
+    let measured_from = start_us + WARM_UP.as_micros() as u64;
+    let samples = arrivals
+        .iter()
+        .filter(|a| a.tag.sent_us >= measured_from)
+        .map(|a| a.received_us.saturating_sub(a.tag.sent_us))
+        .collect();
+    let warm_up_sent = rate as u64 * WARM_UP.as_millis() as u64 / 1000;
+    (samples, sent.saturating_sub(warm_up_sent))
 }
 
 /// The transactions committed between two scrapes `window` apart, and their phases' means.
@@ -711,27 +770,8 @@ pub async fn backlog(
     let rate_measured = (measured.len() as f64 - 1.0) * 1000.0 / (last - first).max(1) as f64;
 
     // Latency: `rate`/s steady, as in the latency bench.
-    let duration = WARM_UP + Duration::from_secs(plan.latency_secs);
-    let expected = rate as u64 * duration.as_millis() as u64 / 1000;
-    let stop = Arc::new(AtomicBool::new(false));
-    let collector = {
-        let stop = stop.clone();
-        kafka_io::spawn("e2e-collector", move || {
-            kafka_io::collect(&consumer, expected, &stop, GRACE)
-        })?
-    };
-    let start_us = now_us();
-    let generator = {
-        let (bootstrap, topic, template) =
-            (plan.bootstrap.clone(), topics.requests(), template.clone());
-        kafka_io::spawn("e2e-generator", move || {
-            kafka_io::paced(&bootstrap, &topic, &template, rate, duration)
-        })?
-    };
-    let (sent, failed) = kafka_io::join(generator).await?;
-    anyhow::ensure!(failed == 0, "{failed} requests not acknowledged");
-    stop.store(true, Ordering::Relaxed);
-    let arrivals = kafka_io::join(collector).await?;
+    let steady = Steady::start(plan, &topics, consumer, &template, rate)?;
+    let (start_us, sent, arrivals) = steady.collected().await?;
     let still_queued = metric(&scrape(&addr)?, name::QUEUE_DEPTH) as u64;
     proc.stop().await?;
     topics.delete(&plan.bootstrap).await;
@@ -739,13 +779,7 @@ pub async fn backlog(
         still_queued >= queued as u64,
         "{name}: the backlog did not stay queued ({still_queued} of {queued})"
     );
-    let measured_from = start_us + WARM_UP.as_micros() as u64;
-    let mut samples: Vec<u64> = arrivals
-        .iter()
-        .filter(|a| a.tag.sent_us >= measured_from)
-        .map(|a| a.received_us.saturating_sub(a.tag.sent_us))
-        .collect();
-    let warm_up_sent = rate as u64 * WARM_UP.as_millis() as u64 / 1000;
+    let (mut samples, measured) = after_warm_up(&arrivals, start_us, rate, sent);
     Ok(BacklogResult {
         layout,
         mode,
@@ -756,7 +790,7 @@ pub async fn backlog(
         cpu_ms_per_1k: cpu.as_secs_f64() * 1000.0 * 1000.0 / n.max(1) as f64,
         latency_rate: rate,
         received: samples.len() as u64,
-        measured: sent.saturating_sub(warm_up_sent),
+        measured,
         latency: Percentiles::of(&mut samples),
     })
 }

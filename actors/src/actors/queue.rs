@@ -100,6 +100,11 @@ pub struct Take {
     pub max: usize,
     /// The max wait of each level, when the policy promotes executions past it.
     pub overdue: Option<MaxWait>,
+    /// Stop once this many are taken and together they fit in what the pool last said is
+    /// free: a pass that looks past its slots (backfill) needs the rest only when something
+    /// does not fit, and taking and giving back a hundred executions per pass is most of what
+    /// a pass costs behind a standing queue.
+    pub enough: Option<usize>,
 }
 
 /// Leased executions are about to be commanded: they no longer count in positions. Answers,
@@ -555,9 +560,24 @@ impl Handler<Take> for QueueActor {
                 taken.push(Lease::new(entry));
             }
         }
+        let free = self.waits.available();
+        let mut asked = taken
+            .first()
+            .map_or_else(Resources::default, |l: &Lease| l.entry.payload.resources);
         while taken.len() < msg.max {
+            if msg.enough.is_some_and(|n| taken.len() >= n) && asked.fits_in(&free) {
+                break;
+            }
             match self.queue.dequeue() {
-                Some(entry) => taken.push(Lease::new(entry)),
+                Some(entry) => {
+                    let r = entry.payload.resources;
+                    asked = Resources::new(
+                        asked.cpu_millis + r.cpu_millis,
+                        asked.memory_mib + r.memory_mib,
+                        asked.gpu + r.gpu,
+                    );
+                    taken.push(Lease::new(entry));
+                }
                 None => break,
             }
         }

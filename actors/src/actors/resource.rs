@@ -1,6 +1,6 @@
 //! ResourceActor: owns the resource pool and every allocation.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -120,6 +120,9 @@ pub struct ResourceActor {
     /// When each allocation made here began and ends at the latest; restored ones are not in
     /// it.
     spans: HashMap<String, Span>,
+    /// The same allocations in the order they end at the latest, with what each holds: what a
+    /// pass plans on, kept in order as allocations come and go rather than sorted per pass.
+    ending: BTreeMap<(Millis, String), Resources>,
     gauges: telemetry::PoolGauges,
     stats: ActorStats,
     stats_interval: Duration,
@@ -133,6 +136,7 @@ impl ResourceActor {
         Self {
             pool,
             spans: HashMap::new(),
+            ending: BTreeMap::new(),
             gauges: telemetry::PoolGauges::new(),
             stats: ActorStats::new("resource"),
             stats_interval,
@@ -249,20 +253,24 @@ impl Handler<ViewPool> for ResourceActor {
                 )
             });
         let running = if msg.running && !asked.fits_in(&self.pool.available()) {
+            // In the order they end, as the planner walks them; those restored from the state
+            // topic (their ends not known) last.
             let mut running: Vec<Running> = self
-                .pool
-                .allocations()
-                .map(|a| Running {
-                    resources: a.resources,
-                    // Restored from the state topic: its end is not known.
-                    ends_by: self
-                        .spans
-                        .get(&a.execution_id)
-                        .map_or(Millis::MAX, |s| s.ends_by),
-                })
+                .ending
+                .iter()
+                .map(|(&(ends_by, _), &resources)| Running { resources, ends_by })
                 .collect();
-            // The planner is cheapest on what runs in the order it ends.
-            running.sort_unstable_by_key(|r| r.ends_by);
+            if running.len() < self.pool.stats().active_allocations {
+                running.extend(
+                    self.pool
+                        .allocations()
+                        .filter(|a| !self.spans.contains_key(&a.execution_id))
+                        .map(|a| Running {
+                            resources: a.resources,
+                            ends_by: Millis::MAX,
+                        }),
+                );
+            }
             running
         } else {
             Vec::new()
@@ -288,13 +296,18 @@ impl Handler<Reserve> for ResourceActor {
             .into_iter()
             .map(|r| {
                 let allocation = self.pool.allocate(&r.execution_id, r.resources);
-                if allocation.is_ok() {
+                if let Ok(held) = &allocation {
                     let span = Span {
                         since: now,
                         ends_by: r.ends_by,
                         keys: r.runtime_keys,
                     };
-                    self.spans.insert(r.execution_id.clone(), span);
+                    // One it holds already is timed from now, as before.
+                    if let Some(old) = self.spans.insert(r.execution_id.clone(), span) {
+                        self.ending.remove(&(old.ends_by, r.execution_id.clone()));
+                    }
+                    self.ending
+                        .insert((r.ends_by, r.execution_id.clone()), held.resources);
                     let ongoing = self.ongoing(&r.execution_id, r.resources);
                     made.push((r.execution_id, ongoing));
                 }
@@ -319,7 +332,10 @@ impl Handler<Release> for ResourceActor {
     fn handle(&mut self, msg: Release, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let released = self.pool.release(&msg.execution_id);
-        self.spans.remove(&msg.execution_id);
+        if let Some(span) = self.spans.remove(&msg.execution_id) {
+            self.ending
+                .remove(&(span.ends_by, msg.execution_id.clone()));
+        }
         if released.is_some() {
             self.gauges.set(&self.pool.stats());
             self.tell(PoolChanged::Ended {

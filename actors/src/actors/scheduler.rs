@@ -380,9 +380,12 @@ async fn hand_commands(
         slots: run.slots,
         ..Pass::default()
     };
+    // Backfill looks past the slots only when what it took first does not all fit.
+    let enough = (run.lookahead > run.slots).then_some(run.slots);
     let take = Take {
         max: run.lookahead,
         overdue: (run.rules.policy == Policy::Backfill).then_some(run.rules.max_wait),
+        enough,
     };
     let leases = match peers.take.send(take).await {
         Ok(leases) => leases,
@@ -391,7 +394,11 @@ async fn hand_commands(
             return (pass, None);
         }
     };
-    pass.drained = leases.len() < run.lookahead;
+    // Exactly the slots taken may be a stop at enough (all fit), not an empty queue.
+    pass.drained = match enough {
+        Some(slots) if leases.len() == slots => false,
+        _ => leases.len() < run.lookahead,
+    };
     if leases.is_empty() {
         return (pass, None);
     }
