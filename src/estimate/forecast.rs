@@ -17,24 +17,25 @@ pub struct Release {
     pub resources: Resources,
 }
 
-/// A walk down the queue, start time by start time. What runs is looked at only once the walk
-/// needs it (an execution that does not fit in what is free now, or a gap that does not open
-/// at once): a pool of thousands of running executions with room to spare costs nothing per
-/// estimate.
+/// A walk down the queue, start time by start time. What runs comes in the order it is
+/// expected to end and is read only as far as the walk needs it (an execution that does not
+/// fit in what is free, a gap that does not open at once): with room to spare, thousands of
+/// running executions cost nothing per estimate, and with a full pool only those that end
+/// before the estimated one can start are read.
 #[derive(Debug, Clone)]
-pub struct Forecast<I> {
+pub struct Forecast<I: Iterator<Item = Release>> {
     /// No execution starts before the one ahead of it (priority, then arrival).
     t: Millis,
     now: Millis,
     free: Resources,
     /// Free now.
     available: Resources,
-    /// Expected ends of what runs (once looked at) and of what the walk placed.
+    /// Expected ends of what the walk placed.
     releases: BinaryHeap<Reverse<(Millis, u64, u64, u64)>>,
-    /// What runs, not yet looked at.
-    running: Option<I>,
-    /// What runs, once looked at: when each is expected to end, and what it frees then.
-    running_ends: Vec<(Millis, Resources)>,
+    /// What runs and has not been freed by the walk yet, in the order it ends.
+    running: std::iter::Peekable<I>,
+    /// What runs and the walk freed, in the order it ended.
+    freed: Vec<Release>,
     /// What the pool holds in all, to turn work into time for the executions not walked.
     capacity: Resources,
     walked: u64,
@@ -44,9 +45,9 @@ pub struct Forecast<I> {
     held: Vec<(Millis, Millis, Resources)>,
 }
 
-impl<I: Iterator<Item = Release>> Forecast<I> {
-    /// A walk starting at `now` with `available` free and `running` to end as given, on a
-    /// pool of `capacity`.
+impl<I: Iterator<Item = Release> + Clone> Forecast<I> {
+    /// A walk starting at `now` with `available` free and `running` (in the order it is
+    /// expected to end) to end as given, on a pool of `capacity`.
     pub fn new(
         now: Millis,
         available: Resources,
@@ -59,8 +60,8 @@ impl<I: Iterator<Item = Release>> Forecast<I> {
             free: available,
             available,
             releases: BinaryHeap::new(),
-            running: Some(running.into_iter()),
-            running_ends: Vec::new(),
+            running: running.into_iter().peekable(),
+            freed: Vec::new(),
             capacity,
             walked: 0,
             work: [0.0; 3],
@@ -68,31 +69,47 @@ impl<I: Iterator<Item = Release>> Forecast<I> {
         }
     }
 
-    /// Takes what runs into the walk, once.
-    fn look_at_running(&mut self) {
-        let Some(running) = self.running.take() else {
-            return;
+    /// Frees the next thing to end, what runs or what the walk placed; false when nothing
+    /// is left to end.
+    fn free_next(&mut self) -> bool {
+        let placed = self.releases.peek().map(|Reverse((at, ..))| *at);
+        let running = self.running.peek().map(|r| r.at.max(self.now));
+        let (at, x) = match (placed, running) {
+            (Some(p), Some(r)) if p <= r => self.pop_placed(),
+            (_, Some(_)) => {
+                let Some(r) = self.running.next() else {
+                    return false;
+                };
+                self.freed.push(r);
+                (r.at.max(self.now), r.resources)
+            }
+            (Some(_), None) => self.pop_placed(),
+            (None, None) => return false,
         };
-        for r in running {
-            let (at, x) = (r.at.max(self.now), r.resources);
-            self.running_ends.push((at, x));
-            self.releases
-                .push(Reverse((at, x.cpu_millis, x.memory_mib, x.gpu)));
-        }
+        self.t = self.t.max(at);
+        self.free = Resources::new(
+            self.free.cpu_millis + x.cpu_millis,
+            self.free.memory_mib + x.memory_mib,
+            self.free.gpu + x.gpu,
+        );
+        true
+    }
+
+    fn pop_placed(&mut self) -> (Millis, Resources) {
+        let Reverse((at, cpu, memory, gpu)) = self
+            .releases
+            .pop()
+            .expect("peeked a placed release before popping it");
+        (at, Resources::new(cpu, memory, gpu))
     }
 
     /// When the next execution in dispatch order, reserving `resources` for `runtime_ms`,
     /// is expected to start; `None` when what runs never frees enough for it.
     pub fn next(&mut self, resources: Resources, runtime_ms: u64) -> Option<Millis> {
         while !resources.fits_in(&self.free) {
-            self.look_at_running();
-            let Reverse((at, cpu, memory, gpu)) = self.releases.pop()?;
-            self.t = self.t.max(at);
-            self.free = Resources::new(
-                self.free.cpu_millis + cpu,
-                self.free.memory_mib + memory,
-                self.free.gpu + gpu,
-            );
+            if !self.free_next() {
+                return None;
+            }
         }
         self.free = self.free.saturating_sub(&resources);
         let end = self.t.saturating_add(runtime_ms);
@@ -114,28 +131,32 @@ impl<I: Iterator<Item = Release>> Forecast<I> {
     /// The earliest time from now at which `resources` fit for `runtime_ms` around everything
     /// walked so far, each where the walk placed it: where an execution that backfills would
     /// start. `None` when it never fits.
-    pub fn gap(&mut self, resources: Resources, runtime_ms: u64) -> Option<Millis> {
+    pub fn gap(&self, resources: Resources, runtime_ms: u64) -> Option<Millis> {
         // What runs only ever frees resources: if it fits from now without counting those, it
         // fits from now.
-        if self.running_ends.is_empty() {
-            let without_running = first_fit(
-                self.now,
-                self.available,
-                &self.held,
-                &[],
-                resources,
-                runtime_ms,
-            );
-            if without_running == Some(self.now) {
-                return without_running;
-            }
+        let alone = first_fit(
+            self.now,
+            self.available,
+            &self.held,
+            std::iter::empty(),
+            resources,
+            runtime_ms,
+        );
+        if alone == Some(self.now) {
+            return alone;
         }
-        self.look_at_running();
+        let now = self.now;
+        let running = self
+            .freed
+            .iter()
+            .copied()
+            .chain(self.running.clone())
+            .map(move |r| (r.at.max(now), r.resources));
         first_fit(
             self.now,
             self.available,
             &self.held,
-            &self.running_ends,
+            running,
             resources,
             runtime_ms,
         )
@@ -172,39 +193,50 @@ impl<I: Iterator<Item = Release>> Forecast<I> {
 }
 
 /// The earliest time from `now` at which `resources` fit for `runtime_ms`, with `available`
-/// free now, the walk's `held` intervals taking and `running_ends` giving back: a scan of free
-/// resources as a step function of time. `None` when it never fits.
+/// free now, the walk's `held` intervals taking and `running` (in the order it ends) giving
+/// back: a scan of free resources as a step function of time, which reads `running` only up
+/// to where it stops. `None` when it never fits.
 fn first_fit(
     now: Millis,
     available: Resources,
     held: &[(Millis, Millis, Resources)],
-    running_ends: &[(Millis, Resources)],
+    running: impl Iterator<Item = (Millis, Resources)>,
     resources: Resources,
     runtime_ms: u64,
 ) -> Option<Millis> {
-    // (time, +1 frees / -1 takes, what).
-    let mut events: Vec<(Millis, i8, Resources)> =
-        Vec::with_capacity(2 * held.len() + running_ends.len());
+    // The walk's (time, +1 frees / -1 takes, what), in time order.
+    let mut placed: Vec<(Millis, i8, Resources)> = Vec::with_capacity(2 * held.len());
     for &(from, until, r) in held {
         if until > from {
-            events.push((from, -1, r));
-            events.push((until, 1, r));
+            placed.push((from, -1, r));
+            placed.push((until, 1, r));
         }
     }
-    events.extend(running_ends.iter().map(|&(at, r)| (at, 1, r)));
-    events.sort_unstable_by_key(|e| (e.0, e.1));
+    placed.sort_unstable_by_key(|e| (e.0, e.1));
+    // Past the walk's last start only resources come back: once it fits then, it fits on.
+    let last_take = placed.iter().rposition(|e| e.1 < 0);
+    let mut placed = placed.into_iter().enumerate().peekable();
+    let mut running = running.map(|(at, r)| (at, 1i8, r)).peekable();
     let mut free = [available.cpu_millis, available.memory_mib, available.gpu].map(i128::from);
-    let (mut at, mut i) = (now, 0);
+    let mut at = now;
     // The start of the run of steps it has fitted in so far.
     let mut fitting: Option<Millis> = None;
     loop {
-        while i < events.len() && events[i].0 <= at {
-            let (_, sign, r) = events[i];
+        // Everything that happens by `at`.
+        loop {
+            let next_placed = placed.peek().map(|(_, e)| *e).filter(|e| e.0 <= at);
+            let next_running = running.peek().filter(|e| e.0 <= at).copied();
+            let (_, sign, r) = match (next_placed, next_running) {
+                (Some(p), Some(q)) if (p.0, p.1) <= (q.0, q.1) => placed.next().map(|(_, e)| e),
+                (Some(_), None) => placed.next().map(|(_, e)| e),
+                (_, Some(_)) => running.next(),
+                (None, None) => break,
+            }
+            .expect("peeked an event before taking it");
             let d = [r.cpu_millis, r.memory_mib, r.gpu].map(i128::from);
             for k in 0..3 {
                 free[k] += i128::from(sign) * d[k];
             }
-            i += 1;
         }
         if let Some(from) = fitting {
             if at >= from.saturating_add(runtime_ms) {
@@ -213,15 +245,24 @@ fn first_fit(
         }
         let step = |k: usize| u64::try_from(free[k].max(0)).unwrap_or(0);
         if resources.fits_in(&Resources::new(step(0), step(1), step(2))) {
-            fitting.get_or_insert(at);
+            let from = *fitting.get_or_insert(at);
+            let takes_left = match (last_take, placed.peek()) {
+                (Some(last), Some((next, _))) => *next <= last,
+                _ => false,
+            };
+            if !takes_left {
+                return Some(from);
+            }
         } else {
             fitting = None;
         }
-        match events.get(i) {
-            Some(e) => at = e.0,
+        at = match (placed.peek().map(|(_, e)| e), running.peek()) {
+            (Some(p), Some(q)) => p.0.min(q.0),
+            (Some(p), None) => p.0,
+            (None, Some(q)) => q.0,
             // Nothing changes after the last step.
-            None => return fitting,
-        }
+            (None, None) => return fitting,
+        };
     }
 }
 
@@ -308,14 +349,18 @@ mod tests {
         assert_eq!(f.gap(CORE, 1_000), Some(0));
         assert_eq!(looked.get(), 0, "what runs was not looked at");
         // The tenth takes the last free core; the eleventh waits, and the first to end is
-        // a walked one, before anything that runs.
+        // a walked one, before anything that runs: what runs is only peeked at.
         assert_eq!(f.next(CORE, 1_000), Some(0));
         assert_eq!(
             f.next(CORE, 100_000),
             Some(1_000),
             "when the first walked one ends"
         );
-        assert_eq!(looked.get(), 1_000, "looked at once, all of it");
+        assert_eq!(looked.get(), 1, "the first that runs, peeked at");
+        // Thirteen cores: the nine walked ones left at 1 s, then four that run, read in the
+        // order they end, and no more.
+        assert_eq!(f.next(Resources::new(13_000, 1, 0), 1), Some(10_003));
+        assert_eq!(looked.get(), 4, "what runs read only as far as needed");
         assert_eq!(f.gap(Resources::new(2_000, 1, 0), 1_000), Some(1_000));
     }
 

@@ -209,7 +209,8 @@ pub const HORIZON: usize = 1_000;
 /// The forecast start of an execution reserving `wants` for `runtime_ms`, `position` in
 /// dispatch order behind `ahead` (the executions before it, in order, with what each reserves
 /// and its expected run time; at most [`HORIZON`] of them are walked), on a pool of
-/// `capacity` with `available` free at `now` and `running` to end as given. When its position
+/// `capacity` with `available` free at `now` and `running` to end as given (in the order it
+/// ends; it is read only as far as needed). When its position
 /// is within `backfills_within` (the executions a backfill pass looks at; 0 when the policy does
 /// not backfill) and it fits in a gap before its turn, the gap's start, as backfilling would
 /// start it there. `None` when what runs never frees enough for it.
@@ -217,7 +218,7 @@ pub const HORIZON: usize = 1_000;
 pub fn forecast_start(
     now: Millis,
     available: Resources,
-    running: impl IntoIterator<Item = Release>,
+    running: impl IntoIterator<Item = Release, IntoIter: Clone>,
     capacity: Resources,
     ahead: impl IntoIterator<Item = (Resources, u64)>,
     position: usize,

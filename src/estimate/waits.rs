@@ -2,6 +2,7 @@
 //! reports it), the run times learned from what ended, and the estimate each queued execution
 //! was given, to learn from its error when it starts.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -44,7 +45,28 @@ pub struct Waits {
     told: FxHashMap<String, (Guess, Millis)>,
     /// Executions a backfill pass looks at; 0 when the policy does not backfill.
     backfills_within: usize,
+    /// Changes to what runs so far.
+    changes: u64,
+    /// What runs, in the order it is expected to end, as last sorted.
+    ends: RefCell<Ends>,
 }
+
+/// What runs, in the order it is expected to end: sorted again when what runs has changed,
+/// at most every [`RESORT_EVERY_MS`] once there are more than [`SORT_ALWAYS_UP_TO`]. Between
+/// two sorts what ended since is skipped and what started since is not there yet (an estimate
+/// then expects a little less to be freed).
+#[derive(Debug, Clone, Default)]
+struct Ends {
+    /// When it was sorted, and after how many changes.
+    sorted: Option<(Millis, u64)>,
+    list: Vec<(Release, String)>,
+}
+
+/// With up to this many running, what runs is sorted again on every change.
+const SORT_ALWAYS_UP_TO: usize = 512;
+
+/// Beyond that, at most this often (ms).
+const RESORT_EVERY_MS: Millis = 100;
 
 impl Waits {
     /// Nothing known yet, on a pool of `capacity` allocatable, under a policy that backfills
@@ -62,6 +84,7 @@ impl Waits {
     pub fn pool_is(&mut self, available: Resources, running: Vec<(String, Ongoing)>) {
         self.available = available;
         self.running = running.into_iter().collect();
+        self.changes += 1;
     }
 
     /// `execution_id` started holding `ongoing`; `available` is free now. Its estimate, if it
@@ -78,11 +101,13 @@ impl Waits {
             _ => {}
         }
         self.running.insert(execution_id, ongoing);
+        self.changes += 1;
     }
 
     /// `execution_id` released what it held at `at`; `available` is free now.
     pub fn ended(&mut self, execution_id: &str, at: Millis, available: Resources) {
         self.available = available;
+        self.changes += 1;
         if let Some(Ongoing {
             span: Some((since, ends_by)),
             keys: Some((key, group)),
@@ -154,13 +179,39 @@ impl Waits {
         now: Millis,
     ) -> Estimate {
         let e = &self.estimator;
-        let running = self.running.values().map(|r| {
-            let (key, group) = r.keys.unwrap_or_default();
-            Release {
-                at: e.expected_end(&key, &group, r.span, now),
-                resources: r.resources,
+        let mut ends = self.ends.borrow_mut();
+        let stale = match ends.sorted {
+            None => true,
+            Some((at, changes)) => {
+                changes != self.changes
+                    && (self.running.len() <= SORT_ALWAYS_UP_TO
+                        || now.abs_diff(at) >= RESORT_EVERY_MS)
             }
-        });
+        };
+        if stale {
+            let mut list: Vec<(Release, String)> = self
+                .running
+                .iter()
+                .map(|(id, r)| {
+                    let (key, group) = r.keys.unwrap_or_default();
+                    let release = Release {
+                        at: e.expected_end(&key, &group, r.span, now),
+                        resources: r.resources,
+                    };
+                    (release, id.clone())
+                })
+                .collect();
+            list.sort_unstable_by_key(|(r, _)| r.at);
+            *ends = Ends {
+                sorted: Some((now, self.changes)),
+                list,
+            };
+        }
+        let running = ends
+            .list
+            .iter()
+            .filter(|(_, id)| self.running.contains_key(id))
+            .map(|(r, _)| *r);
         let runtime = |p: &T| {
             let (key, group) = p.runtime_keys();
             e.runtime_ms(&key, &group, p.timeout_ms())
