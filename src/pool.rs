@@ -37,6 +37,15 @@ impl Resources {
             && self.gpu <= other.gpu
     }
 
+    /// Component-wise `self + other`, capped at the largest amount.
+    pub fn plus(&self, other: &Resources) -> Resources {
+        Resources {
+            cpu_millis: self.cpu_millis.saturating_add(other.cpu_millis),
+            memory_mib: self.memory_mib.saturating_add(other.memory_mib),
+            gpu: self.gpu.saturating_add(other.gpu),
+        }
+    }
+
     /// Component-wise `self - other`, floored at zero.
     pub fn saturating_sub(&self, other: &Resources) -> Resources {
         Resources {

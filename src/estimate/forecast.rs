@@ -87,11 +87,7 @@ impl<I: Iterator<Item = Release> + Clone> Forecast<I> {
             (None, None) => return false,
         };
         self.t = self.t.max(at);
-        self.free = Resources::new(
-            self.free.cpu_millis + x.cpu_millis,
-            self.free.memory_mib + x.memory_mib,
-            self.free.gpu + x.gpu,
-        );
+        self.free = self.free.plus(&x);
         true
     }
 

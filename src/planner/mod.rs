@@ -333,25 +333,16 @@ fn earliest(
     } else {
         loop {
             let r = rest.next()?;
-            free = plus(&free, &r.resources);
+            free = free.plus(&r.resources);
             if wanted.fits_in(&free) {
                 break r.ends_by.max(now);
             }
         }
     };
     while let Some(r) = rest.next_if(|r| r.ends_by.max(now) <= at) {
-        free = plus(&free, &r.resources);
+        free = free.plus(&r.resources);
     }
     Some((at, free))
-}
-
-/// Component-wise `a + b`.
-fn plus(a: &Resources, b: &Resources) -> Resources {
-    Resources::new(
-        a.cpu_millis + b.cpu_millis,
-        a.memory_mib + b.memory_mib,
-        a.gpu + b.gpu,
-    )
 }
 
 /// A duration in whole milliseconds, saturating.

@@ -683,7 +683,7 @@ fn scene() -> impl Strategy<Value = Scene> {
                 let running = running
                     .into_iter()
                     .filter(|(r, _, _)| {
-                        let more = super::plus(&used, r);
+                        let more = used.plus(r);
                         let fits = more.fits_in(&total);
                         if fits {
                             used = more;
@@ -708,7 +708,7 @@ impl Scene {
         let used = self
             .running
             .iter()
-            .fold(Resources::default(), |a, (r, _, _)| super::plus(&a, r));
+            .fold(Resources::default(), |a, (r, _, _)| a.plus(r));
         PoolView {
             available: self.total.saturating_sub(&used),
             running: self

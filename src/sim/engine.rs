@@ -602,7 +602,7 @@ impl Engine<'_> {
             for (k, &r) in self.running_jobs.iter().enumerate() {
                 let held = self.view.running[k].resources;
                 if self.ends[r as usize] <= at {
-                    free = add(&free, &held);
+                    free = free.plus(&held);
                 } else if self.view.running[k].ends_by <= at {
                     overrun = true;
                 }
@@ -706,14 +706,6 @@ impl Engine<'_> {
             eta.started(job, j.priority, now.saturating_sub(j.submit_ms), now);
         }
     }
-}
-
-fn add(a: &Resources, b: &Resources) -> Resources {
-    Resources::new(
-        a.cpu_millis + b.cpu_millis,
-        a.memory_mib + b.memory_mib,
-        a.gpu + b.gpu,
-    )
 }
 
 /// How a pass ended.

@@ -570,12 +570,7 @@ impl Handler<Take> for QueueActor {
             }
             match self.queue.dequeue() {
                 Some(entry) => {
-                    let r = entry.payload.resources;
-                    asked = Resources::new(
-                        asked.cpu_millis + r.cpu_millis,
-                        asked.memory_mib + r.memory_mib,
-                        asked.gpu + r.gpu,
-                    );
+                    asked = asked.plus(&entry.payload.resources);
                     taken.push(Lease::new(entry));
                 }
                 None => break,

@@ -245,13 +245,7 @@ impl Handler<ViewPool> for ResourceActor {
             .iter()
             .zip(&holding)
             .filter(|(_, holds)| !**holds)
-            .fold(Resources::default(), |sum, (r, _)| {
-                Resources::new(
-                    sum.cpu_millis + r.cpu_millis,
-                    sum.memory_mib + r.memory_mib,
-                    sum.gpu + r.gpu,
-                )
-            });
+            .fold(Resources::default(), |sum, (r, _)| sum.plus(r));
         let running = if msg.running && !asked.fits_in(&self.pool.available()) {
             // In the order they end, as the planner walks them; those restored from the state
             // topic (their ends not known) last.
