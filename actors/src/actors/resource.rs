@@ -120,8 +120,9 @@ pub struct ResourceActor {
     /// When each allocation made here began and ends at the latest; restored ones are not in
     /// it.
     spans: HashMap<String, Span>,
-    /// The same allocations in the order they end at the latest, with what each holds: what a
-    /// pass plans on, kept in order as allocations come and go rather than sorted per pass.
+    /// Every allocation in the order it ends at the latest (never, [`Millis::MAX`], when that
+    /// is not known: restored from the state topic), with what it holds: what a pass plans on,
+    /// kept in order as allocations come and go rather than sorted per pass.
     ending: BTreeMap<(Millis, String), Resources>,
     gauges: telemetry::PoolGauges,
     stats: ActorStats,
@@ -133,10 +134,14 @@ pub struct ResourceActor {
 impl ResourceActor {
     /// An actor owning `pool`, logging stats every `stats_interval`.
     pub fn new(pool: ResourcePool, stats_interval: Duration) -> Self {
+        let ending = pool
+            .allocations()
+            .map(|a| ((Millis::MAX, a.execution_id), a.resources))
+            .collect();
         Self {
             pool,
             spans: HashMap::new(),
-            ending: BTreeMap::new(),
+            ending,
             gauges: telemetry::PoolGauges::new(),
             stats: ActorStats::new("resource"),
             stats_interval,
@@ -222,6 +227,12 @@ impl Handler<Allocate> for ResourceActor {
     fn handle(&mut self, msg: Allocate, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let result = self.pool.allocate(&msg.execution_id, msg.resources);
+        if let Ok(held) = &result {
+            if !self.spans.contains_key(&msg.execution_id) {
+                self.ending
+                    .insert((Millis::MAX, msg.execution_id.clone()), held.resources);
+            }
+        }
         self.gauges.set(&self.pool.stats());
         self.stats.record(started);
         result
@@ -249,23 +260,10 @@ impl Handler<ViewPool> for ResourceActor {
         let running = if msg.running && !asked.fits_in(&self.pool.available()) {
             // In the order they end, as the planner walks them; those restored from the state
             // topic (their ends not known) last.
-            let mut running: Vec<Running> = self
-                .ending
+            self.ending
                 .iter()
                 .map(|(&(ends_by, _), &resources)| Running { resources, ends_by })
-                .collect();
-            if running.len() < self.pool.stats().active_allocations {
-                running.extend(
-                    self.pool
-                        .allocations()
-                        .filter(|a| !self.spans.contains_key(&a.execution_id))
-                        .map(|a| Running {
-                            resources: a.resources,
-                            ends_by: Millis::MAX,
-                        }),
-                );
-            }
-            running
+                .collect()
         } else {
             Vec::new()
         };
@@ -297,9 +295,9 @@ impl Handler<Reserve> for ResourceActor {
                         keys: r.runtime_keys,
                     };
                     // One it holds already is timed from now, as before.
-                    if let Some(old) = self.spans.insert(r.execution_id.clone(), span) {
-                        self.ending.remove(&(old.ends_by, r.execution_id.clone()));
-                    }
+                    let old = self.spans.insert(r.execution_id.clone(), span);
+                    let old_end = old.map_or(Millis::MAX, |old| old.ends_by);
+                    self.ending.remove(&(old_end, r.execution_id.clone()));
                     self.ending
                         .insert((r.ends_by, r.execution_id.clone()), held.resources);
                     let ongoing = self.ongoing(&r.execution_id, r.resources);
@@ -326,10 +324,9 @@ impl Handler<Release> for ResourceActor {
     fn handle(&mut self, msg: Release, _ctx: &mut Self::Context) -> Self::Result {
         let started = Instant::now();
         let released = self.pool.release(&msg.execution_id);
-        if let Some(span) = self.spans.remove(&msg.execution_id) {
-            self.ending
-                .remove(&(span.ends_by, msg.execution_id.clone()));
-        }
+        let span = self.spans.remove(&msg.execution_id);
+        let end = span.map_or(Millis::MAX, |span| span.ends_by);
+        self.ending.remove(&(end, msg.execution_id.clone()));
         if released.is_some() {
             self.gauges.set(&self.pool.stats());
             self.tell(PoolChanged::Ended {
