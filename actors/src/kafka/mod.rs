@@ -29,7 +29,11 @@ use tracing::{info, warn};
 /// Settings common to every client: bootstrap servers and the pass-through properties.
 pub fn client_config(kafka: &KafkaConfig, bootstrap: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", bootstrap);
+    c.set("bootstrap.servers", bootstrap)
+        // A broker back from an outage may answer metadata with "unknown topic" for a while;
+        // librdkafka then leaves that topic alone until the next periodic refresh, 5 minutes by
+        // default. One small metadata request every 10 s keeps that outage short.
+        .set("topic.metadata.refresh.interval.ms", "10000");
     for (key, value) in &kafka.properties {
         c.set(key, value);
     }

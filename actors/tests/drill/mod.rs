@@ -265,6 +265,10 @@ fn reader_with(broker: &PrivateBroker, topic: &str, isolation: &str) -> StreamCo
             ("enable.auto.commit", "false"),
             ("isolation.level", isolation),
             ("reconnect.backoff.max.ms", "1000"),
+            // A broker just back from a pause can answer a metadata request with "unknown
+            // topic"; librdkafka then leaves the partition unfetched until its next periodic
+            // refresh (5 minutes by default), past every deadline here.
+            ("topic.metadata.refresh.interval.ms", "1000"),
         ])
         .create()
         .expect("the test's consumer");
