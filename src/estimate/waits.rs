@@ -3,6 +3,7 @@
 //! was given, to learn from its error when it starts.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -41,7 +42,8 @@ pub struct Waits {
     estimator: Estimator<u64, u64>,
     capacity: Resources,
     available: Resources,
-    running: FxHashMap<String, Ongoing>,
+    /// Shared ids: the sorted list below holds them too, without copies.
+    running: FxHashMap<Arc<str>, Ongoing>,
     told: FxHashMap<String, (Guess, Millis)>,
     /// Executions a backfill pass looks at; 0 when the policy does not backfill.
     backfills_within: usize,
@@ -59,7 +61,7 @@ pub struct Waits {
 struct Ends {
     /// When it was sorted, and after how many changes.
     sorted: Option<(Millis, u64)>,
-    list: Vec<(Release, String)>,
+    list: Vec<(Release, Arc<str>)>,
 }
 
 /// With up to this many running, what runs is sorted again on every change.
@@ -83,7 +85,10 @@ impl Waits {
     /// The pool now holds exactly `running`, with `available` free.
     pub fn pool_is(&mut self, available: Resources, running: Vec<(String, Ongoing)>) {
         self.available = available;
-        self.running = running.into_iter().collect();
+        self.running = running
+            .into_iter()
+            .map(|(id, r)| (Arc::from(id), r))
+            .collect();
         self.changes += 1;
     }
 
@@ -100,7 +105,7 @@ impl Waits {
             (_, Some(since)) => self.estimator.dispatched(since),
             _ => {}
         }
-        self.running.insert(execution_id, ongoing);
+        self.running.insert(Arc::from(execution_id), ongoing);
         self.changes += 1;
     }
 
@@ -189,7 +194,7 @@ impl Waits {
             }
         };
         if stale {
-            let mut list: Vec<(Release, String)> = self
+            let mut list: Vec<(Release, Arc<str>)> = self
                 .running
                 .iter()
                 .map(|(id, r)| {
@@ -210,7 +215,7 @@ impl Waits {
         let running = ends
             .list
             .iter()
-            .filter(|(_, id)| self.running.contains_key(id))
+            .filter(|(_, id)| self.running.contains_key(&**id))
             .map(|(r, _)| *r);
         let runtime = |p: &T| {
             let (key, group) = p.runtime_keys();
