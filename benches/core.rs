@@ -492,6 +492,18 @@ fn estimate_benches(c: &mut Criterion) {
                     });
                 }
             }
+            // What a full pool of 10,000 costs when what runs changed and the last sort is
+            // 100 ms old: the list of expected ends is built and sorted again first.
+            let mut waits = Waits::new(Resources::new(6_000_000, 1 << 32, 0), 100);
+            waits.pool_is(Resources::default(), running(10_000));
+            let mut now = 1_000;
+            group.bench_function("accepted_100/10000_running_resorted", |b| {
+                b.iter(|| {
+                    now += 100;
+                    waits.ended("not-running", now, Resources::default());
+                    black_box(waits.estimate(&queue, black_box(entry), position, now))
+                })
+            });
         }
     }
     group.finish();
