@@ -187,9 +187,14 @@ function renderWaiting(queue) {
   $("waiting").replaceChildren(...rows);
   $("waiting-empty").hidden = rows.length > 0;
   const shown = queue.executions.length;
-  $("waiting-hint").textContent = queue.queued > shown
+  // Mid-pass, the executions a scheduling pass holds are not listed: say why the positions
+  // do not start at 0.
+  const held = queue.being_scheduled > 0
+    ? ` (the ${queue.being_scheduled.toLocaleString()} ahead are in a scheduling pass)`
+    : "";
+  $("waiting-hint").textContent = (queue.queued > shown
     ? `first ${shown} of ${queue.queued.toLocaleString()}, in dispatch order`
-    : "in dispatch order";
+    : "in dispatch order") + held;
 }
 
 // ---- charts -----------------------------------------------------------------------------
