@@ -773,6 +773,26 @@ impl CreatePodCommand {
         req: &ExecutionRequested,
         cpu_millis: u64,
         memory_mib: u64,
+        priority: (Priority, PriorityFormat),
+        event_id: String,
+        timestamp: String,
+    ) -> Self {
+        Self::from_request(
+            req.clone(),
+            cpu_millis,
+            memory_mib,
+            priority,
+            event_id,
+            timestamp,
+        )
+    }
+
+    /// The same, taking the request's fields rather than copying them: the daemon builds its
+    /// request only to make the command.
+    pub fn from_request(
+        req: ExecutionRequested,
+        cpu_millis: u64,
+        memory_mib: u64,
         (priority, format): (Priority, PriorityFormat),
         event_id: String,
         timestamp: String,
@@ -797,13 +817,13 @@ impl CreatePodCommand {
             aggregate_id: Some(req.execution_id.clone()),
             metadata: req.metadata.reply(),
             saga_id: saga_id(&req.execution_id).to_string(),
-            execution_id: req.execution_id.clone(),
-            script: req.script.clone(),
-            language: req.language.clone(),
-            language_version: req.language_version.clone(),
-            runtime_image: req.runtime_image.clone(),
-            runtime_command: req.runtime_command.clone(),
-            runtime_filename: req.runtime_filename.clone(),
+            execution_id: req.execution_id,
+            script: req.script,
+            language: req.language,
+            language_version: req.language_version,
+            runtime_image: req.runtime_image,
+            runtime_command: req.runtime_command,
+            runtime_filename: req.runtime_filename,
             timeout_seconds: req.timeout_seconds,
             cpu_limit,
             memory_limit,

@@ -35,10 +35,44 @@ pub struct Publish {
     pub topic: String,
     /// Message key (the execution id).
     pub key: String,
-    /// Message value; `None` writes a tombstone.
-    pub payload: Option<Vec<u8>>,
+    /// Message value.
+    pub payload: Payload,
     /// Message headers.
     pub headers: Vec<(String, String)>,
+}
+
+/// What a message carries.
+#[derive(Clone)]
+pub enum Payload {
+    /// Nothing: a tombstone, which deletes the key's record from a compacted topic.
+    Tombstone,
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// Bytes encoded only when the message is written. For a state record, which a later
+    /// record of the same execution replaces within a transaction (an execution queued and
+    /// commanded in one writes only `allocated`): when replaced, it is never encoded.
+    Deferred(Arc<dyn Fn() -> Vec<u8> + Send + Sync>),
+}
+
+impl Payload {
+    /// The bytes, encoding them if deferred; `None` for a tombstone.
+    pub fn bytes(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Payload::Tombstone => None,
+            Payload::Bytes(bytes) => Some(bytes.as_slice().into()),
+            Payload::Deferred(encode) => Some(encode().into()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Payload::Tombstone => f.write_str("Tombstone"),
+            Payload::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            Payload::Deferred(_) => f.write_str("Deferred"),
+        }
+    }
 }
 
 /// Hand messages to the producer in this order. Answers once all of them are in its queue (or,
@@ -116,25 +150,48 @@ pub enum PublishError {
 }
 
 impl Publish {
-    /// The Kafka record of this message.
-    pub(crate) fn record(&self) -> FutureRecord<'_, str, [u8]> {
-        let record = FutureRecord::to(&self.topic)
-            .key(self.key.as_str())
-            .headers(owned_headers(&self.headers));
-        match &self.payload {
-            Some(payload) => record.payload(payload.as_slice()),
-            None => record,
+    /// This message with its payload encoded, if deferred: what the producer takes.
+    pub(crate) fn encoded(mut self) -> Encoded {
+        if let Payload::Deferred(encode) = &self.payload {
+            self.payload = Payload::Bytes(encode());
         }
+        Encoded(self)
     }
 
-    /// A JSON event keyed by execution id.
-    pub fn json(topic: &str, key: &str, payload: Vec<u8>) -> Self {
+    /// A JSON message keyed by execution id.
+    pub fn json(topic: &str, key: &str, payload: Payload) -> Self {
         Self {
             topic: topic.to_owned(),
             key: key.to_owned(),
-            payload: Some(payload),
+            payload,
             headers: Vec::new(),
         }
+    }
+}
+
+/// A message whose payload is encoded ([`Publish::encoded`]).
+pub(crate) struct Encoded(Publish);
+
+impl Encoded {
+    /// The Kafka record of this message.
+    pub(crate) fn record(&self) -> FutureRecord<'_, str, [u8]> {
+        let msg = &self.0;
+        let record = FutureRecord::to(&msg.topic)
+            .key(msg.key.as_str())
+            .headers(owned_headers(&msg.headers));
+        match &msg.payload {
+            Payload::Bytes(payload) => record.payload(payload.as_slice()),
+            // `encoded` leaves nothing deferred.
+            Payload::Tombstone | Payload::Deferred(_) => record,
+        }
+    }
+}
+
+impl std::ops::Deref for Encoded {
+    type Target = Publish;
+
+    fn deref(&self) -> &Publish {
+        &self.0
     }
 }
 
@@ -363,6 +420,7 @@ impl KafkaEgressActor {
         if let Some(txn) = self.transaction.as_mut() {
             return std::future::ready(txn.produce(msg)).boxed();
         }
+        let msg = msg.encoded();
         let pending = self.pending.clone();
         pending.fetch_add(1, Ordering::Relaxed);
         let handed = match self.producer.send_result(msg.record()) {
@@ -395,7 +453,7 @@ impl KafkaEgressActor {
                 Err(source) => {
                     error!(topic = %msg.topic, key = %msg.key, error = %source, "Message not delivered.");
                     Err(PublishError::Kafka {
-                        topic: msg.topic,
+                        topic: msg.topic.clone(),
                         source,
                     })
                 }

@@ -120,6 +120,7 @@ impl Transaction {
             self.state.insert(msg.key.clone(), msg);
             return Ok(Delivered::InTransaction);
         }
+        let msg = msg.encoded();
         let mut record = msg.record();
         loop {
             match self.producer.send_result(record) {
@@ -292,6 +293,7 @@ impl Transaction {
     fn produce_state(&mut self) -> Result<(), KafkaError> {
         let deadline = Instant::now() + self.timeout;
         for msg in std::mem::take(&mut self.state).into_values() {
+            let msg = msg.encoded();
             let mut record = msg.record();
             loop {
                 match self.producer.send_result(record) {

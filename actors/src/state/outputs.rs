@@ -14,9 +14,10 @@ use coordinator_core::priority::PriorityFormat;
 use coordinator_core::queue::QueuedExecution;
 use coordinator_core::Priority;
 use serde::Serialize;
+use std::sync::Arc;
 use tracing::error;
 
-use crate::actors::egress::Publish;
+use crate::actors::egress::{Payload, Publish};
 use crate::clock::{event_id, now_millis, timestamp};
 use crate::kafka::trace::TraceContext;
 use crate::state::pending::{KeptRequestJson, Pending};
@@ -43,12 +44,18 @@ pub struct Outputs {
     dlq_topic: String,
     state_topic: String,
     priority_format: PriorityFormat,
+    /// Whether `queued` state records are encoded only when written (with exactly-once, where
+    /// a transaction keeps only an execution's last record).
+    defer_state: bool,
     /// The largest message that can be written (see [`crate::kafka::writable_limit`]).
     writable: usize,
 }
 
 /// The longest `error_message` written: a decode error can quote a whole field.
 const MAX_ERROR_MESSAGE: usize = 2048;
+
+/// The buffer a JSON message is written into, to start with.
+const JSON_CAPACITY: usize = 2048;
 
 impl Outputs {
     /// Topic names from config (layout and prefix applied); priorities written in
@@ -61,6 +68,7 @@ impl Outputs {
             dlq_topic: kafka.dlq_topic_full(),
             state_topic: kafka.state_topic_full(),
             priority_format,
+            defer_state: kafka.exactly_once,
             writable: kafka.producer_message_max_bytes(),
         }
     }
@@ -88,8 +96,11 @@ impl Outputs {
 
     /// A JSON message, with its content type.
     fn json<T: Serialize>(topic: &str, key: &str, value: &T) -> Publish {
-        // Serialising our own event types cannot fail (no maps with non-string keys).
-        let payload = serde_json::to_vec(value).unwrap_or_default();
+        Self::json_encoded(topic, key, Payload::Bytes(encode(value)))
+    }
+
+    /// A message of JSON bytes, encoded or to be, with its content type.
+    fn json_encoded(topic: &str, key: &str, payload: Payload) -> Publish {
         let mut publish = Publish::json(topic, key, payload);
         publish
             .headers
@@ -167,8 +178,8 @@ impl Outputs {
         allocation: &Allocation,
     ) -> Result<Publish, postcard::Error> {
         let request = entry.payload.request(&entry.execution_id)?;
-        let command = CreatePodCommand::for_request(
-            &request,
+        let command = CreatePodCommand::from_request(
+            request,
             allocation.resources.cpu_millis,
             allocation.resources.memory_mib,
             (entry.priority, self.priority_format),
@@ -199,7 +210,7 @@ impl Outputs {
             .unwrap_or_default();
         let mut publish = Publish {
             topic: self.dlq_topic.clone(),
-            payload: None,
+            payload: Payload::Tombstone,
             headers: vec![
                 ("x-source-topic".into(), source.0.to_owned()),
                 ("x-source-partition".into(), source.1.to_string()),
@@ -222,37 +233,20 @@ impl Outputs {
                 .headers
                 .push(("x-truncated-from".into(), payload.len().to_string()));
         }
-        publish.payload = Some(truncated_bytes(payload, room).to_vec());
+        publish.payload = Payload::Bytes(truncated_bytes(payload, room).to_vec());
         publish
     }
 
-    /// State: queued.
+    /// State: queued. With exactly-once it is encoded only if written: within one transaction,
+    /// the execution's `allocated` replaces it when the execution is commanded at once.
     pub fn state_queued(&self, entry: &QueuedExecution<Pending>) -> Publish {
-        let r = entry.payload.resources;
-        let request = match entry.payload.kept() {
-            Ok(kept) => Some(KeptRequestJson {
-                event_type: EventType::ExecutionRequested,
-                execution_id: &entry.execution_id,
-                kept,
-            }),
-            Err(e) => {
-                // A defect: a restart would skip this record.
-                error!(execution_id = %entry.execution_id, error = %e, "Queued request does not decode; its state record goes without it.");
-                None
-            }
+        let payload = if self.defer_state {
+            let entry = entry.clone();
+            Payload::Deferred(Arc::new(move || queued_record(&entry)))
+        } else {
+            Payload::Bytes(queued_record(entry))
         };
-        let record: StateRecord<_, &TraceContext> = StateRecord::Queued {
-            priority: entry.priority,
-            arrival: entry.arrival,
-            enqueued_at: entry.enqueued_at,
-            requeues: entry.requeues,
-            cpu_millis: r.cpu_millis,
-            memory_mib: r.memory_mib,
-            gpu: r.gpu,
-            request,
-            trace: entry.payload.trace(),
-        };
-        Self::json(&self.state_topic, &entry.execution_id, &record)
+        Self::json_encoded(&self.state_topic, &entry.execution_id, payload)
     }
 
     /// State: allocated.
@@ -283,10 +277,51 @@ impl Outputs {
         Publish {
             topic: self.state_topic.clone(),
             key: execution_id.to_owned(),
-            payload: None,
+            payload: Payload::Tombstone,
             headers: Vec::new(),
         }
     }
+}
+
+/// `value` as JSON.
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Room for what is written most (events and state records of a few hundred bytes and a
+    // script): the buffer is not grown and copied several times per message.
+    let mut payload = Vec::with_capacity(JSON_CAPACITY);
+    // Serialising our own event types cannot fail (no maps with non-string keys).
+    if serde_json::to_writer(&mut payload, value).is_err() {
+        payload.clear();
+    }
+    payload
+}
+
+/// The `queued` state record of `entry`, encoded.
+fn queued_record(entry: &QueuedExecution<Pending>) -> Vec<u8> {
+    let r = entry.payload.resources;
+    let request = match entry.payload.kept() {
+        Ok(kept) => Some(KeptRequestJson {
+            event_type: EventType::ExecutionRequested,
+            execution_id: &entry.execution_id,
+            kept,
+        }),
+        Err(e) => {
+            // A defect: a restart would skip this record.
+            error!(execution_id = %entry.execution_id, error = %e, "Queued request does not decode; its state record goes without it.");
+            None
+        }
+    };
+    let record: StateRecord<_, &TraceContext> = StateRecord::Queued {
+        priority: entry.priority,
+        arrival: entry.arrival,
+        enqueued_at: entry.enqueued_at,
+        requeues: entry.requeues,
+        cpu_millis: r.cpu_millis,
+        memory_mib: r.memory_mib,
+        gpu: r.gpu,
+        request,
+        trace: entry.payload.trace(),
+    };
+    encode(&record)
 }
 
 /// `text` cut to at most `max` bytes, on a character boundary.
@@ -349,13 +384,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn with_exactly_once_the_queued_record_is_encoded_only_when_written() {
+        let request = golden();
+        let entry = queued(&request);
+        let kafka = |exactly_once| KafkaConfig {
+            exactly_once,
+            ..KafkaConfig::default()
+        };
+        let deferred = Outputs::new(&kafka(true), PriorityFormat::Name).state_queued(&entry);
+        let now = Outputs::new(&kafka(false), PriorityFormat::Name).state_queued(&entry);
+        assert!(matches!(deferred.payload, Payload::Deferred(_)));
+        assert!(matches!(now.payload, Payload::Bytes(_)));
+        assert_eq!(deferred.payload.bytes(), now.payload.bytes());
+        assert_eq!(deferred.headers, now.headers);
+        let written = deferred.encoded();
+        assert!(matches!(written.payload, Payload::Bytes(_)));
+        assert_eq!(written.payload.bytes(), now.payload.bytes());
+    }
+
+    #[test]
     fn the_queued_record_restores_the_kept_request() {
         let request = golden();
         let entry = queued(&request);
         let record =
             Outputs::new(&KafkaConfig::default(), PriorityFormat::Name).state_queued(&entry);
         assert_eq!(header(&record, CONTENT_TYPE_HEADER), Some(JSON));
-        let payload = record.payload.expect("a queued record has a payload");
+        let payload = record
+            .payload
+            .bytes()
+            .expect("a queued record has a payload")
+            .into_owned();
         let text = String::from_utf8(payload.clone()).expect("JSON");
         for gone in [
             "event_id",
@@ -424,12 +482,11 @@ pub(crate) mod tests {
             );
             assert_eq!(header(publish, "tracestate"), Some("vendor=1"));
             let event: serde_json::Value =
-                serde_json::from_slice(publish.payload.as_deref().unwrap_or_default())
-                    .expect("JSON");
+                serde_json::from_slice(&publish.payload.bytes().unwrap_or_default()).expect("JSON");
             assert!(event["metadata"]["user_id"].is_string(), "{event}");
         }
         let event: serde_json::Value =
-            serde_json::from_slice(command.payload.as_deref().unwrap_or_default()).expect("JSON");
+            serde_json::from_slice(&command.payload.bytes().unwrap_or_default()).expect("JSON");
         assert_eq!(event["priority"], "normal");
 
         let shared = KafkaConfig {
@@ -445,7 +502,7 @@ pub(crate) mod tests {
         assert_eq!(accepted.topic, "execution_events");
         assert_eq!(header(&accepted, "traceparent"), None);
         let event: serde_json::Value =
-            serde_json::from_slice(accepted.payload.as_deref().unwrap_or_default()).expect("JSON");
+            serde_json::from_slice(&accepted.payload.bytes().unwrap_or_default()).expect("JSON");
         assert_eq!(event["priority"], 8);
         assert_eq!(event["estimated_wait_seconds"], 2.3);
         assert_eq!(event["estimated_wait_bound_seconds"], 9.0);

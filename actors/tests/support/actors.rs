@@ -170,8 +170,8 @@ impl Sink {
 
     /// Records `msg` and answers it as the failing topics stand now.
     fn answer(&self, msg: Publish) -> Result<Delivered, PublishError> {
-        let payload = msg.payload.as_deref().map(|bytes| {
-            serde_json::from_slice::<Value>(bytes).expect("every payload published is JSON")
+        let payload = msg.payload.bytes().map(|bytes| {
+            serde_json::from_slice::<Value>(&bytes).expect("every payload published is JSON")
         });
         let mut log = self.lock();
         let delivered = !log.failing.contains(&msg.topic);
