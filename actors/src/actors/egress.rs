@@ -5,6 +5,7 @@
 //! every `transaction_interval`, once every message in it is delivered. A transactional egress
 //! runs on a thread of its own, since commits block it.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,8 +38,8 @@ pub struct Publish {
     pub key: String,
     /// Message value.
     pub payload: Payload,
-    /// Message headers.
-    pub headers: Vec<(String, String)>,
+    /// Message headers: names are the coordinator's own, values mostly too.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
 }
 
 /// What a message carries.
@@ -56,7 +57,7 @@ pub enum Payload {
 
 impl Payload {
     /// The bytes, encoding them if deferred; `None` for a tombstone.
-    pub fn bytes(&self) -> Option<std::borrow::Cow<'_, [u8]>> {
+    pub fn bytes(&self) -> Option<Cow<'_, [u8]>> {
         match self {
             Payload::Tombstone => None,
             Payload::Bytes(bytes) => Some(bytes.as_slice().into()),
@@ -164,7 +165,8 @@ impl Publish {
             topic: topic.to_owned(),
             key: key.to_owned(),
             payload,
-            headers: Vec::new(),
+            // Room for the content type, the origin and a trace context.
+            headers: Vec::with_capacity(4),
         }
     }
 }
@@ -364,8 +366,8 @@ impl KafkaEgressActor {
 }
 
 /// Kafka headers from (name, value) pairs.
-fn owned_headers(pairs: &[(String, String)]) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new();
+fn owned_headers(pairs: &[(&'static str, Cow<'static, str>)]) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new_with_capacity(pairs.len());
     for (key, value) in pairs {
         headers = headers.insert(Header {
             key,

@@ -2,6 +2,8 @@
 //! headers and carried onto everything the coordinator writes for it, so a trace that starts
 //! at the API continues through admission to the pod.
 
+use std::borrow::Cow;
+
 use rdkafka::message::{Headers, Message};
 use serde::{Deserialize, Serialize};
 
@@ -44,11 +46,11 @@ impl TraceContext {
     }
 
     /// The headers that carry it on.
-    pub fn headers(&self) -> impl Iterator<Item = (String, String)> + '_ {
-        std::iter::once((TRACEPARENT.to_owned(), self.traceparent.clone())).chain(
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, Cow<'static, str>)> + '_ {
+        std::iter::once((TRACEPARENT, self.traceparent.clone().into())).chain(
             self.tracestate
                 .iter()
-                .map(|state| (TRACESTATE.to_owned(), state.clone())),
+                .map(|state| (TRACESTATE, state.clone().into())),
         )
     }
 }
@@ -91,8 +93,8 @@ mod tests {
         assert_eq!(
             headers,
             [
-                ("traceparent".to_owned(), "00-aa-bb-01".to_owned()),
-                ("tracestate".to_owned(), "vendor=1".to_owned())
+                ("traceparent", Cow::from("00-aa-bb-01")),
+                ("tracestate", Cow::from("vendor=1"))
             ]
         );
     }

@@ -102,9 +102,7 @@ impl Outputs {
     /// A message of JSON bytes, encoded or to be, with its content type.
     fn json_encoded(topic: &str, key: &str, payload: Payload) -> Publish {
         let mut publish = Publish::json(topic, key, payload);
-        publish
-            .headers
-            .push((CONTENT_TYPE_HEADER.to_owned(), JSON.to_owned()));
+        publish.headers.push((CONTENT_TYPE_HEADER, JSON.into()));
         publish
     }
 
@@ -117,9 +115,7 @@ impl Outputs {
         trace: Option<&TraceContext>,
     ) -> Publish {
         let mut publish = Self::json(topic, key, value);
-        publish
-            .headers
-            .push((ORIGIN_HEADER.to_owned(), ORIGIN.to_owned()));
+        publish.headers.push((ORIGIN_HEADER, ORIGIN.into()));
         publish
             .headers
             .extend(trace.into_iter().flat_map(TraceContext::headers));
@@ -212,14 +208,14 @@ impl Outputs {
             topic: self.dlq_topic.clone(),
             payload: Payload::Tombstone,
             headers: vec![
-                ("x-source-topic".into(), source.0.to_owned()),
-                ("x-source-partition".into(), source.1.to_string()),
-                ("x-source-offset".into(), source.2.to_string()),
+                ("x-source-topic", source.0.to_owned().into()),
+                ("x-source-partition", source.1.to_string().into()),
+                ("x-source-offset", source.2.to_string().into()),
                 (
-                    "x-error".into(),
-                    truncated(error, MAX_ERROR_MESSAGE).to_owned(),
+                    "x-error",
+                    truncated(error, MAX_ERROR_MESSAGE).to_owned().into(),
                 ),
-                (ORIGIN_HEADER.into(), ORIGIN.into()),
+                (ORIGIN_HEADER, ORIGIN.into()),
             ],
             key,
         };
@@ -231,7 +227,7 @@ impl Outputs {
         if payload.len() > room {
             publish
                 .headers
-                .push(("x-truncated-from".into(), payload.len().to_string()));
+                .push(("x-truncated-from", payload.len().to_string().into()));
         }
         publish.payload = Payload::Bytes(truncated_bytes(payload, room).to_vec());
         publish
@@ -379,8 +375,8 @@ pub(crate) mod tests {
         publish
             .headers
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_ref())
     }
 
     #[test]
